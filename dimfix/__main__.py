@@ -1,0 +1,3 @@
+from dimfix.cli import run
+
+run()

@@ -1,0 +1,73 @@
+"""Run black on the changed lines only, with the project's [tool.black] settings."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from typing import List, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def changed_lines(old: str, new: str) -> List[Tuple[int, int]]:
+    """1-based inclusive line ranges of ``new`` that differ from ``old``."""
+    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    ranges = []
+    for tag, _, _, j1, j2 in matcher.get_opcodes():
+        if tag != "equal" and j2 > j1:
+            ranges.append((j1 + 1, j2))
+    return ranges
+
+
+def format_ranges(text: str, ranges: List[Tuple[int, int]], path: str) -> Tuple[str, str]:
+    """``text`` with black applied to ``ranges``; and a note if black declined."""
+    if not ranges:
+        return text, ""
+    try:
+        import black
+    except ImportError:  # pragma: no cover - black is a dependency
+        return text, "black is not installed; changed lines left unformatted"
+    mode = _black_mode(black, path)
+    try:
+        return black.format_str(text, mode=mode, lines=ranges), ""
+    except Exception as e:  # black's own errors: keep our edit as written
+        return text, f"black could not format the changed lines: {type(e).__name__}: {e}"
+
+
+def _black_mode(black, path: str):
+    config = _black_config(path) or {}
+    kwargs = {}
+    if "line-length" in config or "line_length" in config:
+        kwargs["line_length"] = int(config.get("line-length", config.get("line_length")))
+    if config.get("skip-string-normalization") or config.get("skip_string_normalization"):
+        kwargs["string_normalization"] = False
+    if config.get("skip-magic-trailing-comma") or config.get("skip_magic_trailing_comma"):
+        kwargs["magic_trailing_comma"] = False
+    if config.get("preview"):
+        kwargs["preview"] = True
+    versions = config.get("target-version", config.get("target_version"))
+    if versions:
+        known = {v.name.lower(): v for v in black.TargetVersion}
+        kwargs["target_versions"] = {known[v.lower()] for v in versions if v.lower() in known}
+    return black.Mode(**kwargs)
+
+
+def _black_config(path: str) -> Optional[dict]:
+    """[tool.black] of the nearest pyproject.toml above ``path``, as black finds it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as f:
+                    data = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError):
+                return None
+            return data.get("tool", {}).get("black")
+        if os.path.isdir(os.path.join(folder, ".git")) or os.path.dirname(folder) == folder:
+            return None
+        folder = os.path.dirname(folder)

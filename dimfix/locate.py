@@ -1,0 +1,92 @@
+"""From a recorded construction site to the libcst nodes that wrote the value.
+
+Python reports call positions in UTF-8 byte columns; libcst's PositionProvider
+counts characters. ``CallIndex`` converts one to the other per line.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from dimfix.errors import BadSource
+from dimfix.records import Frame
+
+
+class CallIndex(cst.CSTVisitor):
+    """Every Call in a module, by the character position where it starts."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__()
+        try:
+            self.wrapper = MetadataWrapper(cst.parse_module(text))
+        except cst.ParserSyntaxError as e:
+            raise BadSource(f"{path}:{e.raw_line}:{e.raw_column}: cannot parse: {e.message}") from None
+        self.lines = text.splitlines(keepends=True)
+        self.calls: Dict[Tuple[int, int], List[cst.Call]] = {}
+        self.positions = self.wrapper.resolve(PositionProvider)
+        self.wrapper.visit(self)
+
+    @property
+    def module(self) -> cst.Module:
+        return self.wrapper.module
+
+    def visit_Call(self, node: cst.Call) -> None:
+        start = self.positions[node].start
+        self.calls.setdefault((start.line, start.column), []).append(node)
+
+    def find(self, frame: Frame) -> Optional[cst.Call]:
+        """The Call that ``frame`` was executing, or None."""
+        start = (frame.line, self.char_col(frame.line, frame.col))
+        end = (frame.end_line, self.char_col(frame.end_line, frame.end_col))
+        candidates = self.calls.get(start, [])
+        for node in candidates:
+            pos = self.positions[node].end
+            if (pos.line, pos.column) == end:
+                return node
+        # A call chained on another (``f(a)(b)``) starts where its callee does.
+        return candidates[-1] if len(candidates) == 1 else None
+
+    def position(self, node: cst.CSTNode) -> Tuple[int, int]:
+        """1-based line and 1-based character column where ``node`` starts."""
+        start = self.positions[node].start
+        return start.line, start.column + 1
+
+    def char_col(self, line: int, byte_col: int) -> int:
+        if not 1 <= line <= len(self.lines):
+            return byte_col
+        text = self.lines[line - 1]
+        if text.isascii():
+            return byte_col
+        return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+def find_argument(call: cst.Call, params: Sequence[str], name: str) -> Tuple[Optional[cst.Arg], str]:
+    """The Arg passing parameter ``name`` in ``call``, or None and why not.
+
+    ``params`` are the constructor's parameter names in order ('*' for *args).
+    """
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg, ""
+    if name not in params:
+        return None, f"the call takes no {name} argument"
+    index = params.index(name)
+    if "*" in params[:index]:
+        return None, f"{name} follows *args in the constructor"
+    position = 0
+    for arg in call.args:
+        if arg.star:
+            return None, f"{name} is passed through {arg.star}unpacking"
+        if arg.keyword is not None:
+            break
+        if position == index:
+            return arg, ""
+        position += 1
+    if any(arg.star == "**" for arg in call.args):
+        return None, f"{name} is passed through ** unpacking"
+    return None, f"{name} is not passed at this call (its default is used)"

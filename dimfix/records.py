@@ -1,0 +1,130 @@
+"""Frozen records passed between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of user code on the way to a layer's constructor.
+
+    ``line``/``col`` .. ``end_line``/``end_col`` span the call being executed in
+    that frame; columns are 0-based UTF-8 byte offsets, as Python reports them.
+    """
+
+    path: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    function: str
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a layer was built: the innermost user frame and the chain outward."""
+
+    chain: Tuple[Frame, ...]
+    # Set when the user's call built something else (a library builder or
+    # layer) that in turn built this layer, e.g. "torch.nn.TransformerEncoderLayer".
+    via: Optional[str] = None
+    # Integer values of the names visible at the call, for reasoning about
+    # expressions such as ``input_size + 10``.
+    names: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def call(self) -> Frame:
+        return self.chain[0]
+
+    @property
+    def key(self) -> Tuple[str, int, int, int, int]:
+        c = self.call
+        return (c.path, c.line, c.col, c.end_line, c.end_col)
+
+
+@dataclass(frozen=True)
+class Construction:
+    """One layer built at a site, with what its argument must be after the fix."""
+
+    layer_path: str
+    declared: int
+    required: Optional[int]  # None: the layer never ran, so it sets no constraint
+    site: Site
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A layer whose declared size disagrees with what arrives (or is demanded)."""
+
+    layer_path: str
+    family: str  # a key of families.FAMILIES, e.g. "Linear"
+    kind: str  # the layer's class name, e.g. "Conv2d"
+    arg: str  # constructor parameter, e.g. "in_features"
+    declared: int
+    observed: int
+    why: str  # "input arrives as 2x64x16x16 flattened", "--num-classes 10"
+    site: Optional[Site]
+    params: Tuple[str, ...] = ()  # the constructor's parameters, in order
+    # Per-sample shape of the tensor before it was flattened, when the size is a
+    # product (64x16x16 for 16384): lets ``64 * 14 * 14`` keep its form.
+    factors: Tuple[int, ...] = ()
+    note: str = ""  # why this cannot be fixed by one argument, if so
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one traced forward pass found."""
+
+    mismatches: Tuple[Mismatch, ...]
+    # Every construction of every layer that has a mismatch at its site,
+    # keyed by (site key, arg): the edit at a site must suit all of them.
+    constructions: Mapping[tuple, Tuple[Construction, ...]]
+    device: str
+    output_shape: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One argument to rewrite, and the reason shown to the user."""
+
+    mismatch: Mismatch
+    line: int  # 1-based, in the original text
+    col: int  # 1-based character column of the argument's value
+    new_code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unfixable:
+    """A mismatch dimfix found but will not edit, with the reason."""
+
+    mismatch: Mismatch
+    path: str
+    line: int
+    col: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for, once parsed."""
+
+    name: str
+    inputs: Tuple["InputSpec", ...]
+    init: Mapping[str, object] = field(default_factory=dict)
+    num_classes: Optional[int] = None
+    max_memory: Optional[int] = None  # bytes allowed for a CPU trace
+    format: bool = True
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+    name: Optional[str] = None  # keyword input, else positional
+
+    def __str__(self) -> str:
+        dims = "x".join(map(str, self.shape))
+        return dims if self.dtype == "float32" else f"{self.dtype}:{dims}"

@@ -1,0 +1,116 @@
+"""Record where every layer is built, while the model is built.
+
+``nn.Module.__init__`` is wrapped for the duration of a ``recording_sites``
+block. For each new module it walks the Python stack outward: frames that
+belong to the module's own ``__init__`` chain are skipped, then every frame in
+a user file is kept, with the exact span of the call it is executing (Python
+3.11 code positions), innermost first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+from typing import Callable, Dict, Iterator, List, Optional
+
+from dimfix.records import Frame, Site
+
+MAX_CHAIN = 16
+
+
+class SiteBook:
+    """Sites by module identity; keeps the modules alive so ids stay unique."""
+
+    def __init__(self) -> None:
+        self._sites: Dict[int, Site] = {}
+        self._alive: List[object] = []
+
+    def add(self, module: object, site: Site) -> None:
+        self._sites[id(module)] = site
+        self._alive.append(module)
+
+    def get(self, module: object) -> Optional[Site]:
+        return self._sites.get(id(module))
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
+@contextlib.contextmanager
+def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
+    """Within the block, every ``nn.Module`` constructed gets a Site in the book."""
+    import torch.nn as nn
+
+    book = SiteBook()
+    original = nn.Module.__init__
+
+    def init_and_record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if book.get(self) is None:
+            site = _site_of(self, sys._getframe(1), is_user_file)
+            if site is not None:
+                book.add(self, site)
+
+    nn.Module.__init__ = init_and_record
+    try:
+        yield book
+    finally:
+        nn.Module.__init__ = original
+
+
+def _site_of(module, frame, is_user_file) -> Optional[Site]:
+    # Skip the module's own __init__ and the super().__init__ calls in it.
+    while frame is not None and _is_init_of(frame, module):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    via = None
+    if not is_user_file(frame.f_code.co_filename):
+        via = _describe(frame)
+    chain: List[Frame] = []
+    names: Dict[str, int] = {}
+    while frame is not None and len(chain) < MAX_CHAIN:
+        if is_user_file(frame.f_code.co_filename):
+            span = _call_span(frame)
+            if span is None:
+                break
+            if not chain:
+                names = _int_names(frame)
+            chain.append(Frame(frame.f_code.co_filename, *span, frame.f_code.co_name))
+        elif chain:
+            break  # user code was called from outside (the loader): chain ends
+        frame = frame.f_back
+    if not chain:
+        return None
+    return Site(tuple(chain), via, names)
+
+
+def _is_init_of(frame, module) -> bool:
+    code = frame.f_code
+    if code.co_argcount == 0:
+        return False
+    return frame.f_locals.get(code.co_varnames[0]) is module
+
+
+def _call_span(frame):
+    """(line, col, end_line, end_col) of the instruction the frame is executing."""
+    index = frame.f_lasti // 2
+    positions = frame.f_code.co_positions()
+    pos = next(itertools.islice(positions, index, None), None)
+    if pos is None or None in pos:
+        return None
+    line, end_line, col, end_col = pos
+    return line, col, end_line, end_col
+
+
+def _int_names(frame) -> Dict[str, int]:
+    found = {k: v for k, v in frame.f_globals.items() if type(v) is int}
+    found.update((k, v) for k, v in frame.f_locals.items() if type(v) is int)
+    return found
+
+
+def _describe(frame) -> str:
+    code = frame.f_code
+    module = frame.f_globals.get("__name__", "?")
+    return f"{module}.{code.co_qualname}"

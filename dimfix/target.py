@@ -1,0 +1,89 @@
+"""Parse what the user typed: ``PATH::NAME``, ``--input`` shapes, ``--init`` values."""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Dict, Iterable, Tuple
+
+from dimfix.errors import BadUsage
+from dimfix.records import InputSpec
+
+# dtype prefixes accepted by --input, and the torch dtype attribute each names.
+DTYPES = {
+    "float": "float32",
+    "float32": "float32",
+    "float16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "float64": "float64",
+    "double": "float64",
+    "long": "int64",
+    "int64": "int64",
+    "int": "int32",
+    "int32": "int32",
+    "bool": "bool",
+}
+MAX_DIM = 2**31 - 1
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_target(spec: str) -> Tuple[str, str]:
+    """``models/net.py::Net`` -> (``models/net.py``, ``Net``)."""
+    path, sep, name = spec.rpartition("::")
+    if not sep or not path or not name:
+        raise BadUsage(f"target {spec!r} must be PATH::NAME, e.g. model.py::Net")
+    if not all(_IDENT.match(part) for part in name.split(".")):
+        raise BadUsage(f"target {spec!r}: {name!r} is not a Python name")
+    return path, name
+
+
+def parse_input(text: str) -> InputSpec:
+    """``1x3x32x32``, ``long:2x12`` or ``image=1x3x224x224`` -> InputSpec."""
+    name = None
+    spec = text.strip()
+    key, eq, rest = spec.partition("=")
+    if eq:
+        if not _IDENT.match(key):
+            raise BadUsage(f"--input {text!r}: {key!r} is not a keyword name")
+        name, spec = key, rest
+    dtype = "float32"
+    prefix, colon, dims = spec.rpartition(":")
+    if colon:
+        if prefix not in DTYPES:
+            known = ", ".join(sorted(DTYPES))
+            raise BadUsage(f"--input {text!r}: unknown dtype {prefix!r} (one of {known})")
+        dtype, spec = DTYPES[prefix], dims
+    parts = spec.split("x")
+    shape = []
+    for part in parts:
+        if not (part.isascii() and part.isdigit()):
+            raise BadUsage(
+                f"--input {text!r}: {part!r} is not a positive whole number; "
+                "write sizes like 1x3x32x32"
+            )
+        size = int(part)
+        if size < 1:
+            raise BadUsage(f"--input {text!r}: sizes must be at least 1, got {size}")
+        if size > MAX_DIM:
+            raise BadUsage(f"--input {text!r}: size {size} is too large")
+        shape.append(size)
+    return InputSpec(tuple(shape), dtype, name)
+
+
+def parse_init(items: Iterable[str]) -> Dict[str, object]:
+    """``KEY=VALUE`` pairs; VALUE must be a Python literal (``ast.literal_eval``)."""
+    init: Dict[str, object] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not _IDENT.match(key):
+            raise BadUsage(f"--init {item!r} must be KEY=VALUE, e.g. num_classes=10")
+        try:
+            init[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise BadUsage(
+                f"--init {item!r}: {value.strip()!r} is not a Python literal "
+                "(numbers, strings, tuples, lists, dicts, True/False/None)"
+            ) from None
+    return init

@@ -1,0 +1,337 @@
+"""Build the model and run it once with hooks that compare, at every layer, the
+size it declares with the size that arrives. A wrong layer is resized in the
+live model and the pass goes on, so one run finds every mismatch.
+
+Small models are traced on CPU with zeroed weights (cheap, and data-dependent
+code works); large ones on the meta device, which holds no weights. A model
+that fails on meta is retried on CPU when its weights fit in the memory limit.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import math
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from dimfix.errors import ModelRaised, TooBig
+from dimfix.families import Family, family_of
+from dimfix.load import user_frame_of
+from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
+from dimfix.sites import SiteBook, recording_sites
+
+# Below this many bytes of weights a CPU trace is faster than meta's ~1.3 s
+# one-time cost of loading torch's Python meta kernels.
+CPU_TRACE_BYTES = 256 * 2**20
+MAX_PASSES = 3
+
+
+def default_max_memory() -> int:
+    """A quarter of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
+                book: Optional[SiteBook] = None) -> Trace:
+    """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
+    if isinstance(target, nn.Module):
+        return _Tracer(target, options, book or SiteBook(), "cpu").run()
+    with recording_sites(is_user_file) as meta_book:
+        model = _build(target, options, "meta")
+    size = _nbytes(model)
+    if size <= CPU_TRACE_BYTES:
+        _materialize(model)
+        return _Tracer(model, options, meta_book, "cpu").run()
+    try:
+        return _Tracer(model, options, meta_book, "meta").run()
+    except ModelRaised as on_meta:
+        limit = options.max_memory or default_max_memory()
+        need = size + sum(_input_bytes(spec) for spec in options.inputs)
+        if need > limit:
+            raise TooBig(
+                f"the model does not run on the meta device ({on_meta}); a CPU trace "
+                f"would need {_gb(need)} of memory, over the {_gb(limit)} limit "
+                "(--max-memory)"
+            ) from on_meta
+    with recording_sites(is_user_file) as cpu_book:
+        model = _build(target, options, "cpu")
+    return _Tracer(model, options, cpu_book, "cpu").run()
+
+
+def _build(target, options: Options, device: str) -> nn.Module:
+    name = getattr(target, "__name__", "model")
+    try:
+        with torch.device(device):
+            model = target(**options.init)
+    except Exception as e:
+        raise ModelRaised(f"{user_frame_of(e)}building {name} raised {_what(e)}") from e
+    if not isinstance(model, nn.Module):
+        raise ModelRaised(
+            f"{name}() returned a {type(model).__name__}, not an nn.Module"
+        )
+    return model
+
+
+def _nbytes(model: nn.Module) -> int:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _materialize(model: nn.Module) -> None:
+    # Not to_empty(): empty_like on a meta tensor loads the meta kernels.
+    model._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype, device="cpu"))
+
+
+def _input_bytes(spec: InputSpec) -> int:
+    return math.prod(spec.shape) * torch.empty((), dtype=getattr(torch, spec.dtype)).element_size()
+
+
+class _Tracer:
+    """One model, one device: run forward passes until nothing changes."""
+
+    def __init__(self, model: nn.Module, options: Options, book: SiteBook, device: str):
+        self.model = model
+        self.options = options
+        self.book = book
+        self.device = device
+        self.paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+        self.mismatches: List[Mismatch] = []
+        self.seen: Dict[int, Tuple[nn.Module, Dict[str, int]]] = {}
+        self.recent = collections.deque(maxlen=32)  # shapes of recent outputs
+        self.produced: Dict[int, Tuple[nn.Module, torch.Tensor]] = {}
+        self.heads: List[nn.Module] = []
+
+    def run(self) -> Trace:
+        self.model.eval()
+        output = None
+        for _ in range(MAX_PASSES):
+            before = len(self.mismatches)
+            output = self._forward()
+            if not self._check_classes(output) and len(self.mismatches) == before:
+                break
+        return Trace(
+            tuple(self.mismatches),
+            self._constructions(),
+            self.device,
+            tuple(output.shape) if isinstance(output, torch.Tensor) else (),
+        )
+
+    # -- one forward pass -----------------------------------------------------
+
+    def _forward(self):
+        args, kwargs = self._inputs()
+        self.recent.clear()
+        self.produced.clear()
+        self.heads.clear()
+        for a in args:
+            self.recent.append(tuple(a.shape))
+        hooks = [
+            nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
+            nn.modules.module.register_module_forward_hook(self._post_hook),
+        ]
+        try:
+            with torch.no_grad(), torch.device(self.device):
+                output = self.model(*args, **kwargs)
+        except Exception as e:
+            raise ModelRaised(f"{user_frame_of(e)}forward raised {_what(e)}") from e
+        finally:
+            for h in hooks:
+                h.remove()
+        return _pick_output(output)
+
+    def _inputs(self):
+        args, kwargs = [], {}
+        for spec in self.options.inputs:
+            dtype = getattr(torch, spec.dtype)
+            make = torch.empty if self.device == "meta" else torch.zeros
+            t = make(spec.shape, dtype=dtype, device=self.device)
+            if spec.name:
+                kwargs[spec.name] = t
+            else:
+                args.append(t)
+        return args, kwargs
+
+    def _pre_hook(self, module, args):
+        family = family_of(module)
+        if family is None or not args or not isinstance(args[0], torch.Tensor):
+            return
+        x = args[0]
+        observed = family.observe(module, x)
+        if observed is None:
+            return
+        declared = family.declared(module)
+        first = self.seen.setdefault(id(module), (module, {}))[1]
+        first.setdefault(family.arg, observed)
+        if observed == declared:
+            return
+        note = family.resize(module, observed)
+        if first[family.arg] != observed:
+            note = f"it is called with {first[family.arg]} and with {observed} features"
+        factors = self._factors(x)
+        shape = (x.shape[0], *factors) if factors else x.shape
+        why = f"input arrives as {_dims(shape)}" + (" flattened" if factors else "")
+        self._record(module, family, family.arg, declared, observed, why, factors, note)
+
+    def _post_hook(self, module, args, output):
+        if isinstance(output, torch.Tensor):
+            self.recent.append(tuple(output.shape))
+            family = family_of(module)
+            if family is not None and family.out_arg:
+                self.produced[id(output)] = (module, output)
+                self.heads.append(module)
+
+    def _factors(self, x) -> Tuple[int, ...]:
+        """C, H, W of the tensor that was flattened into ``x``, if one was."""
+        if x.dim() != 2:
+            return ()
+        batch, features = x.shape
+        for shape in reversed(self.recent):
+            if len(shape) >= 3 and shape[0] == batch and math.prod(shape[1:]) == features:
+                return tuple(shape[1:])
+        return ()
+
+    # -- the classifier head ----------------------------------------------------
+
+    def _check_classes(self, output) -> bool:
+        """Resize the head when --num-classes disagrees; True if it did."""
+        want = self.options.num_classes
+        if want is None or not isinstance(output, torch.Tensor) or output.dim() == 0:
+            return False
+        head = self._head(output)
+        if head is None:
+            if output.shape[-1] == want:
+                return False
+            raise ModelRaised(
+                f"the output has shape {_dims(output.shape)}, and no Linear or Conv "
+                f"layer produces its classes, so --num-classes {want} cannot be applied"
+            )
+        module, family = head
+        declared = family.declared_out(module)
+        if declared == want:
+            return False
+        note = family.resize_out(module, want)
+        self._record(module, family, family.out_arg, declared, want,
+                     f"--num-classes {want}", (), note)
+        return True
+
+    def _head(self, output) -> Optional[Tuple[nn.Module, Family]]:
+        hit = self.produced.get(id(output))
+        if hit is not None and hit[1] is output:
+            return hit[0], family_of(hit[0])
+        # The output went through an op after the head (softmax, view, ...):
+        # take the last layer whose output size matches the class dimension.
+        for module in reversed(self.heads):
+            family = family_of(module)
+            dim = family.out_dim if family.out_dim < 0 else min(family.out_dim, output.dim() - 1)
+            if family.declared_out(module) == output.shape[dim]:
+                return module, family
+        return None
+
+    # -- results ------------------------------------------------------------------
+
+    def _record(self, module, family, arg, declared, observed, why, factors, note):
+        self.mismatches.append(
+            Mismatch(
+                layer_path=self._path(module),
+                family=family.name,
+                kind=type(module).__name__,
+                arg=arg,
+                declared=declared,
+                observed=observed,
+                why=why,
+                site=self.book.get(module),
+                params=_params(type(module)),
+                factors=factors,
+                note=note,
+            )
+        )
+
+    def _path(self, module) -> str:
+        path = self.paths.get(id(module))
+        if path is None:
+            return f"<{type(module).__name__} not registered in the model>"
+        return path or "<model>"
+
+    def _constructions(self) -> Dict[tuple, Tuple[Construction, ...]]:
+        """For each (site, arg) with a mismatch, every layer built at that site."""
+        wanted = {}
+        for m in self.mismatches:
+            if m.site is not None:
+                wanted[(m.site.key, m.arg)] = []
+        if not wanted:
+            return {}
+        fixed = {(x.layer_path, x.arg): x.observed for x in self.mismatches}
+        for path, module in self.model.named_modules():
+            site = self.book.get(module)
+            family = family_of(module)
+            if site is None or family is None:
+                continue
+            for arg in (family.arg, family.out_arg):
+                group = wanted.get((site.key, arg))
+                if group is None:
+                    continue
+                ran = id(module) in self.seen
+                declared = self._declared(module, family, arg, path)
+                required = fixed.get((path, arg), declared if ran else None)
+                group.append(Construction(path, declared, required, site))
+        return {k: tuple(v) for k, v in wanted.items()}
+
+    def _declared(self, module, family, arg, path) -> int:
+        for m in self.mismatches:
+            if m.layer_path == path and m.arg == arg:
+                return m.declared
+        return int(getattr(module, arg))
+
+
+def _pick_output(output):
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        if isinstance(output.get("logits"), torch.Tensor):
+            return output["logits"]
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+_PARAMS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _params(kind: type) -> Tuple[str, ...]:
+    """The constructor's parameter names in order; '*' marks a *args."""
+    if kind not in _PARAMS:
+        try:
+            sig = inspect.signature(kind)
+            names = tuple(
+                "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else n
+                for n, p in sig.parameters.items()
+            )
+        except (TypeError, ValueError):
+            names = ()
+        _PARAMS[kind] = names
+    return _PARAMS[kind]
+
+
+def _dims(shape) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _what(e: BaseException) -> str:
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+

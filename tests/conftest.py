@@ -1,0 +1,58 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+def cases():
+    """Fixture pairs: every folder under fixtures/ with an ``args`` file."""
+    return sorted(p.parent.name for p in FIXTURES.glob("*/args"))
+
+
+def copy_case(name: str, tmp_path: Path) -> Path:
+    """A private copy of the case folder (package cases need their siblings)."""
+    dest = tmp_path / name
+    shutil.copytree(FIXTURES / name, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+class Run:
+    def __init__(self, code, stdout, stderr):
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+    def __repr__(self):
+        return f"<exit {self.code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}>"
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Run dimfix's click command in-process, in a given folder."""
+
+    def invoke(args, cwd):
+        from dimfix.cli import main
+
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        return Run(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
+
+
+def run_process(args, cwd, env=None):
+    """Run ``python -m dimfix`` as a user would, in a fresh process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dimfix", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)

@@ -1,0 +1,86 @@
+"""Fixtures are the spec: run the CLI on each broken.py and compare bytes."""
+
+import os
+import re
+import shlex
+
+import pytest
+
+from conftest import FIXTURES, cases, copy_case
+
+
+def _args(case):
+    return shlex.split((FIXTURES / case / "args").read_text())
+
+
+def _exit(case):
+    path = FIXTURES / case / "exit"
+    return int(path.read_text()) if path.exists() else 0
+
+
+def _expected(case):
+    return (FIXTURES / case / "expected.py").read_bytes()
+
+
+def _stamp(path):
+    st = os.stat(path)
+    return path.read_bytes(), st.st_mtime_ns, st.st_mode
+
+
+@pytest.mark.parametrize("case", cases())
+def test_fix_matches_expected(case, tmp_path, cli):
+    folder = copy_case(case, tmp_path)
+    run = cli(_args(case), folder)
+    assert run.code == _exit(case), run
+    assert (folder / "broken.py").read_bytes() == _expected(case), run
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("case", cases())
+def test_second_run_changes_nothing(case, tmp_path, cli):
+    folder = copy_case(case, tmp_path)
+    (folder / "broken.py").write_bytes(_expected(case))
+    before = _stamp(folder / "broken.py")
+    run = cli(_args(case), folder)
+    assert run.code == _exit(case), run
+    assert _stamp(folder / "broken.py") == before
+    assert run.stdout == ""
+
+
+@pytest.mark.parametrize("case", cases())
+def test_dry_run_and_check_touch_nothing(case, tmp_path, cli):
+    folder = copy_case(case, tmp_path)
+    before = _stamp(folder / "broken.py")
+    pending = _expected(case) != before[0]
+
+    dry = cli(_args(case) + ["--dry-run"], folder)
+    assert _stamp(folder / "broken.py") == before
+    assert dry.code == _exit(case), dry
+    assert (dry.stdout != "") == pending
+
+    check = cli(_args(case) + ["--check"], folder)
+    assert _stamp(folder / "broken.py") == before
+    assert check.code == (1 if pending else _exit(case)), check
+    assert check.stdout == ""
+
+
+@pytest.mark.parametrize("case", [c for c in cases() if _exit(c) == 0])
+def test_check_passes_after_fix(case, tmp_path, cli):
+    folder = copy_case(case, tmp_path)
+    assert cli(_args(case), folder).code == 0
+    assert cli(_args(case) + ["--check"], folder).code == 0
+
+
+@pytest.mark.parametrize("case", cases())
+def test_one_reason_line_per_fix(case, tmp_path, cli):
+    folder = copy_case(case, tmp_path)
+    run = cli(_args(case) + ["--dry-run"], folder)
+    before = (FIXTURES / case / "broken.py").read_text(encoding="utf-8").splitlines()
+    after = _expected(case).decode("utf-8").splitlines()
+    changed = sum(a != b for a, b in zip(before, after))
+    reasons = [line for line in run.stderr.splitlines() if re.match(r"broken\.py:\d+:\d+: ", line)]
+    fixes = [line for line in reasons if "cannot fix" not in line]
+    # One reason line per fixed argument; a changed line may hold several.
+    assert len(fixes) >= changed, run
+    for line in fixes:
+        assert " -> " in line, line
