@@ -85,7 +85,7 @@ def exec_source(loc: Location, text: str, filename: Optional[str] = None):
         code = compile(text, filename, "exec", dont_inherit=True)
     except SyntaxError as e:
         raise BadSource(
-            f"{loc.path}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
+            f"{display_path(loc.path)}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
         ) from None
     spec = importlib.util.spec_from_loader(loc.module, loader=None, origin=filename)
     module = importlib.util.module_from_spec(spec)
@@ -133,8 +133,8 @@ def find_model(module, name: str, path: str):
     if isinstance(obj, nn.Module) or inspect.isfunction(obj) or inspect.ismethod(obj):
         return obj
     raise TargetNotFound(
-        f"{path}::{name} is not a model: a {type(obj).__name__}, not an nn.Module "
-        "subclass or a function that returns one"
+        f"{path}::{name} is not a model: it is of type {type(obj).__name__}, "
+        "not an nn.Module subclass or a function that returns one"
     )
 
 

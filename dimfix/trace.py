@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from dimfix.errors import ModelRaised, TooBig
+from dimfix.errors import BadUsage, ModelRaised, TooBig
 from dimfix.families import Family, family_of
 from dimfix.load import user_frame_of
 from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
@@ -57,7 +57,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
         if need > limit:
             raise TooBig(
                 f"the model does not run on the meta device ({on_meta}); a CPU trace "
-                f"would need {_gb(need)} of memory, over the {_gb(limit)} limit "
+                f"would need {_size(need)} of memory, over the {_size(limit)} limit "
                 "(--max-memory)"
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
@@ -74,9 +74,28 @@ def _build(target, options: Options, device: str) -> nn.Module:
         raise ModelRaised(f"{user_frame_of(e)}building {name} raised {_what(e)}") from e
     if not isinstance(model, nn.Module):
         raise ModelRaised(
-            f"{name}() returned a {type(model).__name__}, not an nn.Module"
+            f"{name}() returned an object of type {type(model).__name__}, not an nn.Module"
         )
     return model
+
+
+def _check_forward(model: nn.Module, args, kwargs) -> None:
+    """Fail clearly when the model has no forward or the inputs do not fit it."""
+    name = type(model).__name__
+    if type(model).forward is nn.Module.forward:
+        raise ModelRaised(f"{name} has no forward method")
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        given = len(args) + len(kwargs)
+        raise BadUsage(
+            f"{name}.forward{sig} does not accept the {given} --input "
+            f"tensor{'s' if given != 1 else ''} given: {e}"
+        ) from None
 
 
 def _nbytes(model: nn.Module) -> int:
@@ -127,6 +146,7 @@ class _Tracer:
 
     def _forward(self):
         args, kwargs = self._inputs()
+        _check_forward(self.model, args, kwargs)
         self.recent.clear()
         self.produced.clear()
         self.heads.clear()
@@ -326,8 +346,11 @@ def _dims(shape) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
-def _gb(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _what(e: BaseException) -> str:

@@ -1,0 +1,42 @@
+"""Models that fail in ways dimfix must report as one clear line."""
+
+import torch
+from torch import nn
+
+NOT_A_MODEL = 5
+
+
+class RaisesInInit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        raise ValueError("unsupported configuration")
+
+
+class RaisesInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        raise KeyError("missing feature")
+
+
+class NoForward(nn.Module):
+    pass
+
+
+class Plain:
+    pass
+
+
+class Good(nn.Module):
+    def __init__(self, width=4):
+        super().__init__()
+        self.fc = nn.Linear(width, 2)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+
+def returns_int():
+    return 3

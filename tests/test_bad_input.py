@@ -1,0 +1,87 @@
+"""Bad input: exit 2, one line on stderr, no traceback, nothing written."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import ROOT, run_process
+
+DATA = ROOT / "tests" / "data"
+
+CASES = {
+    "missing file": (["nope.py::Net", "--input", "1x4"], "no such file"),
+    "no ::NAME": (["bad_models.py", "--input", "1x4"], "must be PATH::NAME"),
+    "folder": ([".::Net", "--input", "1x4"], "is a directory"),
+    "unknown name": (["bad_models.py::Missing", "--input", "1x4"], "no model named 'Missing'"),
+    "not a model (int)": (["bad_models.py::NOT_A_MODEL", "--input", "1x4"], "is not a model"),
+    "not a model (class)": (["bad_models.py::Plain", "--input", "1x4"], "not an nn.Module subclass"),
+    "factory returns int": (["bad_models.py::returns_int", "--input", "1x4"], "not an nn.Module"),
+    "raises in __init__": (["bad_models.py::RaisesInInit", "--input", "1x4"],
+                           "bad_models.py:12: in __init__: building RaisesInInit raised ValueError"),
+    "raises in forward": (["bad_models.py::RaisesInForward", "--input", "1x4"],
+                          "bad_models.py:21: in forward: forward raised KeyError"),
+    "no forward": (["bad_models.py::NoForward", "--input", "1x4"], "has no forward method"),
+    "too many inputs": (["bad_models.py::Good", "--input", "1x4", "--input", "1x4"],
+                        "does not accept the 2 --input tensors"),
+    "no --input": (["bad_models.py::Good"], "give a sample input with --input"),
+    "shape 3xAx4": (["bad_models.py::Good", "--input", "3xAx4"], "'A' is not a positive whole number"),
+    "shape 0x3": (["bad_models.py::Good", "--input", "0x3"], "sizes must be at least 1"),
+    "shape -1x3": (["bad_models.py::Good", "--input", "-1x3"], "'-1' is not a positive whole number"),
+    "shape huge": (["bad_models.py::Good", "--input", "1x3x99999999999"], "is too large"),
+    "bad dtype": (["bad_models.py::Good", "--input", "complex:1x4"], "unknown dtype 'complex'"),
+    "init not literal": (["bad_models.py::Good", "--input", "1x4", "--init", "width=os.getcwd()"],
+                         "is not a Python literal"),
+    "init unknown key": (["bad_models.py::Good", "--input", "1x4", "--init", "depth=3"],
+                         "takes no keyword 'depth'"),
+    "init no =": (["bad_models.py::Good", "--input", "1x4", "--init", "width"], "must be KEY=VALUE"),
+    "num-classes 0": (["bad_models.py::Good", "--input", "1x4", "--num-classes", "0"],
+                      "--num-classes must be at least 1"),
+    "num-classes not int": (["bad_models.py::Good", "--input", "1x4", "--num-classes", "ten"],
+                            "'ten' is not a valid integer"),
+    "unknown option": (["bad_models.py::Good", "--input", "1x4", "--frobnicate"], "No such option"),
+    "syntax error": (["syntax_error.py::Net", "--input", "1x4"], "syntax_error.py:1:7: cannot parse"),
+    "not UTF-8, no cookie": (["latin1.py::Net", "--input", "1x4"], "cannot decode"),
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bad")
+    shutil.copy(DATA / "bad_models.py", path)
+    (path / "syntax_error.py").write_text("def f(:\n    pass\n")
+    (path / "latin1.py").write_bytes("# caf\xe9\nimport torch\n".encode("latin-1"))
+    return path
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes(), os.stat(p).st_mtime_ns) for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_is_one_clear_line(case, folder):
+    args, message = CASES[case]
+    before = _snapshot(folder)
+    run = run_process(args, folder)
+    assert run.code == 2, run
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run
+    assert lines[0].startswith("dimfix: error: "), run
+    assert message in lines[0], run
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    assert _snapshot(folder) == before
+
+
+def test_verbose_shows_the_traceback(folder):
+    run = run_process(["bad_models.py::RaisesInForward", "--input", "1x4", "--verbose"], folder)
+    assert run.code == 2
+    assert "Traceback" in run.stderr
+    assert run.stderr.splitlines()[-1].startswith("dimfix: error: ")
+
+
+def test_clean_run_prints_no_warnings(folder):
+    run = run_process(["bad_models.py::Good", "--input", "1x4"], folder)
+    assert run.code == 0, run
+    assert "Warning" not in run.stderr and "NumPy" not in run.stderr, run
+    assert run.stderr.splitlines() == ["bad_models.py: layer sizes are consistent, nothing to fix"]

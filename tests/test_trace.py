@@ -1,0 +1,86 @@
+"""Devices, fallbacks and the verify gate."""
+
+import shutil
+
+import pytest
+
+import dimfix.trace
+from conftest import FIXTURES
+
+DATA_DEPENDENT = """\
+import torch
+from torch import nn
+
+
+class Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 16)
+        self.b = nn.Linear(12, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        if h.sum().item() >= 0:  # needs real values: fails on the meta device
+            h = torch.relu(h)
+        return self.b(h)
+"""
+
+
+@pytest.fixture
+def meta_first(monkeypatch):
+    """Trace every model as if it were too big for a CPU trace."""
+    monkeypatch.setattr(dimfix.trace, "CPU_TRACE_BYTES", 0)
+
+
+def _case(tmp_path, name="pooling_product"):
+    shutil.copytree(FIXTURES / name, tmp_path / name)
+    return tmp_path / name
+
+
+def test_meta_trace_gives_the_same_fix(tmp_path, cli, meta_first):
+    folder = _case(tmp_path)
+    args = (folder / "args").read_text().split()
+    run = cli(args + ["--verbose"], folder)
+    assert run.code == 0, run
+    assert "traced on meta" in run.stderr
+    assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+
+
+def test_data_dependent_model_falls_back_to_cpu(tmp_path, cli, meta_first):
+    (tmp_path / "gated.py").write_text(DATA_DEPENDENT)
+    run = cli(["gated.py::Gated", "--input", "2x8", "--verbose"], tmp_path)
+    assert run.code == 0, run
+    assert "traced on cpu" in run.stderr
+    assert "nn.Linear(16, 4)" in (tmp_path / "gated.py").read_text()
+
+
+def test_memory_guard_refuses_a_cpu_fallback(tmp_path, cli, meta_first):
+    (tmp_path / "gated.py").write_text(DATA_DEPENDENT)
+    run = cli(["gated.py::Gated", "--input", "2x8", "--max-memory", "100B"], tmp_path)
+    assert run.code == 2, run
+    assert "over the 100 bytes limit (--max-memory)" in run.stderr
+    assert (tmp_path / "gated.py").read_text() == DATA_DEPENDENT
+
+
+def test_an_edit_that_does_not_verify_is_not_written(tmp_path, cli, monkeypatch):
+    import dimfix.rewrite
+
+    folder = _case(tmp_path)
+    before = (folder / "broken.py").read_bytes()
+    real = dimfix.rewrite.apply_edits
+    monkeypatch.setattr(
+        dimfix.rewrite, "apply_edits",
+        lambda module, repl: real(module, repl).replace("16 * 16", "16 * 15"),
+    )
+    run = cli((folder / "args").read_text().split(), folder)
+    assert run.code == 2, run
+    assert "fix did not verify" in run.stderr
+    assert (folder / "broken.py").read_bytes() == before
+
+
+def test_model_instance_target(tmp_path, cli):
+    source = (FIXTURES / "linear_chain" / "broken.py").read_text() + "\nmodel = MyModel()\n"
+    (tmp_path / "inst.py").write_text(source)
+    run = cli(["inst.py::model", "--input", "2x10"], tmp_path)
+    assert run.code == 0, run
+    assert "nn.Linear(20, 5)" in (tmp_path / "inst.py").read_text()
