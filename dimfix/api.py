@@ -74,7 +74,7 @@ def _fix(path: str, options: Options) -> FixResult:
     from dimfix.rewrite import apply_edits
     from dimfix.verify import verify_source
 
-    plan = plan_edits(source.text, loc.path, display, trace)
+    plan = plan_edits(source.text, loc.path, display, trace, options.init)
     new_text = apply_edits(plan.index.module, plan.replacements)
     notes: Tuple[str, ...] = ()
     if new_text != source.text and options.format:

@@ -3,6 +3,7 @@ rewrites of an expression that give a wanted value."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -10,44 +11,115 @@ import libcst as cst
 
 Replacements = Dict[cst.CSTNode, cst.CSTNode]
 
-_OPS: Dict[type, Callable[[int, int], Optional[int]]] = {
+_OPS: Dict[type, Callable[[object, object], object]] = {
     cst.Add: lambda a, b: a + b,
     cst.Subtract: lambda a, b: a - b,
     cst.Multiply: lambda a, b: a * b,
-    cst.FloorDivide: lambda a, b: a // b if b else None,
-    cst.Modulo: lambda a, b: a % b if b else None,
-    cst.Divide: lambda a, b: a // b if b and a % b == 0 else None,
-    cst.Power: lambda a, b: a**b if 0 <= b <= 64 else None,
+    cst.FloorDivide: lambda a, b: a // b,
+    cst.Modulo: lambda a, b: a % b,
+    cst.Divide: lambda a, b: a / b,
+    cst.Power: lambda a, b: a**b if abs(b) <= 64 else None,
 }
 
 
-def evaluate(node: cst.BaseExpression, names: Mapping[str, int],
-             override: Optional[Mapping[cst.CSTNode, int]] = None) -> Optional[int]:
-    """The integer value of ``node``, or None when it is not plain arithmetic."""
-    if override and node in override:
-        return override[node]
-    if isinstance(node, cst.Integer):
-        return int(node.evaluated_value)
-    if isinstance(node, cst.Name):
-        value = names.get(node.value)
+MISSING = object()
+
+
+class Evaluator:
+    """Evaluates integer arithmetic in an expression.
+
+    ``local_values`` and ``global_values`` give names their values; attributes
+    are read with ``inspect.getattr_static`` so no user code runs. ``hook`` may
+    answer for a Name, Attribute or Subscript node first (returning MISSING to
+    decline), and ``override`` swaps nodes for others before evaluating.
+    Integer literals used are appended to ``used``.
+    """
+
+    def __init__(self, local_values: Mapping[str, object] = (), global_values: Mapping[str, object] = (),
+                 hook: Optional[Callable[[cst.CSTNode], object]] = None,
+                 override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None) -> None:
+        self.local_values = dict(local_values)
+        self.global_values = global_values or {}
+        self.hook = hook
+        self.override = override or {}
+        self.used: List[cst.Integer] = []
+
+    def integer(self, node: cst.BaseExpression) -> Optional[int]:
+        value = self.value(node)
         return value if type(value) is int else None
-    if isinstance(node, cst.UnaryOperation):
-        value = evaluate(node.expression, names, override)
-        if value is None:
+
+    def value(self, node: cst.CSTNode) -> object:
+        node = self.override.get(node, node)
+        if self.hook is not None and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
+            hooked = self.hook(node)
+            if hooked is not MISSING:
+                return hooked
+        if isinstance(node, cst.Integer):
+            self.used.append(node)
+            return int(node.evaluated_value)
+        if isinstance(node, cst.Float):
+            return float(node.evaluated_value)
+        if isinstance(node, cst.Name):
+            return self._name(node.value)
+        if isinstance(node, cst.Attribute):
+            base = self.value(node.value)
+            if base is None:
+                return None
+            try:
+                return inspect.getattr_static(base, node.attr.value)
+            except AttributeError:
+                return None
+        if isinstance(node, cst.UnaryOperation):
+            value = self.value(node.expression)
+            if not _is_number(value):
+                return None
+            if isinstance(node.operator, cst.Minus):
+                return -value
+            return value if isinstance(node.operator, cst.Plus) else None
+        if isinstance(node, cst.BinaryOperation):
+            op = _OPS.get(type(node.operator))
+            left, right = self.value(node.left), self.value(node.right)
+            if op is None or not _is_number(left) or not _is_number(right):
+                return None
+            try:
+                return op(left, right)
+            except (ArithmeticError, ValueError):
+                return None
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            return self._call(node)
+        return None
+
+    def _name(self, name: str) -> object:
+        if name in self.local_values:
+            return self.local_values[name]
+        if name in self.global_values:
+            return self.global_values[name]
+        return {"True": True, "False": False, "None": None}.get(name)
+
+    def _call(self, node: cst.Call) -> object:
+        func = node.func.value
+        if func not in _CALLS or any(a.keyword or a.star for a in node.args):
             return None
-        if isinstance(node.operator, cst.Minus):
-            return -value
-        return value if isinstance(node.operator, cst.Plus) else None
-    if isinstance(node, cst.BinaryOperation):
-        op = _OPS.get(type(node.operator))
-        left = evaluate(node.left, names, override)
-        right = evaluate(node.right, names, override)
-        if op is None or left is None or right is None:
+        values = [self.value(a.value) for a in node.args]
+        if not values or not all(_is_number(v) for v in values):
             return None
-        return op(left, right)
-    if isinstance(node, cst.Call) and _is_name(node.func, "int") and len(node.args) == 1:
-        return evaluate(node.args[0].value, names, override)
-    return None
+        try:
+            return _CALLS[func](*values)
+        except (TypeError, ValueError, ArithmeticError):
+            return None
+
+
+def evaluate(node: cst.BaseExpression, names: Mapping[str, object],
+             override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None) -> Optional[int]:
+    """The integer value of ``node`` given ``names``, or None."""
+    return Evaluator(names, override=override).integer(node)
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+_CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs}
 
 
 def integers(node: cst.CSTNode) -> List[cst.Integer]:

@@ -33,9 +33,28 @@ def format_ranges(text: str, ranges: List[Tuple[int, int]], path: str) -> Tuple[
         return text, "black is not installed; changed lines left unformatted"
     mode = _black_mode(black, path)
     try:
-        return black.format_str(text, mode=mode, lines=ranges), ""
+        formatted = black.format_str(text, mode=mode, lines=ranges)
     except Exception as e:  # black's own errors: keep our edit as written
         return text, f"black could not format the changed lines: {type(e).__name__}: {e}"
+    return _without_blank_line_changes(text, formatted), ""
+
+
+def _without_blank_line_changes(before: str, after: str) -> str:
+    """``after``, minus the blank lines black added or removed around a range.
+
+    With ``lines=``, black also adjusts the empty lines before a formatted
+    statement (e.g. adds one between ``class X:`` and its first ``def``); those
+    are not the user's changed lines, so they are kept as they were.
+    """
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    out = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal" and all(not line.strip() for line in old[i1:i2] + new[j1:j2]):
+            out.extend(old[i1:i2])
+        else:
+            out.extend(new[j1:j2])
+    return "".join(out)
 
 
 def _black_mode(black, path: str):

@@ -1,28 +1,27 @@
-"""Decide, for each mismatch, which argument to rewrite and to what.
+"""Decide, for each mismatch, which expression to rewrite and to what.
 
-Mismatches built at one call site are planned together: a call inside a loop
-builds several layers, and one edit there must suit every one of them.
+Every size argument of every traced layer built in the file is expanded to its
+origins first (see origin.py). A candidate edit — a literal at the call, a
+literal where the value is written (a default, a constant, a caller's
+argument, a list element), or a new expression at the call — is accepted only
+if every traced layer argument it reaches still gets the value it needs, and
+every other read of the names it flows through is accounted for.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import libcst as cst
 
-from dimfix.exprs import (
-    Replacements,
-    code_of,
-    evaluate,
-    names_in,
-    product_factors,
-    refit_product,
-    solve_literal,
-)
+from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
 from dimfix.locate import CallIndex, find_argument
+from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
+
+Key = Tuple[str, str]  # (layer path, argument)
 
 
 @dataclass(frozen=True)
@@ -33,77 +32,187 @@ class Plan:
     index: CallIndex
 
 
-def plan_edits(text: str, path: str, display: str, trace: Trace) -> Plan:
+@dataclass(frozen=True)
+class _Candidate:
+    replacements: Replacements
+    node: cst.CSTNode  # the node whose position the reason line names
+    label: str  # "" for an edit of the argument itself, else the origin's name
+
+
+def plan_edits(text: str, path: str, display: str, trace: Trace,
+               init: Mapping[str, object] = ()) -> Plan:
     """Edits for ``trace``'s mismatches in the file ``path`` holding ``text``."""
     index = CallIndex(text, display)
-    planner = _Planner(index, path, display, trace)
+    planner = _Planner(index, Resolver(index, path, dict(init)), path, display)
+    planner.expand(trace.constructions)
     groups: Dict[tuple, List[Mismatch]] = {}
     for m in trace.mismatches:
         key = (m.site.key, m.arg) if m.site is not None else (m.layer_path, m.arg)
         groups.setdefault(key, []).append(m)
-    for key, group in groups.items():
-        planner.plan(group, trace.constructions.get(key, ()))
+    for group in groups.values():
+        planner.plan(group)
     return Plan(tuple(planner.edits), tuple(planner.unfixable), planner.replacements, index)
 
 
 class _Planner:
-    def __init__(self, index: CallIndex, path: str, display: str, trace: Trace) -> None:
+    def __init__(self, index: CallIndex, resolver: Resolver, path: str, display: str) -> None:
         self.index = index
+        self.resolver = resolver
         self.path = path
         self.display = display
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
         self.replacements: Replacements = {}
+        self.expansions: Dict[Key, Tuple[Construction, Expansion]] = {}
+        self.args: Dict[Key, cst.Arg] = {}
+        self.problems: Dict[Key, Tuple[Optional[cst.CSTNode], str]] = {}
+        self.reach: Dict[Key, frozenset] = {}  # nodes each expansion depends on
+        self.literals: Dict[Key, list] = {}
 
-    def plan(self, group: Sequence[Mismatch], built: Sequence[Construction]) -> None:
-        m = group[0]
-        site = m.site
-        if site is None:
-            return self._refuse(group, None, "cannot tell where this layer was built")
-        where = site.call
+    # -- expansion of every traced argument --------------------------------------
+
+    def expand(self, constructions: Sequence[Construction]) -> None:
+        for c in constructions:
+            key = (c.layer_path, c.arg)
+            node, why = self._argument(c)
+            if why:
+                self.problems[key] = (node, why)
+                continue
+            self.args[key] = node
+            self.resolver.why = ""
+            exp = self.resolver.expand_argument(c.site, node.value)
+            if exp.value() != c.declared:
+                why = self.resolver.why or f"cannot tell how `{code_of(node.value)}` gives {c.declared}"
+                self.problems[key] = (node.value, why)
+                continue
+            if self.resolver.why:  # the value comes from outside this file
+                self.problems[key] = (node.value, self.resolver.why)
+            literals = exp.literals()
+            self.expansions[key] = (c, exp)
+            self.literals[key] = literals
+            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals)])
+
+    def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
+        site = c.site
         if site.via:
-            return self._refuse(group, None, f"it is built inside {site.via}, not by the call here")
-        if os.path.abspath(where.path) != self.path:
-            return self._refuse(group, None, f"it is built in {where.path}; dimfix edits only the target file")
+            return None, f"it is built inside {site.via}, not by the call here"
+        if os.path.abspath(site.call.path) != self.path:
+            return None, f"it is built in {site.call.path}; dimfix edits only the target file"
+        call = self.index.find(site.call)
+        if call is None:
+            return None, "cannot find the call that built it"
+        arg, why = find_argument(call, c.params, c.arg)
+        return (arg, "") if arg is not None else (call, why)
+
+    # -- planning one group of mismatches (one call site, one argument) ---------------
+
+    def plan(self, group: Sequence[Mismatch]) -> None:
+        m = group[0]
+        key = (m.layer_path, m.arg)
         notes = sorted({x.note for x in group if x.note})
+        if m.site is None:
+            return self._refuse(group, None, "cannot tell where this layer was built")
         if notes:
             return self._refuse(group, None, "; ".join(notes))
-        call = self.index.find(where)
-        if call is None:
-            return self._refuse(group, None, "cannot find the call that built it")
-        arg, why = find_argument(call, m.params, m.arg)
-        if arg is None:
-            return self._refuse(group, call, why)
-        needs = [c for c in built if c.required is not None] or [
-            Construction(x.layer_path, x.declared, x.observed, site) for x in group
-        ]
-        wanted = sorted({c.required for c in needs})
-        if len(wanted) > 1 and not names_in(arg.value):
-            listing = ", ".join(str(v) for v in wanted)
-            return self._refuse(
-                group, arg.value,
-                f"this call builds {len(needs)} layers that need different {m.arg} ({listing})",
-            )
-        for replacements in _candidates(arg.value, m, site.names):
-            if all(self._gives(arg.value, replacements, c) for c in needs):
-                self.replacements.update(replacements)
-                line, col = self.index.position(arg.value)
-                new_code = code_of(_apply(arg.value, replacements))
-                self.edits.append(Edit(m, line, col, new_code, self._reason(group, line, col)))
+        if key not in self.expansions:
+            node, why = self.problems.get(key, (None, "cannot follow this argument"))
+            return self._refuse(group, node, why)
+        construction, exp = self.expansions[key]
+        if exp.value(self.replacements) == m.observed:
+            return None  # an edit made for another layer already fixed this one
+        arg = self.args[key]
+        outside = self.problems.get(key)  # part of the value comes from outside the file
+        for candidate in self._candidates(arg.value, exp, m, local=outside is None):
+            if self._safe(candidate):
+                self.replacements.update(candidate.replacements)
+                self.edits.append(self._edit(group, candidate))
                 return None
-        return self._refuse(group, arg.value, _why_not(arg.value, m))
+        if outside is not None:
+            return self._refuse(group, *outside)
+        return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
 
-    def _gives(self, expr, replacements, construction: Construction) -> bool:
-        new = _apply(expr, replacements)
-        return evaluate(new, construction.site.names) == construction.required
+    def _candidates(self, expr, exp: Expansion, m: Mismatch, local: bool) -> Iterator[_Candidate]:
+        want = m.observed
+        if not names_in(expr) and not _has_reference(expr):
+            factors = product_factors(expr)
+            if factors and m.factors:
+                refit = refit_product(factors, m.factors)
+                if refit:
+                    yield _Candidate(refit, expr, "")
+            if isinstance(expr, cst.Integer):
+                yield _Candidate({expr: expr.with_changes(value=str(want))}, expr, "")
+            else:
+                yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+            return
+        # A name in the expression already holds the size: ``input_size + 10``.
+        if not isinstance(expr, (cst.Name, cst.Attribute)):
+            for name in names_in(expr):
+                if exp.local_values.get(name, exp.global_values.get(name)) == want:
+                    yield _Candidate({expr: cst.Name(name)}, expr, "")
+        literals = self.literals[(m.layer_path, m.arg)]
+        origin = exp.passthrough()
+        if origin is not exp and isinstance(origin.node, cst.Integer):
+            # The value is written elsewhere, unchanged on its way: fix it there.
+            lit = origin.node
+            yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label)
+        # Arithmetic: solve for one literal, nearest to the layer first.
+        for lit, stack in sorted(literals, key=lambda item: len(item[1])):
+            value = _solve(exp, lit, want, self.replacements)
+            if value is not None:
+                label = "" if len(stack) == 1 else stack[-1].label
+                yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
+        # The origin is shared: write a new expression at this call instead.
+        if local:
+            yield from self._local(expr, exp, want)
 
-    def _reason(self, group: Sequence[Mismatch], line: int, col: int) -> str:
+    def _local(self, expr, exp: Expansion, want: int) -> Iterator[_Candidate]:
+        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
+            return
+        current = exp.value()
+        if current and want % current == 0 and want != current:
+            yield _Candidate({expr: _times(expr, cst.Multiply(), want // current)}, expr, "")
+        if current and want and current % want == 0:
+            yield _Candidate({expr: _times(expr, cst.FloorDivide(), current // want)}, expr, "")
+        yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+
+    def _safe(self, candidate: _Candidate) -> bool:
+        trial = {**self.replacements, **candidate.replacements}
+        touched = set(candidate.replacements)
+        for key, (c, exp) in self.expansions.items():
+            if c.required is None or not touched & self.reach[key]:
+                continue
+            if exp.value(trial) != c.required:
+                return False
+        for node in touched:
+            for binding in self._bindings_to(node):
+                if not all(self.resolver.is_accounted(r) for r in binding.references):
+                    return False
+        return True
+
+    def _bindings_to(self, node):
+        for literals in self.literals.values():
+            for lit, stack in literals:
+                if lit is node:
+                    for e in stack:
+                        yield from e.bindings
+
+    # -- results -------------------------------------------------------------------------
+
+    def _edit(self, group: Sequence[Mismatch], candidate: _Candidate) -> Edit:
         m = group[0]
+        line, col = self.index.position(candidate.node)
+        original = candidate.node
+        new = candidate.replacements.get(original, original)
         more = f" (and {len(group) - 1} more built here)" if len(group) > 1 else ""
-        return (
-            f"{self.display}:{line}:{col}: {m.layer_path} ({m.kind}){more} "
-            f"{m.arg} {m.declared} -> {m.observed}: {m.why}"
-        )
+        layer = f"{m.layer_path} ({m.kind}){more}"
+        if candidate.label:
+            reason = (
+                f"{self.display}:{line}:{col}: {candidate.label} {code_of(original)} -> "
+                f"{code_of(new)} (used by {layer} {m.arg}; {m.why})"
+            )
+        else:
+            reason = f"{self.display}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
+        return Edit(m, line, col, code_of(new), reason)
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]
@@ -113,53 +222,51 @@ class _Planner:
             line, col = m.site.call.line, self.index.char_col(m.site.call.line, m.site.call.col) + 1
         else:
             line, col = 0, 0
-        reason = (
-            f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} "
-            f"({m.why}): {why}"
-        )
+        reason = f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {why}"
         for x in group:
             self.unfixable.append(Unfixable(x, self.display, line, col, reason))
 
-
-def _candidates(expr: cst.BaseExpression, m: Mismatch, names) -> List[Replacements]:
-    """Rewrites of ``expr`` giving ``m.observed``, the most careful first."""
-    want = m.observed
-    out: List[Replacements] = []
-    used = names_in(expr)
-    if not used and not _has_call_or_attr(expr):
-        factors = product_factors(expr)
-        if factors and m.factors:
-            refit = refit_product(factors, m.factors)
-            if refit is not None:
-                out.append(refit)
-        if isinstance(expr, cst.Integer):
-            out.append({expr: expr.with_changes(value=str(want))})
-        else:
-            out.append({expr: cst.Integer(str(want))})
-        return out
-    if isinstance(expr, (cst.Name, cst.Attribute)):
-        return out  # the value is written elsewhere: not this call's to change
-    for name in used:
-        if names.get(name) == want:
-            out.append({expr: cst.Name(name)})
-    solved = list(solve_literal(expr, names, want))
-    if len(solved) == 1:
-        literal, value = solved[0]
-        out.append({literal: literal.with_changes(value=str(value))})
-    return out
+    def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
+        code = code_of(expr)
+        origin = exp.passthrough()
+        if origin is not exp:
+            return (
+                f"`{code}` comes from {origin.label or code_of(origin.node)}, which other "
+                f"uses need as it is, and no edit here gives {m.observed}"
+            )
+        return f"no single change to `{code}` gives {m.observed} for every layer built here"
 
 
-def _why_not(expr: cst.BaseExpression, m: Mismatch) -> str:
-    code = code_of(expr)
-    if isinstance(expr, (cst.Name, cst.Attribute)):
-        return (
-            f"`{code}` is written elsewhere (a parameter, attribute or constant); "
-            "following a value to where it is written is not supported yet"
+def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> Optional[int]:
+    """A positive value for ``lit`` that makes ``exp`` evaluate to ``want``."""
+    old = int(lit.evaluated_value)
+
+    def at(v: int) -> Optional[int]:
+        return exp.value({**base, lit: lit.with_changes(value=str(v))})
+
+    here, nxt = at(old), at(old + 1)
+    guesses = []
+    if here is not None and nxt is not None and nxt != here and (want - here) % (nxt - here) == 0:
+        guesses.append(old + (want - here) // (nxt - here))
+    if here:
+        guesses.append(round(old * want / here))
+    for v in guesses:
+        if v > 0 and v != old and at(v) == want:
+            return v
+    return None
+
+
+def _times(expr, op, k: int) -> cst.BinaryOperation:
+    return cst.BinaryOperation(
+        left=expr, operator=op, right=cst.Integer(str(k))
+    ).with_changes(
+        operator=type(op)(
+            whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")
         )
-    return f"no single change to `{code}` gives {m.observed} for every layer built here"
+    )
 
 
-def _has_call_or_attr(expr: cst.CSTNode) -> bool:
+def _has_reference(expr: cst.CSTNode) -> bool:
     found = []
 
     class Find(cst.CSTVisitor):
@@ -174,18 +281,3 @@ def _has_call_or_attr(expr: cst.CSTNode) -> bool:
 
     expr.visit(Find())
     return bool(found)
-
-
-def _apply(expr: cst.BaseExpression, replacements: Replacements) -> cst.BaseExpression:
-    if expr in replacements:
-        return replacements[expr]
-    return expr.visit(_Replace(replacements))
-
-
-class _Replace(cst.CSTTransformer):
-    def __init__(self, replacements: Replacements) -> None:
-        super().__init__()
-        self.replacements = replacements
-
-    def on_leave(self, original, updated):
-        return self.replacements.get(original, updated)

@@ -20,6 +20,10 @@ class Frame:
     end_line: int
     end_col: int
     function: str
+    # The frame's variables when the call ran (a shallow copy) and its globals:
+    # what names in the call's arguments held, for reasoning about expressions.
+    local_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    global_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -30,13 +34,17 @@ class Site:
     # Set when the user's call built something else (a library builder or
     # layer) that in turn built this layer, e.g. "torch.nn.TransformerEncoderLayer".
     via: Optional[str] = None
-    # Integer values of the names visible at the call, for reasoning about
-    # expressions such as ``input_size + 10``.
-    names: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def call(self) -> Frame:
         return self.chain[0]
+
+    @property
+    def names(self) -> Mapping[str, int]:
+        """Integer values of the names visible at the call (locals over globals)."""
+        found = {k: v for k, v in self.call.global_values.items() if type(v) is int}
+        found.update((k, v) for k, v in self.call.local_values.items() if type(v) is int)
+        return found
 
     @property
     def key(self) -> Tuple[str, int, int, int, int]:
@@ -46,12 +54,15 @@ class Site:
 
 @dataclass(frozen=True)
 class Construction:
-    """One layer built at a site, with what its argument must be after the fix."""
+    """One layer argument, where the layer was built, and what it must become."""
 
     layer_path: str
     declared: int
     required: Optional[int]  # None: the layer never ran, so it sets no constraint
     site: Site
+    arg: str = ""
+    kind: str = ""  # the layer's class name
+    params: Tuple[str, ...] = ()  # the constructor's parameters, in order
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,9 @@ class Trace:
     """What one traced forward pass found."""
 
     mismatches: Tuple[Mismatch, ...]
-    # Every construction of every layer that has a mismatch at its site,
-    # keyed by (site key, arg): the edit at a site must suit all of them.
-    constructions: Mapping[tuple, Tuple[Construction, ...]]
+    # Every size argument of every layer of a known family with a recorded
+    # site: an edit must leave each of them at its required value.
+    constructions: Tuple[Construction, ...]
     device: str
     output_shape: Tuple[int, ...] = ()
 

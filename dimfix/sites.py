@@ -69,21 +69,21 @@ def _site_of(module, frame, is_user_file) -> Optional[Site]:
     if not is_user_file(frame.f_code.co_filename):
         via = _describe(frame)
     chain: List[Frame] = []
-    names: Dict[str, int] = {}
     while frame is not None and len(chain) < MAX_CHAIN:
         if is_user_file(frame.f_code.co_filename):
             span = _call_span(frame)
             if span is None:
                 break
-            if not chain:
-                names = _int_names(frame)
-            chain.append(Frame(frame.f_code.co_filename, *span, frame.f_code.co_name))
+            code = frame.f_code
+            chain.append(
+                Frame(code.co_filename, *span, code.co_name, dict(frame.f_locals), frame.f_globals)
+            )
         elif chain:
             break  # user code was called from outside (the loader): chain ends
         frame = frame.f_back
     if not chain:
         return None
-    return Site(tuple(chain), via, names)
+    return Site(tuple(chain), via)
 
 
 def _is_init_of(frame, module) -> bool:
@@ -102,12 +102,6 @@ def _call_span(frame):
         return None
     line, end_line, col, end_col = pos
     return line, col, end_line, end_col
-
-
-def _int_names(frame) -> Dict[str, int]:
-    found = {k: v for k, v in frame.f_globals.items() if type(v) is int}
-    found.update((k, v) for k, v in frame.f_locals.items() if type(v) is int)
-    return found
 
 
 def _describe(frame) -> str:

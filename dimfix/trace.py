@@ -279,35 +279,30 @@ class _Tracer:
             return f"<{type(module).__name__} not registered in the model>"
         return path or "<model>"
 
-    def _constructions(self) -> Dict[tuple, Tuple[Construction, ...]]:
-        """For each (site, arg) with a mismatch, every layer built at that site."""
-        wanted = {}
-        for m in self.mismatches:
-            if m.site is not None:
-                wanted[(m.site.key, m.arg)] = []
-        if not wanted:
-            return {}
-        fixed = {(x.layer_path, x.arg): x.observed for x in self.mismatches}
+    def _constructions(self) -> Tuple[Construction, ...]:
+        """Every size argument of every family layer with a site, and its need."""
+        fixed = {(x.layer_path, x.arg): x for x in self.mismatches}
+        out = []
         for path, module in self.model.named_modules():
             site = self.book.get(module)
             family = family_of(module)
             if site is None or family is None:
                 continue
+            ran = id(module) in self.seen
             for arg in (family.arg, family.out_arg):
-                group = wanted.get((site.key, arg))
-                if group is None:
+                if arg is None:
                     continue
-                ran = id(module) in self.seen
-                declared = self._declared(module, family, arg, path)
-                required = fixed.get((path, arg), declared if ran else None)
-                group.append(Construction(path, declared, required, site))
-        return {k: tuple(v) for k, v in wanted.items()}
-
-    def _declared(self, module, family, arg, path) -> int:
-        for m in self.mismatches:
-            if m.layer_path == path and m.arg == arg:
-                return m.declared
-        return int(getattr(module, arg))
+                hit = fixed.get((path, arg))
+                if hit is not None:
+                    declared, required = hit.declared, hit.observed
+                else:
+                    declared = int(getattr(module, arg))
+                    required = declared if ran else None
+                out.append(
+                    Construction(path, declared, required, site, arg,
+                                 type(module).__name__, _params(type(module)))
+                )
+        return tuple(out)
 
 
 def _pick_output(output):

@@ -1,0 +1,466 @@
+"""Follow a layer's size argument to where its value is written.
+
+An argument such as ``hidden`` is *expanded*: each name in it is replaced by
+the expression it was bound to, across the frames recorded while the model was
+built — a parameter by the argument its caller passed (or its default), a local
+or module name by its one assignment, ``self.x`` by its assignment in the
+class, ``dims[i]`` or a loop variable over a list literal by that element. The
+result is a tree of Expansions whose integer literals are the places a fix
+could be written, each with the bindings it flows through, so that a change at
+an origin is made only when every use of it is accounted for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Mapping, Optional, Set, Tuple
+
+import libcst as cst
+from libcst.metadata import ParentNodeProvider, ScopeProvider
+from libcst.metadata.scope_provider import Assignment
+
+from dimfix.exprs import MISSING, Evaluator
+from dimfix.locate import CallIndex, find_argument
+from dimfix.records import Site
+
+MAX_DEPTH = 12
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A name (or ``self.attr``) a value flows through, and every place it is read."""
+
+    label: str
+    references: Tuple[cst.CSTNode, ...]
+
+
+@dataclass(eq=False)
+class Expansion:
+    """An expression, where it is evaluated, and what its names were bound to."""
+
+    node: cst.BaseExpression
+    kind: str  # argument, call-site, default, constant, local, attribute, element
+    label: str  # how the reason line names it: "default of hidden", "NUM_CLASSES"
+    local_values: Mapping[str, object]
+    global_values: Mapping[str, object]
+    bindings: Tuple[Binding, ...] = ()  # bindings crossed to reach this expression
+    subs: Dict[cst.CSTNode, "Expansion"] = field(default_factory=dict)
+
+    def value(self, override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None,
+              used: Optional[List[Tuple[cst.Integer, Tuple["Expansion", ...]]]] = None,
+              stack: Tuple["Expansion", ...] = ()) -> Optional[int]:
+        """Evaluate, with ``override`` swapping nodes; record literals in ``used``."""
+        stack = stack + (self,)
+
+        def hook(node):
+            sub = self.subs.get(node)
+            if sub is None:
+                return MISSING
+            return sub.value(override, used, stack)
+
+        ev = Evaluator(self.local_values, self.global_values, hook, override)
+        result = ev.value(self.node)
+        if used is not None:
+            used.extend((literal, stack) for literal in ev.used)
+        return result if type(result) is int else None
+
+    def literals(self) -> List[Tuple[cst.Integer, Tuple["Expansion", ...]]]:
+        """Every integer literal the value depends on, with the path to it."""
+        used: List[Tuple[cst.Integer, Tuple[Expansion, ...]]] = []
+        self.value(used=used)
+        return used
+
+    def passthrough(self) -> "Expansion":
+        """Follow bare names to the expression they stand for."""
+        exp = self
+        while exp.node in exp.subs:
+            exp = exp.subs[exp.node]
+        return exp
+
+
+class Resolver:
+    """Expands size arguments of layers built in one file."""
+
+    def __init__(self, index: CallIndex, path: str, init: Mapping[str, object]) -> None:
+        self.index = index
+        self.path = path
+        self.init = init
+        self.scopes = index.wrapper.resolve(ScopeProvider)
+        self.parents = index.wrapper.resolve(ParentNodeProvider)
+        self.traversed: Set[cst.CSTNode] = set()
+        self.why: str = ""
+
+    # -- entry point ---------------------------------------------------------------
+
+    def expand_argument(self, site: Site, arg_node: cst.BaseExpression) -> Expansion:
+        return self._expand(arg_node, site, 0, "argument", "", (), 0)
+
+    # -- expansion -------------------------------------------------------------------
+
+    def _expand(self, node, site, i, kind, label, bindings, depth, module_level=False) -> Expansion:
+        frame = site.chain[i]
+        local_values = {} if module_level else frame.local_values
+        exp = Expansion(node, kind, label, local_values, frame.global_values, bindings)
+        if depth < MAX_DEPTH:
+            for sub_node in self._resolvable(node):
+                sub = self._resolve(sub_node, site, i, depth + 1, module_level)
+                if sub is not None:
+                    exp.subs[sub_node] = sub
+                    self.traversed.add(sub_node)
+        return exp
+
+    def _resolvable(self, node) -> Iterator[cst.CSTNode]:
+        """Names, ``self.x`` and subscripts in arithmetic, outermost first."""
+        if isinstance(node, (cst.Name, cst.Subscript)):
+            yield node
+        elif isinstance(node, cst.Attribute):
+            if isinstance(node.value, cst.Name) and node.value.value == "self":
+                yield node
+        elif isinstance(node, cst.BinaryOperation):
+            yield from self._resolvable(node.left)
+            yield from self._resolvable(node.right)
+        elif isinstance(node, cst.UnaryOperation):
+            yield from self._resolvable(node.expression)
+        elif isinstance(node, cst.Call):
+            for arg in node.args:
+                yield from self._resolvable(arg.value)
+
+    def _resolve(self, node, site, i, depth, module_level) -> Optional[Expansion]:
+        if isinstance(node, cst.Name):
+            return self._name(node, site, i, depth, module_level)
+        if isinstance(node, cst.Attribute):
+            return self._attribute(node, site, i, depth)
+        return self._subscript(node, site, i, depth, module_level)
+
+    def _name(self, node: cst.Name, site, i, depth, module_level) -> Optional[Expansion]:
+        assignment = self._assignment(node)
+        if assignment is None:
+            return None
+        binding = Binding(node.value, tuple(a.node for a in assignment.references))
+        target = assignment.node
+        if isinstance(target, cst.Param):
+            return self._parameter(target, site, i, depth, binding)
+        value = _assigned_value(self.parents, target)
+        if value is not None:
+            at_module = module_level or _is_module_scope(assignment)
+            kind = "constant" if at_module else "local"
+            if not at_module and not self._in_frame_function(target, site.chain[i]):
+                return None
+            return self._expand(value, site, i, kind, node.value, (binding,), depth, at_module)
+        loop = _enclosing_loop(self.parents, target)
+        if loop is not None:
+            return self._loop_element(node, loop, site, i, depth, binding)
+        return None
+
+    def _assignment(self, node: cst.Name) -> Optional[Assignment]:
+        scope = self.scopes.get(node)
+        if scope is None:
+            return None
+        found = list(scope[node.value])
+        if len(found) != 1 or type(found[0]) is not Assignment:
+            return None  # several bindings, an import, a builtin: not ours to follow
+        return found[0]
+
+    def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
+        func = self._enclosing(param, cst.FunctionDef)
+        frame = site.chain[i]
+        if func is None or func.name.value != frame.function:
+            return None
+        name = param.name.value
+        if i + 1 < len(site.chain):
+            caller = site.chain[i + 1]
+            if caller.path != self.path:
+                self.why = f"{name} is passed from {caller.path}"
+                return None
+            call = self.index.find(caller)
+            if call is None:
+                return None
+            arg = _bound_argument(call, func, name, self._is_method(func))
+            if arg is MISSING:
+                return None
+            if arg is not None:
+                label = f"argument {name} of {_callee(call)}()"
+                return self._expand(arg, site, i + 1, "call-site", label, (binding,), depth)
+        elif name in self.init:
+            self.why = f"{name} is given with --init {name}={self.init[name]!r}"
+            return None
+        if param.default is None:
+            return None
+        return self._expand(param.default, site, i, "default", f"default of {name}",
+                            (binding,), depth, module_level=True)
+
+    def _attribute(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
+        cls = self._enclosing(node, cst.ClassDef)
+        if cls is None:
+            return None
+        attr = node.attr.value
+        stores, loads = _self_attribute_uses(cls, attr)
+        if len(stores) != 1:
+            return None
+        store_target, value = stores[0]
+        func = self._enclosing(store_target, cst.FunctionDef)
+        for j in range(i, len(site.chain)):
+            frame = site.chain[j]
+            if func is not None and frame.function == func.name.value and frame.path == self.path:
+                binding = Binding(f"self.{attr}", tuple(loads))
+                return self._expand(value, site, j, "attribute", f"self.{attr}", (binding,), depth)
+        return None
+
+    def _subscript(self, node: cst.Subscript, site, i, depth, module_level) -> Optional[Expansion]:
+        if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+            return None
+        seq = self._sequence(node.value, site, i, depth, module_level)
+        if seq is None:
+            return None
+        frame = site.chain[i]
+        values = {} if module_level else frame.local_values
+        index = Evaluator(values, frame.global_values).integer(node.slice[0].slice.value)
+        return self._element(seq, index)
+
+    def _loop_element(self, node: cst.Name, loop, site, i, depth, binding) -> Optional[Expansion]:
+        """``for a, b in zip(dims, dims[1:])``: the element this iteration read."""
+        target, iterable = loop
+        frame = site.chain[i]
+        current = frame.local_values.get(node.value, MISSING)
+        if type(current) is not int:
+            return None
+        sources = self._loop_sources(target, iterable, node.value, site, i, depth)
+        if sources is None:
+            return None
+        seq, offset, index_name = sources
+        if index_name is not None:  # enumerate(): the index is known
+            k = frame.local_values.get(index_name)
+            return self._element(seq, k + offset if type(k) is int else None)
+        elements = _element_values(seq)
+        hits = [k for k, v in enumerate(elements) if v == current]
+        if len(hits) != 1:
+            self.why = f"{node.value} is {current}, found {len(hits)} times in the list"
+            return None
+        return self._element(seq, hits[0])
+
+    def _loop_sources(self, target, iterable, name, site, i, depth):
+        """The sequence (and offset) the loop variable ``name`` reads, if simple."""
+        index_name = None
+        if _is_call_to(iterable, "enumerate") and isinstance(target, cst.Tuple):
+            parts = [e.value for e in target.elements]
+            if len(parts) != 2 or not isinstance(parts[0], cst.Name):
+                return None
+            index_name, target, iterable = parts[0].value, parts[1], iterable.args[0].value
+        if _is_call_to(iterable, "zip") and isinstance(target, cst.Tuple):
+            parts = [e.value for e in target.elements]
+            args = [a.value for a in iterable.args]
+            if len(parts) != len(args):
+                return None
+            for part, arg in zip(parts, args):
+                if isinstance(part, cst.Name) and part.value == name:
+                    target, iterable = part, arg
+                    break
+            else:
+                return None
+        if not (isinstance(target, cst.Name) and target.value == name):
+            return None
+        offset = 0
+        if isinstance(iterable, cst.Subscript):
+            offset = _slice_start(iterable)
+            if offset is None:
+                return None
+            iterable = iterable.value
+        self.traversed.add(iterable)
+        seq = self._sequence(iterable, site, i, depth, False)
+        return (seq, offset, index_name) if seq is not None else None
+
+    def _sequence(self, node, site, i, depth, module_level) -> Optional[Expansion]:
+        if isinstance(node, (cst.List, cst.Tuple)):
+            return self._expand(node, site, i, "literal", "", (), depth, module_level)
+        if not isinstance(node, cst.Name):
+            return None
+        found = self._name(node, site, i, depth, module_level)
+        if found is None:
+            return None
+        self.traversed.add(node)
+        found = found.passthrough()
+        return found if isinstance(found.node, (cst.List, cst.Tuple)) else None
+
+    def _element(self, seq: Expansion, index: Optional[int]) -> Optional[Expansion]:
+        elements = seq.node.elements
+        if type(index) is not int or not -len(elements) <= index < len(elements):
+            return None
+        element = elements[index]
+        if isinstance(element, cst.StarredElement):
+            return None
+        label = f"{seq.label}[{index % len(elements)}]" if seq.label else "list element"
+        return Expansion(element.value, "element", label, seq.local_values,
+                         seq.global_values, seq.bindings)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _enclosing(self, node, kind):
+        node = self.parents.get(node)
+        while node is not None and not isinstance(node, kind):
+            node = self.parents.get(node)
+        return node
+
+    def _is_method(self, func: cst.FunctionDef) -> bool:
+        parent = self.parents.get(self.parents.get(func))
+        return isinstance(parent, cst.ClassDef) and not any(
+            isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+            for d in func.decorators
+        )
+
+    def _in_frame_function(self, node, frame) -> bool:
+        func = self._enclosing(node, cst.FunctionDef)
+        return func is not None and func.name.value == frame.function
+
+    def is_accounted(self, reference: cst.CSTNode, seen: Optional[Set[int]] = None) -> bool:
+        """A read whose value can only reach traced layer arguments."""
+        if reference in self.traversed:
+            return True
+        parent = self.parents.get(reference)
+        if isinstance(parent, cst.Arg):
+            call = self.parents.get(parent)
+            if _is_call_to(call, "len"):
+                return True  # len(dims) does not depend on the elements' values
+        # ``self.h = hidden`` or ``h = hidden``: follow the new binding's reads.
+        seen = seen if seen is not None else set()
+        if id(reference) in seen:
+            return True
+        seen.add(id(reference))
+        if isinstance(parent, cst.Assign) and parent.value is reference and len(parent.targets) == 1:
+            target = parent.targets[0].target
+            return all(self.is_accounted(r, seen) for r in self._reads_of(target))
+        return False
+
+    def _reads_of(self, target) -> List[cst.CSTNode]:
+        if isinstance(target, cst.Name):
+            assignment = self._assignment(target) if self.scopes.get(target) else None
+            if assignment is None:
+                return [target]  # unknown: counts as unaccounted
+            return [a.node for a in assignment.references]
+        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) \
+                and target.value.value == "self":
+            cls = self._enclosing(target, cst.ClassDef)
+            if cls is not None:
+                return _self_attribute_uses(cls, target.attr.value)[1]
+        return [target]
+
+
+# -- syntax helpers ----------------------------------------------------------------------
+
+
+def _assigned_value(parents, target) -> Optional[cst.BaseExpression]:
+    """``value`` of ``target = value`` (one target) or ``target: T = value``."""
+    parent = parents.get(target)
+    if isinstance(parent, cst.AssignTarget):
+        assign = parents.get(parent)
+        if isinstance(assign, cst.Assign) and len(assign.targets) == 1:
+            return assign.value
+    if isinstance(parent, cst.AnnAssign) and parent.target is target:
+        return parent.value
+    return None
+
+
+def _is_module_scope(assignment: Assignment) -> bool:
+    from libcst.metadata import GlobalScope
+
+    return isinstance(assignment.scope, GlobalScope)
+
+
+def _enclosing_loop(parents, target) -> Optional[Tuple[cst.BaseExpression, cst.BaseExpression]]:
+    node, child = parents.get(target), target
+    while node is not None:
+        if isinstance(node, (cst.For, cst.CompFor)) and node.target is child:
+            return node.target, node.iter
+        if not isinstance(node, (cst.Tuple, cst.List, cst.Element, cst.StarredElement)):
+            return None
+        node, child = parents.get(node), node
+    return None
+
+
+def _bound_argument(call: cst.Call, func: cst.FunctionDef, name: str, is_method: bool):
+    """The expression ``call`` passes for parameter ``name`` of ``func``; None if
+    the default applies; MISSING if it cannot be told (``*args``, ``**kwargs``)."""
+    params = func.params
+    positional = [p.name.value for p in (*params.posonly_params, *params.params)]
+    if is_method and positional:
+        positional = positional[1:]
+    order = tuple(positional) + (("*",) if isinstance(params.star_arg, cst.Param) else ())
+    order += tuple(p.name.value for p in params.kwonly_params)
+    arg, why = find_argument(call, order, name)
+    if arg is not None:
+        return arg.value
+    if "unpacking" in why or "*args" in why:
+        return MISSING
+    return None
+
+
+def _self_attribute_uses(cls: cst.ClassDef, attr: str):
+    """(stores as [(target, value)], loads) of ``self.<attr>`` in ``cls``."""
+    stores: List[Tuple[cst.CSTNode, cst.BaseExpression]] = []
+    loads: List[cst.CSTNode] = []
+    targets: Set[int] = set()
+
+    class Visit(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                if _is_self_attr(t.target, attr):
+                    targets.add(id(t.target))
+                    stores.append((t.target, node.value) if len(node.targets) == 1 else (t.target, None))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if _is_self_attr(node.target, attr):
+                targets.add(id(node.target))
+                stores.append((node.target, None))
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            if _is_self_attr(node.target, attr):
+                targets.add(id(node.target))
+                stores.append((node.target, node.value))
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if _is_self_attr(node, attr) and id(node) not in targets:
+                loads.append(node)
+
+    cls.visit(Visit())
+    loads = [n for n in loads if id(n) not in targets]
+    if any(value is None for _, value in stores):
+        return [], loads
+    return stores, loads
+
+
+def _is_self_attr(node, attr: str) -> bool:
+    return (
+        isinstance(node, cst.Attribute)
+        and isinstance(node.value, cst.Name)
+        and node.value.value == "self"
+        and node.attr.value == attr
+    )
+
+
+def _is_call_to(node, name: str) -> bool:
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == name
+
+
+def _callee(call: cst.Call) -> str:
+    func = call.func
+    if isinstance(func, cst.Name):
+        return func.value
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return "call"
+
+
+def _slice_start(node: cst.Subscript) -> Optional[int]:
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Slice):
+        return None
+    s = node.slice[0].slice
+    if s.step is not None:
+        return None
+    if s.lower is None:
+        return 0
+    return Evaluator().integer(s.lower)
+
+
+def _element_values(seq: Expansion) -> List[object]:
+    ev = Evaluator(seq.local_values, seq.global_values)
+    return [ev.value(e.value) if not isinstance(e, cst.StarredElement) else None
+            for e in seq.node.elements]
