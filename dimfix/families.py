@@ -1,40 +1,113 @@
-"""Layer families: one declarative entry each, saying how to read the size that
-arrives, the size the layer declares, and how to resize the live layer.
+"""Layer families: one declarative entry each.
 
-A module belongs to a family when it is an instance of the family's class and
-does not override its ``forward`` (a subclass that normalizes over other
-dimensions must not be judged by the base class's rule).
+A family lists its *checks* — a constructor argument, how to read the size
+that arrives for it, and how to read the size the layer declares — and how to
+resize a live layer so the trace can go on. Most families resize by *rebuild*:
+the layer's own ``__init__`` is called again, on a fresh object, with the
+arguments recorded when the model was built and the wrong ones changed; the
+fresh object's state then replaces the old one's. Linear, convolutions and
+batch norm are resized directly, which needs no recorded arguments.
+
+A module belongs to a family when it is an instance of one of the family's
+classes and does not override its ``forward`` (a subclass that normalizes over
+other dimensions must not be judged by the base class's rule).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
-Resize = Callable[[nn.Module, int], str]
+Size = Union[int, Tuple[int, ...]]
+Changes = Dict[str, Size]
+# A resize returns the arguments it changed (the checks' and any that had to
+# follow, such as a depthwise conv's groups) and a note when the fix cannot be
+# written as those arguments alone ("" otherwise).
+Resize = Callable[[nn.Module, Changes, "Rebuild"], Tuple[Changes, str]]
+Rebuild = Callable[[nn.Module, Changes], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    arg: str  # the constructor parameter
+    observe: Callable[[nn.Module, tuple], Optional[Size]]  # from the forward's args
+    declared: Callable[[nn.Module], Size]
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
     classes: Tuple[type, ...]
-    arg: str  # the constructor parameter holding the input size
-    observe: Callable[[nn.Module, torch.Tensor], Optional[int]]
-    resize: Resize  # returns a note when one argument cannot express the fix
+    checks: Tuple[Check, ...]
+    resize: Resize
     out_arg: Optional[str] = None  # the parameter holding the output size
     out_dim: int = -1  # where that size shows in the output tensor
-    resize_out: Optional[Resize] = None
-
-    def declared(self, module: nn.Module) -> int:
-        return int(getattr(module, self.arg))
+    resize_out: Optional[Callable[[nn.Module, int], str]] = None
 
     def declared_out(self, module: nn.Module) -> int:
         return int(getattr(module, self.out_arg))
+
+
+# -- reading sizes ---------------------------------------------------------------------
+
+
+def _attr(name: str) -> Callable[[nn.Module], Size]:
+    return lambda m: getattr(m, name)
+
+
+def _last(i: int = 0) -> Callable[[nn.Module, tuple], Optional[int]]:
+    """The last dimension of forward argument ``i``."""
+
+    def observe(m, args):
+        x = args[i] if len(args) > i else None
+        return int(x.shape[-1]) if isinstance(x, torch.Tensor) and x.dim() >= 1 else None
+
+    return observe
+
+
+def _channels(spatial: Callable[[nn.Module], int]) -> Callable[[nn.Module, tuple], Optional[int]]:
+    """The channel dimension of a (N, C, *spatial) or unbatched (C, *spatial) input."""
+
+    def observe(m, args):
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            return None
+        n = spatial(m)
+        if x.dim() == n + 2:
+            return int(x.shape[1])
+        if x.dim() == n + 1:
+            return int(x.shape[0])
+        return None
+
+    return observe
+
+
+def _dim1(m, args):
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return None
+    return int(x.shape[1]) if x.dim() >= 2 else int(x.shape[0])
+
+
+def _trailing(m, args):
+    """LayerNorm: the trailing dimensions, as many as it normalizes over."""
+    x = args[0] if args else None
+    n = len(m.normalized_shape)
+    if not isinstance(x, torch.Tensor) or x.dim() < n:
+        return None
+    shape = tuple(int(s) for s in x.shape[x.dim() - n:])
+    return shape[0] if n == 1 else shape
+
+
+def _layer_norm_declared(m):
+    shape = tuple(m.normalized_shape)
+    return shape[0] if len(shape) == 1 else shape
+
+
+# -- resizing ------------------------------------------------------------------------------
 
 
 def _fresh(like: torch.Tensor, shape) -> torch.Tensor:
@@ -54,17 +127,11 @@ def _replace(module: nn.Module, name: str, shape) -> None:
     setattr(module, name, new)
 
 
-# Linear ---------------------------------------------------------------------
-
-
-def _linear_observe(m, x):
-    return int(x.shape[-1]) if x.dim() >= 1 else None
-
-
-def _linear_resize(m, size):
+def _linear_resize(m, changes, rebuild):
+    size = changes["in_features"]
     _replace(m, "weight", (m.out_features, size))
     m.in_features = size
-    return ""
+    return changes, ""
 
 
 def _linear_resize_out(m, size):
@@ -74,34 +141,26 @@ def _linear_resize_out(m, size):
     return ""
 
 
-# Convolutions -----------------------------------------------------------------
-
-
-def _channels(m, x):
-    spatial = len(m.kernel_size)
-    if x.dim() == spatial + 2:
-        return int(x.shape[1])
-    if x.dim() == spatial + 1:  # unbatched
-        return int(x.shape[0])
-    return None
-
-
-def _new_groups(m, size) -> Tuple[int, str]:
-    groups = m.groups
-    if groups == 1 or size % groups == 0:
-        if groups > 1 and groups == m.in_channels and m.out_channels % size == 0:
-            return size, f"groups {groups} -> {size} as well (depthwise)"
-        return groups, ""
-    if groups == m.in_channels and m.out_channels % size == 0:
-        return size, f"groups {groups} -> {size} as well (depthwise)"
-    return 1, f"{size} channels cannot be split into groups={groups}"
-
-
-def _conv_resize(m, size):
-    groups, note = _new_groups(m, size)
-    _replace(m, "weight", (m.out_channels, size // groups, *m.kernel_size))
-    m.in_channels, m.groups = size, groups
-    return note
+def _conv_resize(m, changes, rebuild):
+    """New in_channels; a depthwise conv's groups (and out_channels) follow it."""
+    size = changes["in_channels"]
+    groups, out, note = m.groups, m.out_channels, ""
+    changed: Changes = {"in_channels": size}
+    if groups > 1 and groups == m.in_channels:  # depthwise: one group per channel
+        multiplier = m.out_channels // m.groups
+        groups, out = size, size * multiplier
+        changed["groups"] = groups
+        if out != m.out_channels:
+            changed["out_channels"] = out
+    elif size % groups:
+        note = f"{size} channels cannot be split into groups={groups}"
+        groups = 1
+    transposed = getattr(m, "transposed", False)
+    shape = (size, out // groups) if transposed else (out, size // groups)
+    _replace(m, "weight", (*shape, *m.kernel_size))
+    _replace(m, "bias", (out,))
+    m.in_channels, m.out_channels, m.groups = size, out, groups
+    return changed, note
 
 
 def _conv_resize_out(m, size):
@@ -111,64 +170,109 @@ def _conv_resize_out(m, size):
     return "" if size % m.groups == 0 else f"{size} outputs and groups={m.groups}"
 
 
-def _conv_transpose_resize(m, size):
-    groups, note = _new_groups(m, size)
-    _replace(m, "weight", (size, m.out_channels // groups, *m.kernel_size))
-    m.in_channels, m.groups = size, groups
-    return note
-
-
-# Batch norm -----------------------------------------------------------------
-
-
-def _batchnorm_observe(m, x):
-    return int(x.shape[1]) if x.dim() >= 2 else None
-
-
-def _batchnorm_resize(m, size):
+def _batchnorm_resize(m, changes, rebuild):
+    size = changes["num_features"]
     for name in ("weight", "bias", "running_mean", "running_var"):
         _replace(m, name, (size,))
     m.num_features = size
-    return ""
+    return changes, ""
 
+
+def _rebuild(m, changes, rebuild):
+    rebuild(m, changes)
+    return changes, ""
+
+
+def _divisible_by(parts_of: Callable[[nn.Module], int], parts_arg: str, arg: str) -> Resize:
+    """Rebuild, unless the new size breaks ``size % heads == 0`` (or groups)."""
+
+    def resize(m, changes, rebuild):
+        parts, size = parts_of(m), changes[arg]
+        if size % parts:
+            # Go on with a single head/group, and say why one edit cannot fix it.
+            rebuild(m, {**changes, parts_arg: 1})
+            return changes, f"{parts_arg}={parts} does not divide the new {arg} {size}"
+        rebuild(m, changes)
+        return changes, ""
+
+    return resize
+
+
+def _attention_resize(m, changes, rebuild):
+    """Self-attention declares kdim/vdim as embed_dim unless given: change them
+    only where they were given apart."""
+    changes = dict(changes)
+    embed = changes.get("embed_dim", m.embed_dim)
+    for arg in ("kdim", "vdim"):
+        if arg in changes and getattr(m, arg) == m.embed_dim and changes[arg] == embed:
+            del changes[arg]
+    if not changes:
+        return changes, ""
+    if "embed_dim" in changes:
+        return _divisible_by(lambda mod: mod.num_heads, "num_heads", "embed_dim")(m, changes, rebuild)
+    return _rebuild(m, changes, rebuild)
+
+
+def _transformer_heads(m) -> int:
+    if isinstance(m, nn.Transformer):
+        return m.nhead
+    return m.self_attn.num_heads
+
+
+def _d_model(m) -> int:
+    if isinstance(m, nn.Transformer):
+        return m.d_model
+    return m.self_attn.embed_dim
+
+
+# -- the families ----------------------------------------------------------------------------
+
+
+def _spatial(m) -> int:
+    return len(m.kernel_size)
+
+
+def _instance_spatial(m) -> int:
+    return m._get_no_batch_dim() - 1  # (C, *spatial) without the batch
+
+
+_RNN = (nn.LSTM, nn.GRU, nn.RNN)
+_CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 FAMILIES: Dict[str, Family] = {
     f.name: f
     for f in (
-        Family(
-            "Linear",
-            (nn.Linear,),
-            "in_features",
-            _linear_observe,
-            _linear_resize,
-            "out_features",
-            -1,
-            _linear_resize_out,
-        ),
-        Family(
-            "Conv",
-            (nn.Conv1d, nn.Conv2d, nn.Conv3d),
-            "in_channels",
-            _channels,
-            _conv_resize,
-            "out_channels",
-            1,
-            _conv_resize_out,
-        ),
-        Family(
-            "ConvTranspose",
-            (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
-            "in_channels",
-            _channels,
-            _conv_transpose_resize,
-        ),
-        Family(
-            "BatchNorm",
-            (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
-            "num_features",
-            _batchnorm_observe,
-            _batchnorm_resize,
-        ),
+        Family("Linear", (nn.Linear,), (Check("in_features", _last(), _attr("in_features")),),
+               _linear_resize, "out_features", -1, _linear_resize_out),
+        Family("Conv", (nn.Conv1d, nn.Conv2d, nn.Conv3d),
+               (Check("in_channels", _channels(_spatial), _attr("in_channels")),),
+               _conv_resize, "out_channels", 1, _conv_resize_out),
+        Family("ConvTranspose", (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
+               (Check("in_channels", _channels(_spatial), _attr("in_channels")),), _conv_resize),
+        Family("BatchNorm", (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
+               (Check("num_features", _dim1, _attr("num_features")),), _batchnorm_resize),
+        Family("InstanceNorm", (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
+               (Check("num_features", _channels(_instance_spatial), _attr("num_features")),),
+               _rebuild),
+        Family("GroupNorm", (nn.GroupNorm,), (Check("num_channels", _dim1, _attr("num_channels")),),
+               _divisible_by(lambda m: m.num_groups, "num_groups", "num_channels")),
+        Family("LayerNorm", (nn.LayerNorm,),
+               (Check("normalized_shape", _trailing, _layer_norm_declared),), _rebuild),
+        Family("PReLU", (nn.PReLU,), (Check("num_parameters", _dim1, _attr("num_parameters")),),
+               lambda m, c, r: _rebuild(m, c, r) if m.num_parameters != 1 else ({}, "")),
+        Family("Bilinear", (nn.Bilinear,),
+               (Check("in1_features", _last(0), _attr("in1_features")),
+                Check("in2_features", _last(1), _attr("in2_features"))), _rebuild),
+        Family("RNN", _RNN, (Check("input_size", _last(), _attr("input_size")),), _rebuild),
+        Family("RNNCell", _CELLS, (Check("input_size", _last(), _attr("input_size")),), _rebuild),
+        Family("MultiheadAttention", (nn.MultiheadAttention,),
+               (Check("embed_dim", _last(0), _attr("embed_dim")),
+                Check("kdim", _last(1), _attr("kdim")),
+                Check("vdim", _last(2), _attr("vdim"))), _attention_resize),
+        Family("Transformer",
+               (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.Transformer),
+               (Check("d_model", _last(0), _d_model),),
+               _divisible_by(_transformer_heads, "nhead", "d_model")),
     )
 }
 
@@ -192,6 +296,16 @@ def family_of(module: nn.Module) -> Optional[Family]:
     return found
 
 
-# Keep the private bases referenced: subclasses of these outside the listed
-# classes (e.g. LazyConv2d before it materializes) are not judged.
-_ = (_BatchNorm, _ConvNd, _ConvTransposeNd)
+def declared(family: Family, module: nn.Module, arg: str) -> Size:
+    """What ``module`` declares for constructor argument ``arg`` right now."""
+    for check in family.checks:
+        if check.arg == arg:
+            return check.declared(module)
+    return getattr(module, arg)
+
+
+def all_args(family: Family) -> Tuple[str, ...]:
+    """Every constructor argument the family may change."""
+    extra = ("groups", "out_channels") if family.name in ("Conv", "ConvTranspose") else ()
+    out = (family.out_arg,) if family.out_arg and family.out_arg not in extra else ()
+    return tuple(c.arg for c in family.checks) + extra + out

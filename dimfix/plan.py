@@ -257,8 +257,9 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
 
 
 def _times(expr, op, k: int) -> cst.BinaryOperation:
+    # A clone: the original node must not appear inside its own replacement.
     return cst.BinaryOperation(
-        left=expr, operator=op, right=cst.Integer(str(k))
+        left=expr.deep_clone(), operator=op, right=cst.Integer(str(k))
     ).with_changes(
         operator=type(op)(
             whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")

@@ -10,28 +10,57 @@ a user file is kept, with the exact span of the call it is executing (Python
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import sys
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from dimfix.records import Frame, Site
 
 MAX_CHAIN = 16
 
 
+InitFrames = List[Tuple[object, Dict[str, object]]]  # (code, named arguments)
+
+
 class SiteBook:
-    """Sites by module identity; keeps the modules alive so ids stay unique."""
+    """Sites by module identity; keeps the modules alive so ids stay unique.
+
+    Also keeps each module's constructor arguments (per ``__init__`` in its
+    class chain, innermost first), so that a layer can be rebuilt with one
+    argument changed; and maps deep copies to the module they were copied
+    from, whose call is where their sizes are written.
+    """
 
     def __init__(self) -> None:
         self._sites: Dict[int, Site] = {}
+        self._inits: Dict[int, InitFrames] = {}
+        self._copies: Dict[int, object] = {}
         self._alive: List[object] = []
 
-    def add(self, module: object, site: Site) -> None:
-        self._sites[id(module)] = site
+    def add(self, module: object, site: Optional[Site], inits: InitFrames) -> None:
+        if site is not None:
+            self._sites[id(module)] = site
+        self._inits[id(module)] = inits
         self._alive.append(module)
 
+    def add_copy(self, copy: object, original: object) -> None:
+        self._copies[id(copy)] = original
+        self._alive.append(copy)
+
+    def _original(self, module: object) -> object:
+        while id(module) in self._copies:
+            module = self._copies[id(module)]
+        return module
+
     def get(self, module: object) -> Optional[Site]:
-        return self._sites.get(id(module))
+        return self._sites.get(id(self._original(module)))
+
+    def inits(self, module: object) -> InitFrames:
+        return self._inits.get(id(self._original(module)), [])
+
+    def known(self, module: object) -> bool:
+        return id(self._original(module)) in self._inits
 
     def __len__(self) -> int:
         return len(self._sites)
@@ -47,21 +76,31 @@ def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
 
     def init_and_record(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        if book.get(self) is None:
-            site = _site_of(self, sys._getframe(1), is_user_file)
-            if site is not None:
-                book.add(self, site)
+        if not book.known(self):
+            inits: InitFrames = []
+            site = _site_of(self, sys._getframe(1), is_user_file, inits)
+            book.add(self, site, inits)
+
+    def deepcopy_and_record(self, memo):
+        # What copy.deepcopy does for an object without __deepcopy__.
+        copied = copy._reconstruct(self, memo, *self.__reduce_ex__(4))
+        book.add_copy(copied, self)
+        return copied
 
     nn.Module.__init__ = init_and_record
+    nn.Module.__deepcopy__ = deepcopy_and_record
     try:
         yield book
     finally:
         nn.Module.__init__ = original
+        del nn.Module.__deepcopy__
 
 
-def _site_of(module, frame, is_user_file) -> Optional[Site]:
-    # Skip the module's own __init__ and the super().__init__ calls in it.
+def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
+    # Skip the module's own __init__ and the super().__init__ calls in it,
+    # keeping the arguments each was called with.
     while frame is not None and _is_init_of(frame, module):
+        inits.append((frame.f_code, _arguments(frame)))
         frame = frame.f_back
     if frame is None:
         return None
@@ -91,6 +130,14 @@ def _is_init_of(frame, module) -> bool:
     if code.co_argcount == 0:
         return False
     return frame.f_locals.get(code.co_varnames[0]) is module
+
+
+def _arguments(frame) -> Dict[str, object]:
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    names = code.co_varnames[1:count]  # without self
+    values = frame.f_locals
+    return {n: values[n] for n in names if n in values}
 
 
 def _call_span(frame):

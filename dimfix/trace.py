@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from dimfix.errors import BadUsage, ModelRaised, TooBig
-from dimfix.families import Family, family_of
+from dimfix.families import Family, all_args, family_of
+from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
 from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
@@ -180,24 +181,60 @@ class _Tracer:
 
     def _pre_hook(self, module, args):
         family = family_of(module)
-        if family is None or not args or not isinstance(args[0], torch.Tensor):
+        if family is None:
             return
-        x = args[0]
-        observed = family.observe(module, x)
-        if observed is None:
-            return
-        declared = family.declared(module)
         first = self.seen.setdefault(id(module), (module, {}))[1]
-        first.setdefault(family.arg, observed)
-        if observed == declared:
+        changes, before = {}, {}
+        for check in family.checks:
+            observed = check.observe(module, args)
+            if observed is None:
+                continue
+            first.setdefault(check.arg, observed)
+            declared = check.declared(module)
+            if observed != declared:
+                changes[check.arg], before[check.arg] = observed, declared
+        if not changes:
             return
-        note = family.resize(module, observed)
-        if first[family.arg] != observed:
-            note = f"it is called with {first[family.arg]} and with {observed} features"
-        factors = self._factors(x)
+        for arg in all_args(family):
+            before.setdefault(arg, declared_size(family, module, arg))
+        changed, note = family.resize(module, changes, self._rebuild)
+        x = args[0]
+        factors = self._factors(x) if family.name == "Linear" else ()
         shape = (x.shape[0], *factors) if factors else x.shape
         why = f"input arrives as {_dims(shape)}" + (" flattened" if factors else "")
-        self._record(module, family, family.arg, declared, observed, why, factors, note)
+        for arg, value in changed.items():
+            arg_note = note
+            if arg in first and first[arg] != value:
+                arg_note = f"it is called with {first[arg]} and with {value}"
+            self._record(module, family, arg, before[arg], value, why,
+                         factors if arg == family.checks[0].arg else (), arg_note)
+
+    def _rebuild(self, module: nn.Module, changes) -> None:
+        """Call the layer's own __init__ again with ``changes``; take its state."""
+        for code, params in reversed(self.book.inits(module)):  # outermost first
+            if all(k in params for k in changes):
+                break
+        else:
+            raise ModelRaised(
+                f"cannot resize {self._path(module)}: its constructor arguments were not recorded"
+            )
+        init = next(
+            k.__dict__["__init__"]
+            for k in type(module).__mro__
+            if getattr(k.__dict__.get("__init__"), "__code__", None) is code
+        )
+        fresh = type(module).__new__(type(module))
+        tensor = next(iter(module.parameters()), None)
+        device = tensor.device if tensor is not None else self.device
+        with torch.device(device):
+            init(fresh, **{**params, **changes})
+        training = module.training
+        module.__dict__.clear()
+        module.__dict__.update(fresh.__dict__)
+        module.train(training)
+        path = self.paths.get(id(module), "")
+        for name, child in module.named_modules(prefix=path):
+            self.paths.setdefault(id(child), name)
 
     def _post_hook(self, module, args, output):
         if isinstance(output, torch.Tensor):
@@ -289,14 +326,12 @@ class _Tracer:
             if site is None or family is None:
                 continue
             ran = id(module) in self.seen
-            for arg in (family.arg, family.out_arg):
-                if arg is None:
-                    continue
+            for arg in all_args(family):
                 hit = fixed.get((path, arg))
                 if hit is not None:
                     declared, required = hit.declared, hit.observed
                 else:
-                    declared = int(getattr(module, arg))
+                    declared = declared_size(family, module, arg)
                     required = declared if ran else None
                 out.append(
                     Construction(path, declared, required, site, arg,
@@ -325,14 +360,25 @@ _PARAMS: Dict[type, Tuple[str, ...]] = {}
 def _params(kind: type) -> Tuple[str, ...]:
     """The constructor's parameter names in order; '*' marks a *args."""
     if kind not in _PARAMS:
-        try:
-            sig = inspect.signature(kind)
+        names: Tuple[str, ...] = ()
+        # nn.LSTM(*args, **kwargs) forwards to RNNBase(mode, input_size, ...):
+        # the first __init__ up the chain that names its parameters tells.
+        for klass in kind.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            try:
+                params = list(inspect.signature(init).parameters.values())[1:]
+            except (TypeError, ValueError):
+                break
             names = tuple(
-                "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else n
-                for n, p in sig.parameters.items()
+                "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else p.name
+                for p in params
             )
-        except (TypeError, ValueError):
-            names = ()
+            if klass is nn.modules.rnn.RNNBase:
+                names = names[1:]  # "mode" is supplied by LSTM/GRU/RNN themselves
+            if set(names) - {"*", "**"}:
+                break
         _PARAMS[kind] = names
     return _PARAMS[kind]
 
