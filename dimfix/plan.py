@@ -82,7 +82,7 @@ class _Planner:
             self.resolver.why = ""
             exp = self.resolver.expand_argument(c.site, node.value)
             if exp.value() != c.declared:
-                why = self.resolver.why or f"cannot tell how `{code_of(node.value)}` gives {c.declared}"
+                why = self.resolver.why or _opaque(node.value, c.declared)
                 self.problems[key] = (node.value, why)
                 continue
             if self.resolver.why:  # the value comes from outside this file
@@ -212,6 +212,8 @@ class _Planner:
             )
         else:
             reason = f"{self.display}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
+            if isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
+                reason += f" (`{code_of(original)}` kept: other uses need it as it is)"
         return Edit(m, line, col, code_of(new), reason)
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
@@ -265,6 +267,27 @@ def _times(expr, op, k: int) -> cst.BinaryOperation:
             whitespace_before=cst.SimpleWhitespace(" "), whitespace_after=cst.SimpleWhitespace(" ")
         )
     )
+
+
+def _opaque(expr: cst.BaseExpression, declared) -> str:
+    """Why ``expr``'s value cannot be followed to a place in this file."""
+    code = code_of(expr)
+    runtime = []
+
+    class Find(cst.CSTVisitor):
+        def visit_Subscript(self, n):
+            runtime.append(n)
+
+        def visit_Call(self, n):
+            runtime.append(n)
+
+    expr.visit(Find())
+    if runtime:
+        return (
+            f"`{code}` is {declared} only at run time (read from a container or returned "
+            "by a call); dimfix changes values written in the file"
+        )
+    return f"cannot tell how `{code}` gives {declared}"
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
