@@ -125,9 +125,14 @@ def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
     return Site(tuple(chain), via)
 
 
+def site_here(frame, is_user_file: Callable[[str], bool]) -> Optional[Site]:
+    """The Site of the call ``frame`` is executing (e.g. ``x.view(-1, 400)``)."""
+    return _site_of(None, frame, is_user_file, [])
+
+
 def _is_init_of(frame, module) -> bool:
     code = frame.f_code
-    if code.co_argcount == 0:
+    if module is None or code.co_argcount == 0:
         return False
     return frame.f_locals.get(code.co_varnames[0]) is module
 

@@ -13,6 +13,7 @@ import collections
 import inspect
 import math
 import os
+import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -23,7 +24,7 @@ from dimfix.families import Family, all_args, family_of
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
 from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
-from dimfix.sites import SiteBook, recording_sites
+from dimfix.sites import SiteBook, recording_sites, site_here
 
 # Below this many bytes of weights a CPU trace is faster than meta's ~1.3 s
 # one-time cost of loading torch's Python meta kernels.
@@ -43,15 +44,15 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
                 book: Optional[SiteBook] = None) -> Trace:
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
-        return _Tracer(target, options, book or SiteBook(), "cpu").run()
+        return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
     with recording_sites(is_user_file) as meta_book:
         model = _build(target, options, "meta")
     size = _nbytes(model)
     if size <= CPU_TRACE_BYTES:
         _materialize(model)
-        return _Tracer(model, options, meta_book, "cpu").run()
+        return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
     try:
-        return _Tracer(model, options, meta_book, "meta").run()
+        return _Tracer(model, options, meta_book, "meta", is_user_file).run()
     except ModelRaised as on_meta:
         limit = options.max_memory or default_max_memory()
         need = size + sum(_input_bytes(spec) for spec in options.inputs)
@@ -63,7 +64,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
         model = _build(target, options, "cpu")
-    return _Tracer(model, options, cpu_book, "cpu").run()
+    return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
 
 
 def _build(target, options: Options, device: str) -> nn.Module:
@@ -116,8 +117,11 @@ def _input_bytes(spec: InputSpec) -> int:
 class _Tracer:
     """One model, one device: run forward passes until nothing changes."""
 
-    def __init__(self, model: nn.Module, options: Options, book: SiteBook, device: str):
+    def __init__(self, model: nn.Module, options: Options, book: SiteBook, device: str,
+                 is_user_file: Callable[[str], bool]):
         self.model = model
+        self.is_user_file = is_user_file
+        self.views: List[Tuple[Mismatch, Construction]] = []
         self.options = options
         self.book = book
         self.device = device
@@ -153,10 +157,14 @@ class _Tracer:
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
+        self.batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
         hooks = [
             nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
             nn.modules.module.register_module_forward_hook(self._post_hook),
         ]
+        views = {name: getattr(torch.Tensor, name) for name in ("view", "reshape", "flatten")}
+        for name, method in views.items():
+            setattr(torch.Tensor, name, self._checked_view(method, name))
         try:
             with torch.no_grad(), torch.device(self.device):
                 output = self.model(*args, **kwargs)
@@ -165,6 +173,8 @@ class _Tracer:
         finally:
             for h in hooks:
                 h.remove()
+            for name, method in views.items():
+                setattr(torch.Tensor, name, method)
         return _pick_output(output)
 
     def _inputs(self):
@@ -235,6 +245,46 @@ class _Tracer:
         path = self.paths.get(id(module), "")
         for name, child in module.named_modules(prefix=path):
             self.paths.setdefault(id(child), name)
+
+    def _checked_view(self, method, name):
+        """``x.view(-1, N)`` in user code, with N not a whole number of samples'
+        trailing dimensions: record it, and go on with the size that fits."""
+        tracer = self
+
+        def view(tensor, *shape):
+            frame = sys._getframe(1)
+            if tracer.is_user_file(frame.f_code.co_filename):
+                tracer.recent.append(tuple(tensor.shape))  # for the Linear after it
+                if name != "flatten" and len(shape) == 2 and tensor.dim() >= 2 \
+                        and all(type(d) is int for d in shape):
+                    fixed = tracer._check_view(tensor, shape, frame, name)
+                    if fixed is not None:
+                        shape = fixed
+            return method(tensor, *shape)
+
+        return view
+
+    def _check_view(self, tensor, shape, frame, name):
+        lead, size = shape
+        dims = tuple(int(d) for d in tensor.shape)
+        if dims[0] != self.batch or lead not in (-1, dims[0]) or size < 1:
+            return None
+        suffixes = {math.prod(dims[j:]) for j in range(1, len(dims))}
+        if size in suffixes:
+            return None  # (B, T, D) -> (-1, D) and the like: on purpose
+        per_sample = math.prod(dims[1:])
+        site = site_here(frame, self.is_user_file)
+        if site is not None and any(v.site == site for v, _ in self.views):
+            return (lead, per_sample)  # seen on an earlier pass or iteration
+        params = ("batch", "size")
+        m = Mismatch(f"{name} in {frame.f_code.co_name}()", "View", f"Tensor.{name}", "size",
+                     size, per_sample, f"{_dims(dims)} flattens to {per_sample} per sample",
+                     site, params, dims[1:])
+        self.mismatches.append(m)
+        if site is not None:
+            self.views.append((m, Construction(m.layer_path, size, per_sample, site, "size",
+                                               m.kind, params)))
+        return (lead, per_sample)
 
     def _post_hook(self, module, args, output):
         if isinstance(output, torch.Tensor):
@@ -337,7 +387,7 @@ class _Tracer:
                     Construction(path, declared, required, site, arg,
                                  type(module).__name__, _params(type(module)))
                 )
-        return tuple(out)
+        return tuple(out) + tuple(c for _, c in self.views)
 
 
 def _pick_output(output):

@@ -27,7 +27,7 @@ def verify_source(loc: Location, text: str, options: Options,
             try:
                 module = exec_source(loc, text, filename=copy)
                 target = find_model(module, options.name, loc.path)
-                trace = trace_model(target, options, lambda filename: False)
+                trace = trace_model(target, options, lambda filename: filename == copy)
             except DimfixError as e:
                 raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
     finally:
