@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 from dimfix.errors import DimfixError
 from dimfix.load import Location, check_init, display_path, exec_source, find_model
@@ -27,6 +27,8 @@ class FixResult:
     unfixable: Tuple[Unfixable, ...] = ()
     notes: Tuple[str, ...] = ()
     device: str = ""
+    options: Optional[Options] = None
+    base_text: Optional[str] = None  # the text this model was fixed from
 
     @property
     def changed(self) -> bool:
@@ -40,20 +42,69 @@ class FixResult:
 def fix_file(path: str, options: Options) -> FixResult:
     """Trace the model ``options.name`` in ``path`` and plan, apply, format and
     verify the fixes. Nothing is written. Raises DimfixError on bad input."""
+    return fix_source(read_source(path), options)
+
+
+def fix_source(source: SourceFile, options: Options, text: Optional[str] = None) -> FixResult:
+    """Like fix_file, on a file already read (or text from an editor buffer).
+
+    ``text`` is the current text when earlier fixes to other models in the same
+    file were made; by default the source's own text.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _fix(path, options)
+        return _fix(source, options, source.text if text is None else text)
 
 
-def write_result(result: FixResult) -> None:
-    """Write a changed, verified result back to its file, atomically."""
+@dataclass(frozen=True)
+class FileFix:
+    """Every model of one file, fixed together: one combined, verified text."""
+
+    source: SourceFile
+    new_text: str
+    results: Tuple[FixResult, ...]
+    errors: Tuple[Tuple[Options, DimfixError], ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.new_text != self.source.text
+
+    @property
+    def new_bytes(self) -> bytes:
+        return self.source.encode(self.new_text) if self.changed else self.source.raw
+
+
+def fix_models(source: SourceFile, models: Sequence[Options]) -> FileFix:
+    """Fix each model in turn on the text the previous ones left, then verify
+    every model again on the final text when more than one edit went in."""
+    text, results, errors = source.text, [], []
+    for options in models:
+        try:
+            result = fix_source(source, options, text)
+        except DimfixError as e:
+            errors.append((options, e))
+            continue
+        results.append(result)
+        text = result.new_text
+    if sum(1 for r in results if r.edits) > 1:
+        from dimfix.verify import verify_source
+
+        loc = Location.of(source.path)
+        for result in results:
+            allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in result.unfixable]
+            verify_source(loc, text, result.options, allowed)
+    return FileFix(source, text, tuple(results), tuple(errors))
+
+
+def write_result(result) -> None:
+    """Write a changed, verified result (FixResult or FileFix) back, atomically."""
     if result.changed:
         write_atomic(result.source, result.new_bytes)
 
 
-def _fix(path: str, options: Options) -> FixResult:
+def _fix(source: SourceFile, options: Options, text: str) -> FixResult:
+    path = source.path
     display = display_path(path)
-    source = read_source(path)
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
 
@@ -61,33 +112,34 @@ def _fix(path: str, options: Options) -> FixResult:
     from dimfix.trace import trace_model
 
     with recording_sites(is_user_file) as book:
-        module = exec_source(loc, source.text)
+        module = exec_source(loc, text)
     spec = f"{display}::{options.name}"
     target = find_model(module, options.name, display)
     check_init(target, dict(options.init), spec)
     trace = trace_model(target, options, is_user_file, book)
     if not trace.mismatches:
-        return FixResult(display, source, source.text, device=trace.device)
+        return FixResult(display, source, text, device=trace.device, options=options, base_text=text)
 
     from dimfix.formatting import changed_lines, format_ranges
     from dimfix.plan import plan_edits
     from dimfix.rewrite import apply_edits
     from dimfix.verify import verify_source
 
-    plan = plan_edits(source.text, loc.path, display, trace, options.init)
+    plan = plan_edits(text, loc.path, display, trace, options.init)
     new_text = apply_edits(plan.index.module, plan.replacements)
     notes: Tuple[str, ...] = ()
-    if new_text != source.text and options.format:
+    if new_text != text and options.format:
         if source.newline is None:
             notes = ("mixed line endings: changed lines left unformatted",)
         else:
-            new_text, note = format_ranges(new_text, changed_lines(source.text, new_text), path)
+            new_text, note = format_ranges(new_text, changed_lines(text, new_text), path)
             notes = (note,) if note else ()
-    if new_text != source.text:
+    if new_text != text:
         allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in plan.unfixable]
         verify_source(loc, new_text, options, allowed)
-    return FixResult(display, source, new_text, plan.edits, plan.unfixable, notes, trace.device)
+    return FixResult(display, source, new_text, plan.edits, plan.unfixable, notes, trace.device,
+                     options, text)
 
 
-__all__ = ["FixResult", "fix_file", "write_result", "DimfixError", "Options"]
-
+__all__ = ["FixResult", "FileFix", "fix_file", "fix_source", "fix_models", "write_result",
+           "DimfixError", "Options"]

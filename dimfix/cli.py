@@ -1,9 +1,9 @@
-"""``dimfix PATH::NAME --input SHAPE ...``: a thin layer over dimfix.api."""
+"""``dimfix PATH::NAME --input SHAPE ...`` and ``dimfix PATH...``: a thin layer
+over discovery, the runner and the report."""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import traceback
 from typing import Optional, Sequence
@@ -12,21 +12,18 @@ import click
 
 from dimfix import __version__
 from dimfix.errors import BadUsage, DimfixError
-from dimfix.records import Options
-from dimfix.target import parse_init, parse_input, parse_target
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("target", metavar="PATH::NAME")
+@click.argument("targets", nargs=-1, metavar="PATH::NAME | PATH...")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE",
               help="Sample input for one forward argument, e.g. 1x3x32x32, long:2x12 "
                    "or image=1x3x224x224. Repeat for each argument.")
 @click.option("--num-classes", type=int, metavar="N",
               help="The model's output must have N classes; fix the head if not.")
+@click.option("--output", metavar="KEY",
+              help="Which output holds the classes when the model returns a dict or "
+                   "tuple: a key or an index (default: 'logits', else the first tensor).")
 @click.option("--init", "init", multiple=True, metavar="KEY=VALUE",
               help="Keyword for the class or factory; VALUE is a Python literal.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
@@ -34,77 +31,145 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
 @click.option("--no-format", is_flag=True, help="Do not run black on the changed lines.")
 @click.option("--max-memory", metavar="SIZE",
               help="Memory a CPU trace may use, e.g. 4GiB (default: a quarter of RAM).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "lines"]), default="text",
+              help="text (diff and reasons), json (one document on stdout), or lines "
+                   "(path:line:col: DIM00N message, for editors).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes for several files (default: number of cores).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Give up on a model after this long (default: 60).")
+@click.option("--stdin-filename", metavar="PATH",
+              help="Read the source from stdin as if it were PATH; write the fixed source "
+                   "to stdout.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
-def main(target: str, inputs: Sequence[str], num_classes: Optional[int], init: Sequence[str],
-         dry_run: bool, check: bool, no_format: bool, max_memory: Optional[str],
-         color: Optional[bool], verbose: bool) -> None:
+def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, check, no_format,
+         max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, verbose) -> None:
     """Repair PyTorch layer sizes in source code.
 
-    Traces the model NAME (an nn.Module subclass or a factory) in PATH on the
-    sample inputs, rewrites every constructor argument whose size disagrees with
-    what arrives, verifies the result by tracing it again, and prints a diff.
+    Traces each model on its sample inputs, rewrites every constructor argument
+    whose size disagrees with what arrives, verifies the result by tracing it
+    again, and prints a diff. A target is PATH::NAME (an nn.Module subclass or
+    factory), or a file or folder whose models are marked with a
+    '# dimfix: input=...' pragma or listed in [tool.dimfix] of pyproject.toml.
 
     Exit codes: 0 nothing to fix or all fixed; 1 fixes pending under --check,
     or a mismatch that cannot be fixed; 2 bad input or a model that fails for
-    another reason (nothing is written).
+    another reason (nothing is written for it).
     """
-    from dimfix.api import fix_file, write_result
-    from dimfix.report import Report, colorize, unified_diff
+    from dimfix.report import Report
 
-    report = Report(check=check, dry_run=dry_run)
+    mode = "check" if check else "dry-run" if dry_run else "write"
+    if color is None:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
+    report = Report(mode, fmt, color, verbose, single)
     try:
-        options = _options(target, inputs, num_classes, init, max_memory, not no_format)
-        path = parse_target(target)[0]
-        result = fix_file(path, options)
+        cli = _cli_spec(inputs, num_classes, output, init, max_memory)
+        if stdin_filename:
+            sys.exit(_stdin(stdin_filename, targets, cli, report, not no_format, timeout))
+        jobs_list, config = _jobs(targets, cli, exclude, not no_format)
     except DimfixError as e:
         _fail(e, verbose)
-    report.done(result)
-    if verbose:
-        click.echo(f"{result.path}: traced on {result.device}", err=True)
-        for note in result.notes:
-            click.echo(f"{result.path}: note: {note}", err=True)
-    if result.changed and not check:
-        diff = unified_diff(result)
-        use_color = color if color is not None else (sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-        click.echo(colorize(diff) if use_color else diff, nl=False)
-    for edit in result.edits:
-        click.echo(edit.reason, err=True)
-    for item in result.unfixable:
-        where = f"{item.path}:{item.line}:{item.col}" if item.line else item.path
-        click.echo(f"{where}: cannot fix: {item.reason}", err=True)
-    if result.changed and not (check or dry_run):
-        try:
-            write_result(result)
-        except DimfixError as e:
-            _fail(e, verbose)
-    click.echo(report.summary(result.path), err=True)
-    sys.exit(report.return_code)
+    timeout = timeout or (config.timeout if config else None) or 60.0
+    workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
+    sys.exit(_run(jobs_list, workers, timeout, report, mode))
 
 
-def _options(target, inputs, num_classes, init, max_memory, fmt) -> Options:
-    path, name = parse_target(target)
-    if not inputs:
+def _jobs(targets, cli, exclude, fmt):
+    from dimfix.discover import discover
+
+    if not targets:
+        raise BadUsage("give a target: PATH::NAME --input SHAPE, or files and folders "
+                       "whose models have a '# dimfix:' pragma")
+    jobs_list, config = discover(targets, cli, exclude, fmt)
+    if not jobs_list:
+        where = ", ".join(targets)
+        raise BadUsage(f"{where}: no models found; name one as PATH::NAME or mark it with a "
+                       "'# dimfix: input=SHAPE' pragma above its class or def")
+    if len(targets) == 1 and "::" in targets[0] and len(jobs_list) == 1 and jobs_list[0].problems:
         raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32")
+    return jobs_list, config
+
+
+def _run(jobs_list, workers, timeout, report, mode) -> int:
+    from dimfix.source import write_atomic
+    from dimfix.batch import run_jobs
+    from dimfix.report import unified_diff
+
+    total = sum(len(j.models) + len(j.problems) for j in jobs_list)
+    progress = _Progress(total if report.fmt == "text" else 0)
+    for outcome in run_jobs(jobs_list, workers, timeout):
+        progress.clear()
+        diff = None
+        if outcome.changed:
+            diff = unified_diff(outcome.display, outcome.source.text, outcome.new_text)
+            if mode == "write":
+                try:
+                    write_atomic(outcome.source, outcome.new_bytes)
+                except DimfixError as e:
+                    outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
+                    diff = None
+        report.add(outcome, diff)
+        progress.step(len(outcome.models))
+    progress.clear()
+    return report.finish()
+
+
+def _stdin(filename, targets, cli, report, fmt, timeout) -> int:
+    """Editor mode: source on stdin, fixed source on stdout, messages on stderr."""
+    from dimfix.batch import run_here
+    from dimfix.discover import discover_source
+    from dimfix.source import decode_source
+
+    names = [t.rpartition("::")[2] for t in targets if "::" in t]
+    source = decode_source(filename, sys.stdin.buffer.read())
+    job, config = discover_source(source, names, cli, fmt)
+    outcome = run_here(job, timeout or (config.timeout if config else None) or 60.0)
+    text = outcome.new_text if outcome.changed and report.mode != "check" else source.text
+    sys.stdout.buffer.write(source.encode(text) if outcome.changed else source.raw)
+    sys.stdout.flush()
+    report.fmt = "text" if report.fmt == "text" else report.fmt
+    report.add(outcome, None)
+    return report.finish()
+
+
+def _cli_spec(inputs, num_classes, output, init, max_memory):
+    from dimfix.config import ModelSpec
+    from dimfix.target import parse_init, parse_input, parse_size
+
     if num_classes is not None and num_classes < 1:
         raise BadUsage(f"--num-classes must be at least 1, got {num_classes}")
-    return Options(
-        name=name,
+    if max_memory:
+        parse_size(max_memory)
+    return ModelSpec(
+        path="", name="",
         inputs=tuple(parse_input(i) for i in inputs),
         init=parse_init(init),
         num_classes=num_classes,
-        max_memory=_parse_size(max_memory) if max_memory else None,
-        format=fmt,
+        output=output,
+        max_memory=max_memory,
     )
 
 
-def _parse_size(text: str) -> int:
-    match = _SIZE.match(text)
-    unit = (match.group(2) or "").lower().rstrip("b") if match else None
-    if not match or unit not in _UNITS:
-        raise BadUsage(f"--max-memory {text!r}: write a size like 4GiB or 512MB")
-    return int(float(match.group(1)) * _UNITS[unit])
+class _Progress:
+    """``[12/44]`` on stderr while a batch runs, only on a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.shown = total > 3 and sys.stderr.isatty()
+
+    def step(self, n: int) -> None:
+        self.done += n
+        if self.shown:
+            click.echo(f"\r[{self.done}/{self.total}] models", err=True, nl=False)
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
 
 
 def _fail(e: DimfixError, verbose: bool):
@@ -121,9 +186,6 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     except click.exceptions.UsageError as e:
         click.echo(f"dimfix: error: {e.format_message()}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("dimfix: interrupted; nothing written", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("dimfix: interrupted; nothing written", err=True)
         sys.exit(130)

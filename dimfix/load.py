@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 from dimfix.errors import BadSource, BadUsage, ModelRaised, TargetNotFound
+from dimfix.source import display_path
 
 
 @dataclass(frozen=True)
@@ -212,13 +213,3 @@ def user_frame_of(e: BaseException) -> str:
             best = f"{display_path(name)}:{tb.tb_lineno}: in {code.co_name}: "
         tb = tb.tb_next
     return best
-
-
-def display_path(path: str) -> str:
-    """``path`` relative to the working folder when it is below it."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith(os.pardir) else rel
-

@@ -68,6 +68,7 @@ class _Planner:
         self.problems: Dict[Key, Tuple[Optional[cst.CSTNode], str]] = {}
         self.reach: Dict[Key, frozenset] = {}  # nodes each expansion depends on
         self.literals: Dict[Key, list] = {}
+        self.tuples: Dict[Key, Construction] = {}
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -79,6 +80,9 @@ class _Planner:
                 self.problems[key] = (node, why)
                 continue
             self.args[key] = node
+            if isinstance(c.declared, tuple):  # LayerNorm((C, H, W)): element-wise
+                self.tuples[key] = c
+                continue
             self.resolver.why = ""
             exp = self.resolver.expand_argument(c.site, node.value)
             if exp.value() != c.declared:
@@ -114,6 +118,8 @@ class _Planner:
             return self._refuse(group, None, "cannot tell where this layer was built")
         if notes:
             return self._refuse(group, None, "; ".join(notes))
+        if key in self.tuples and key not in self.problems:
+            return self._plan_tuple(group, self.args[key])
         if key not in self.expansions:
             node, why = self.problems.get(key, (None, "cannot follow this argument"))
             return self._refuse(group, node, why)
@@ -130,6 +136,27 @@ class _Planner:
         if outside is not None:
             return self._refuse(group, *outside)
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
+
+    def _plan_tuple(self, group: Sequence[Mismatch], arg: cst.Arg) -> None:
+        """A shape written as a tuple or list of literals: change the elements."""
+        m = group[0]
+        expr = arg.value
+        if not isinstance(expr, (cst.Tuple, cst.List)) or len(expr.elements) != len(m.observed) \
+                or not isinstance(m.declared, tuple):
+            return self._refuse(group, expr, f"`{code_of(expr)}` is not a tuple of {len(m.observed)} numbers")
+        same_site = [c for k, c in self.tuples.items() if self.args.get(k) is arg and c.required]
+        if any(c.required != m.observed for c in same_site):
+            return self._refuse(group, expr, "this call builds layers that need different shapes")
+        replacements: Replacements = {}
+        for element, old, new in zip(expr.elements, m.declared, m.observed):
+            if old == new:
+                continue
+            if not isinstance(element.value, cst.Integer):
+                return self._refuse(group, element.value, f"`{code_of(element.value)}` is not a number")
+            replacements[element.value] = element.value.with_changes(value=str(new))
+        self.replacements.update(replacements)
+        self.edits.append(self._edit(group, _Candidate(replacements, expr, "")))
+        return None
 
     def _candidates(self, expr, exp: Expansion, m: Mismatch, local: bool) -> Iterator[_Candidate]:
         want = m.observed

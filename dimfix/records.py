@@ -128,6 +128,7 @@ class Options:
     num_classes: Optional[int] = None
     max_memory: Optional[int] = None  # bytes allowed for a CPU trace
     format: bool = True
+    output: Optional[str] = None  # which output holds the classes: a dict key or tuple index
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,16 @@ class SourceFile:
 
 def read_source(path: str) -> SourceFile:
     """Read and decode ``path`` the way Python itself would (PEP 263 cookie, BOM)."""
+    shown = display_path(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise BadSource(f"{path}: no such file") from None
+        raise BadSource(f"{shown}: no such file") from None
     except IsADirectoryError:
-        raise BadSource(f"{path}: is a directory, not a Python file") from None
+        raise BadSource(f"{shown}: is a directory, not a Python file") from None
     except OSError as e:
-        raise BadSource(f"{path}: cannot read: {e.strerror}") from None
+        raise BadSource(f"{shown}: cannot read: {e.strerror}") from None
     return decode_source(path, raw)
 
 
@@ -54,7 +55,7 @@ def decode_source(path: str, raw: bytes) -> SourceFile:
         text = raw.decode(encoding)
     except (SyntaxError, LookupError, UnicodeDecodeError) as e:
         reason = e.msg if isinstance(e, SyntaxError) else str(e)
-        raise BadSource(f"{path}: cannot decode: {reason}") from None
+        raise BadSource(f"{display_path(path)}: cannot decode: {reason}") from None
     if encoding == "utf-8-sig" and text.startswith("\ufeff"):
         text = text[1:]
     newline = _newline_style(text)
@@ -82,18 +83,19 @@ def write_atomic(source: SourceFile, data: bytes) -> None:
     """
     path = os.path.realpath(source.path)
     folder = os.path.dirname(path)
+    shown = display_path(source.path)
     try:
         st = os.stat(path)
         with open(path, "rb") as f:
             if f.read() != source.raw:
                 raise WriteFailed(
-                    f"{source.path}: changed on disk while dimfix ran; not written"
+                    f"{shown}: changed on disk while dimfix ran; not written"
                 )
         fd, tmp = tempfile.mkstemp(
             dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".dimfix"
         )
     except OSError as e:
-        raise WriteFailed(f"{source.path}: cannot write: {e.strerror}") from None
+        raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -112,5 +114,15 @@ def write_atomic(source: SourceFile, data: bytes) -> None:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise WriteFailed(f"{source.path}: cannot write: {e.strerror}") from None
+            raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
         raise
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working folder when it is below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith(os.pardir) else rel
+

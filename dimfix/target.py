@@ -25,6 +25,9 @@ DTYPES = {
     "bool": "bool",
 }
 MAX_DIM = 2**31 - 1
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -87,3 +90,12 @@ def parse_init(items: Iterable[str]) -> Dict[str, object]:
                 "(numbers, strings, tuples, lists, dicts, True/False/None)"
             ) from None
     return init
+
+
+def parse_size(text: str) -> int:
+    """``4GiB``, ``512MB``, ``1000`` -> bytes (for --max-memory)."""
+    match = _SIZE.match(text)
+    unit = (match.group(2) or "").lower().rstrip("b") if match else None
+    if not match or unit not in _UNITS:
+        raise BadUsage(f"--max-memory {text!r}: write a size like 4GiB or 512MB")
+    return int(float(match.group(1)) * _UNITS[unit])

@@ -122,6 +122,7 @@ class _Tracer:
         self.model = model
         self.is_user_file = is_user_file
         self.views: List[Tuple[Mismatch, Construction]] = []
+        self.guess = ""  # set once a layer had to be resized by a guess
         self.options = options
         self.book = book
         self.device = device
@@ -175,7 +176,7 @@ class _Tracer:
                 h.remove()
             for name, method in views.items():
                 setattr(torch.Tensor, name, method)
-        return _pick_output(output)
+        return _pick_output(output, self.options.output)
 
     def _inputs(self):
         args, kwargs = [], {}
@@ -212,8 +213,13 @@ class _Tracer:
         factors = self._factors(x) if family.name == "Linear" else ()
         shape = (x.shape[0], *factors) if factors else x.shape
         why = f"input arrives as {_dims(shape)}" + (" flattened" if factors else "")
+        guess = self.guess
+        if note and not guess:
+            # The live layer was resized by a guess (one head, one group): sizes
+            # after it follow that guess, not the file, and are not fixed.
+            self.guess = f"it comes after {self._path(module)}, which cannot be fixed"
         for arg, value in changed.items():
-            arg_note = note
+            arg_note = note or guess
             if arg in first and first[arg] != value:
                 arg_note = f"it is called with {first[arg]} and with {value}"
             self._record(module, family, arg, before[arg], value, why,
@@ -390,7 +396,25 @@ class _Tracer:
         return tuple(out) + tuple(c for _, c in self.views)
 
 
-def _pick_output(output):
+def _pick_output(output, name: Optional[str] = None):
+    """The tensor holding the classes: ``name`` (a dict key or tuple index) if
+    given; else the output itself, a dict's "logits" or its first tensor, or a
+    tuple's first tensor."""
+    if name is not None:
+        try:
+            if isinstance(output, dict):
+                picked = output[name]
+            elif isinstance(output, (list, tuple)):
+                picked = output[int(name)]
+            else:
+                raise BadUsage(f"--output {name}: the model returns a single {type(output).__name__}")
+        except (KeyError, IndexError, ValueError):
+            keys = list(output) if isinstance(output, dict) else list(range(len(output)))
+            raise BadUsage(f"--output {name}: the model's output has no such entry "
+                           f"(it has: {', '.join(map(str, keys))})") from None
+        if not isinstance(picked, torch.Tensor):
+            raise BadUsage(f"--output {name} is a {type(picked).__name__}, not a tensor")
+        return picked
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict):

@@ -11,8 +11,10 @@ DATA = ROOT / "tests" / "data"
 
 CASES = {
     "missing file": (["nope.py::Net", "--input", "1x4"], "no such file"),
-    "no ::NAME": (["bad_models.py", "--input", "1x4"], "must be PATH::NAME"),
-    "folder": ([".::Net", "--input", "1x4"], "is a directory"),
+    "file without models": (["bad_models.py", "--input", "1x4"], "no models found"),
+    "folder without models": (["."], "no models found"),
+    "folder as PATH::NAME": ([".::Net", "--input", "1x4"], "is a directory"),
+    "no target": ([], "give a target"),
     "unknown name": (["bad_models.py::Missing", "--input", "1x4"], "no model named 'Missing'"),
     "not a model (int)": (["bad_models.py::NOT_A_MODEL", "--input", "1x4"], "is not a model"),
     "not a model (class)": (["bad_models.py::Plain", "--input", "1x4"], "not an nn.Module subclass"),

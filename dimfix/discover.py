@@ -1,0 +1,168 @@
+"""From what the user named (``PATH::NAME``, files, folders) to jobs: one per
+file, listing the models in it and the options each is traced with."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, replace
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from dimfix.config import Config, ModelSpec, find_config, pragma_models
+from dimfix.errors import BadSource, BadUsage
+from dimfix.load import display_path
+from dimfix.records import Options
+from dimfix.source import SourceFile
+from dimfix.target import parse_size
+
+SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file and the models to fix in it, in order."""
+
+    path: str  # absolute
+    models: Tuple[Options, ...]
+    problems: Tuple[Tuple[str, str], ...] = ()  # (model name, why it cannot run)
+    source: Optional[SourceFile] = None  # the text to fix when not the file's (stdin)
+
+    @property
+    def display(self) -> str:
+        return display_path(self.path)
+
+
+def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = (),
+             fmt: bool = True) -> Tuple[List[Job], Optional[Config]]:
+    """Jobs for ``targets``; ``cli`` holds what flags set, over config and pragmas."""
+    found: Dict[str, Dict[str, ModelSpec]] = {}
+    config: Optional[Config] = None
+    for target in targets:
+        path, sep, name = target.rpartition("::")
+        if not sep:
+            path, name = target, ""
+        if not os.path.exists(path):
+            raise BadSource(f"{path}: no such file or folder")
+        config = config or find_config(path)
+        if name:
+            if os.path.isdir(path):
+                raise BadSource(f"{path}: is a directory, not a Python file")
+            spec = _declared(path, name, config) or ModelSpec(os.path.abspath(path), name)
+            found.setdefault(spec.path, {})[name] = spec
+            continue
+        patterns = tuple(exclude) + (config.exclude if config else ())
+        for file in _python_files(path, patterns, config):
+            for spec in _models_in(file, config):
+                found.setdefault(spec.path, {}).setdefault(spec.name, spec)
+    jobs = []
+    for path, specs in found.items():
+        models, problems = [], []
+        for spec in specs.values():
+            if config is not None:
+                spec = spec.over(config.defaults)
+            spec = _override(spec, cli)
+            if not spec.inputs:
+                problems.append((spec.name, "no sample input: give --input SHAPE, or input= in "
+                                            "its '# dimfix:' pragma or [tool.dimfix]"))
+                continue
+            models.append(_options(spec, fmt))
+        jobs.append(Job(path, tuple(models), tuple(problems)))
+    return jobs, config
+
+
+def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
+                    fmt: bool = True) -> Tuple[Job, Optional[Config]]:
+    """The job for text given on stdin as the file ``source.path``: the models
+    named, else those its pragmas (or the config) declare."""
+    config = find_config(source.path)
+    path = os.path.abspath(source.path)
+    declared = {s.name: s for s in (config.models if config else ()) if s.path == path}
+    for spec in pragma_models(source.path, source.text):
+        declared[spec.name] = spec.over(declared[spec.name]) if spec.name in declared else spec
+    specs = [declared.get(n, ModelSpec(path, n)) for n in names] if names else list(declared.values())
+    models, problems = [], []
+    for spec in specs:
+        if config is not None:
+            spec = spec.over(config.defaults)
+        spec = _override(spec, cli)
+        if spec.inputs:
+            models.append(_options(spec, fmt))
+        else:
+            problems.append((spec.name, "no sample input: give --input SHAPE or a pragma"))
+    return Job(path, tuple(models), tuple(problems), source), config
+
+
+def _override(spec: ModelSpec, cli: ModelSpec) -> ModelSpec:
+    """Flags given on the command line win over config and pragmas."""
+    return replace(
+        spec,
+        inputs=cli.inputs or spec.inputs,
+        init={**spec.init, **cli.init},
+        num_classes=cli.num_classes if cli.num_classes is not None else spec.num_classes,
+        output=cli.output if cli.output is not None else spec.output,
+        max_memory=cli.max_memory or spec.max_memory,
+    )
+
+
+def _options(spec: ModelSpec, fmt: bool) -> Options:
+    return Options(
+        name=spec.name,
+        inputs=spec.inputs,
+        init=dict(spec.init),
+        num_classes=spec.num_classes,
+        max_memory=parse_size(spec.max_memory) if spec.max_memory else None,
+        format=fmt,
+        output=spec.output,
+    )
+
+
+def _declared(path: str, name: str, config: Optional[Config]) -> Optional[ModelSpec]:
+    """What the pragma or the config say of ``path::name``, if anything."""
+    for spec in _models_in(os.path.abspath(path), config):
+        if spec.name == name:
+            return spec
+    return None
+
+
+def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
+    path = os.path.abspath(path)
+    specs: Dict[str, ModelSpec] = {}
+    if config is not None:
+        for spec in config.models:
+            if os.path.abspath(spec.path) == path:
+                specs[spec.name] = spec
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return list(specs.values())
+    if b"dimfix:" in raw:
+        text = raw.decode("utf-8", errors="replace")
+        for spec in pragma_models(display_path(path), text):
+            # A pragma sits next to the code: it wins over the config table.
+            specs[spec.name] = spec.over(specs[spec.name]) if spec.name in specs else spec
+    return list(specs.values())
+
+
+def _python_files(path: str, patterns: Sequence[str], config: Optional[Config]) -> Iterator[str]:
+    if os.path.isfile(path):
+        yield os.path.abspath(path)
+        return
+    root = config.root if config else os.path.abspath(path)
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and d not in SKIP_DIRS
+            and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+            and not _excluded(os.path.join(folder, d), patterns, root)
+        )
+        for name in sorted(files):
+            full = os.path.abspath(os.path.join(folder, name))
+            if name.endswith(".py") and not _excluded(full, patterns, root):
+                yield full
+
+
+def _excluded(path: str, patterns: Sequence[str], root: str) -> bool:
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(path), p)
+               for p in patterns)
