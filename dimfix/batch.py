@@ -163,6 +163,7 @@ def _worker_main(conn) -> None:
     warnings.simplefilter("ignore")
     import torch  # noqa: F401 - warm the import once per worker
 
+    conn.send("ready")  # timeouts count from here, not from the import
     while True:
         try:
             job = conn.recv()
@@ -177,6 +178,7 @@ class _Worker:
     conn: object
     job: Optional[Job] = None
     deadline: float = 0.0
+    ready: bool = False
 
 
 class _Pool:
@@ -198,17 +200,22 @@ class _Pool:
         try:
             while queue or any(w.job for w in workers):
                 for w in workers:
-                    if w.job is None and queue:
+                    if w.ready and w.job is None and queue:
                         w.job = queue.pop()
                         w.deadline = time.monotonic() + self.timeout * max(1, len(w.job.models))
                         if on_start:
                             on_start(w.job)
                         w.conn.send(w.job)
                 busy = [w for w in workers if w.job]
-                soonest = min(w.deadline for w in busy) - time.monotonic()
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                             timeout=max(0.0, soonest))
+                starting = [w for w in workers if not w.ready]
+                soonest = min((w.deadline for w in busy), default=time.monotonic() + 60)
+                ready = wait([w.conn for w in busy + starting]
+                             + [w.process.sentinel for w in busy + starting],
+                             timeout=max(0.0, soonest - time.monotonic()))
                 for i, w in enumerate(workers):
+                    if not w.ready:
+                        workers[i] = self._start(w, ready)
+                        continue
                     if w.job is None:
                         continue
                     outcome = self._collect(w, ready)
@@ -224,6 +231,18 @@ class _Pool:
                 if w.process.is_alive():
                     w.process.kill()
                 w.process.join(timeout=5)
+
+    def _start(self, w: _Worker, ready: List[object]) -> _Worker:
+        """A starting worker: ready once it said so; replaced if it died."""
+        if w.conn in ready:
+            try:
+                w.ready = w.conn.recv() == "ready"
+            except (EOFError, OSError):
+                pass
+        if not w.ready and not w.process.is_alive():
+            w.process.join(timeout=1)
+            return self._spawn()
+        return w
 
     def _collect(self, w: _Worker, ready: List[object]) -> Optional[Outcome]:
         job = w.job

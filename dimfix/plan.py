@@ -51,7 +51,8 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         groups.setdefault(key, []).append(m)
     for group in groups.values():
         planner.plan(group)
-    return Plan(tuple(planner.edits), tuple(planner.unfixable), planner.replacements, index)
+    edits = sorted(planner.edits, key=lambda e: (e.line, e.col))
+    return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index)
 
 
 class _Planner:
@@ -168,8 +169,15 @@ class _Planner:
                     yield _Candidate(refit, expr, "")
             if isinstance(expr, cst.Integer):
                 yield _Candidate({expr: expr.with_changes(value=str(want))}, expr, "")
-            else:
-                yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+                return
+            # ``64 + 16`` fed 48: the one literal that can change is the branch
+            # that is wrong (32 + 16); if several could, the sum is rewritten.
+            solved = [(lit, v) for lit, _ in self.literals[(m.layer_path, m.arg)]
+                      if (v := _solve(exp, lit, want, self.replacements)) is not None]
+            if len(solved) == 1:
+                lit, value = solved[0]
+                yield _Candidate({lit: lit.with_changes(value=str(value))}, expr, "")
+            yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
             return
         # A name in the expression already holds the size: ``input_size + 10``.
         if not isinstance(expr, (cst.Name, cst.Attribute)):
