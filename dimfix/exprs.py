@@ -62,6 +62,10 @@ class Evaluator:
         if isinstance(node, cst.Name):
             return self._name(node.value)
         if isinstance(node, cst.Attribute):
+            if isinstance(node.value, cst.Name) and node.value.value == "self":
+                key = f"self.{node.attr.value}"
+                if key in self.local_values:  # as it was when the layer was built
+                    return self.local_values[key]
             base = self.value(node.value)
             if base is None:
                 return None

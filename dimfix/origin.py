@@ -12,6 +12,8 @@ an origin is made only when every use of it is accounted for.
 
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
@@ -45,6 +47,7 @@ class Expansion:
     global_values: Mapping[str, object]
     bindings: Tuple[Binding, ...] = ()  # bindings crossed to reach this expression
     subs: Dict[cst.CSTNode, "Expansion"] = field(default_factory=dict)
+    path: str = ""  # the file the expression is written in
 
     def value(self, override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None,
               used: Optional[List[Tuple[cst.Integer, Tuple["Expansion", ...]]]] = None,
@@ -64,6 +67,15 @@ class Expansion:
             used.extend((literal, stack) for literal in ev.used)
         return result if type(result) is int else None
 
+    def value_of(self, node: cst.CSTNode) -> object:
+        """The value of ``node``, a part of this expression, in its context."""
+
+        def hook(n):
+            sub = self.subs.get(n)
+            return MISSING if sub is None else sub.value()
+
+        return Evaluator(self.local_values, self.global_values, hook).value(node)
+
     def literals(self) -> List[Tuple[cst.Integer, Tuple["Expansion", ...]]]:
         """Every integer literal the value depends on, with the path to it."""
         used: List[Tuple[cst.Integer, Tuple[Expansion, ...]]] = []
@@ -78,17 +90,59 @@ class Expansion:
         return exp
 
 
+class _File:
+    """One parsed file with the metadata the resolver needs."""
+
+    def __init__(self, index: CallIndex) -> None:
+        self.index = index
+        self.scopes = index.wrapper.resolve(ScopeProvider)
+        self.parents = index.wrapper.resolve(ParentNodeProvider)
+
+
 class Resolver:
-    """Expands size arguments of layers built in one file."""
+    """Expands size arguments of layers, across the user's files.
+
+    Values may be followed through helpers in other files of the project
+    (``from .layers import conv_bn``); only the target file is ever edited.
+    """
 
     def __init__(self, index: CallIndex, path: str, init: Mapping[str, object]) -> None:
         self.index = index
         self.path = path
         self.init = init
-        self.scopes = index.wrapper.resolve(ScopeProvider)
-        self.parents = index.wrapper.resolve(ParentNodeProvider)
+        self.files: Dict[str, Optional[_File]] = {path: _File(index)}
         self.traversed: Set[cst.CSTNode] = set()
         self.why: str = ""
+
+    def file(self, path: str) -> Optional[_File]:
+        """The parsed file at ``path`` (as it is on disk), or None."""
+        path = os.path.abspath(path)
+        if path not in self.files:
+            try:
+                from dimfix.source import read_source
+
+                source = read_source(path)
+                self.files[path] = _File(CallIndex(source.text, path))
+            except Exception:  # an unreadable helper file: its values stay opaque
+                self.files[path] = None
+        return self.files[path]
+
+    def position(self, node: cst.CSTNode) -> Optional[Tuple[str, int, int]]:
+        """(path, line, column) of ``node`` in whichever file holds it."""
+        for path, f in self.files.items():
+            if f is not None and node in f.index.positions:
+                line, col = f.index.position(node)
+                return path, line, col
+        return None
+
+    # libcst metadata of the file a node belongs to
+    def _scopes(self, site, i):
+        f = self.file(site.chain[i].path)
+        return f.scopes if f else {}
+
+    def _parents(self, site, i):
+        f = self.file(site.chain[i].path)
+        return f.parents if f else {}
 
     # -- entry point ---------------------------------------------------------------
 
@@ -100,7 +154,10 @@ class Resolver:
     def _expand(self, node, site, i, kind, label, bindings, depth, module_level=False) -> Expansion:
         frame = site.chain[i]
         local_values = {} if module_level else frame.local_values
-        exp = Expansion(node, kind, label, local_values, frame.global_values, bindings)
+        exp = Expansion(node, kind, label, local_values, frame.global_values, bindings,
+                        path=os.path.abspath(frame.path))
+        if self.file(frame.path) is None:
+            return exp
         if depth < MAX_DEPTH:
             for sub_node in self._resolvable(node):
                 sub = self._resolve(sub_node, site, i, depth + 1, module_level)
@@ -133,49 +190,70 @@ class Resolver:
         return self._subscript(node, site, i, depth, module_level)
 
     def _name(self, node: cst.Name, site, i, depth, module_level) -> Optional[Expansion]:
-        assignment = self._assignment(node)
-        if assignment is None:
+        scopes, parents = self._scopes(site, i), self._parents(site, i)
+        found = _assignments(scopes, node)
+        if not found:
             return None
+        if len(found) > 1:
+            # ``in_channels = v`` in a loop after ``def f(in_channels=3)``: the
+            # binding in force is the one whose value is the name's value now.
+            frame = site.chain[i]
+            current = (frame.global_values if module_level else
+                       {**frame.global_values, **frame.local_values}).get(node.value)
+            found = [a for a in found if self._gives(a, parents, site, i, current)]
+            if len(found) != 1:
+                return None
+        assignment = found[0]
         binding = Binding(node.value, tuple(a.node for a in assignment.references))
         target = assignment.node
         if isinstance(target, cst.Param):
             return self._parameter(target, site, i, depth, binding)
-        value = _assigned_value(self.parents, target)
+        value = _assigned_value(parents, target)
         if value is not None:
             at_module = module_level or _is_module_scope(assignment)
             kind = "constant" if at_module else "local"
-            if not at_module and not self._in_frame_function(target, site.chain[i]):
+            if not at_module and not self._in_frame_function(target, site, i):
                 return None
             return self._expand(value, site, i, kind, node.value, (binding,), depth, at_module)
-        loop = _enclosing_loop(self.parents, target)
+        loop = _enclosing_loop(parents, target)
         if loop is not None:
             return self._loop_element(node, loop, site, i, depth, binding)
         return None
 
-    def _assignment(self, node: cst.Name) -> Optional[Assignment]:
-        scope = self.scopes.get(node)
-        if scope is None:
-            return None
-        found = list(scope[node.value])
-        if len(found) != 1 or type(found[0]) is not Assignment:
-            return None  # several bindings, an import, a builtin: not ours to follow
-        return found[0]
+    def _gives(self, assignment, parents, site, i, current) -> bool:
+        """Could ``assignment`` be the binding that holds ``current`` at frame i?"""
+        if type(current) is not int:
+            return False
+        target = assignment.node
+        frame = site.chain[i]
+        if isinstance(target, cst.Param):
+            if target.default is None:
+                return False  # passed by the caller: any value could be
+            value = Evaluator({}, frame.global_values).value(target.default)
+            return value == current
+        value_node = _assigned_value(parents, target)
+        if value_node is None:
+            return False
+        return Evaluator(frame.local_values, frame.global_values).value(value_node) == current
+
+    def _assignment(self, node: cst.Name, scopes) -> Optional[Assignment]:
+        found = _assignments(scopes, node)
+        return found[0] if len(found) == 1 else None
 
     def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
-        func = self._enclosing(param, cst.FunctionDef)
+        parents = self._parents(site, i)
+        func = _enclosing(parents, param, cst.FunctionDef)
         frame = site.chain[i]
         if func is None or func.name.value != frame.function:
             return None
         name = param.name.value
         if i + 1 < len(site.chain):
             caller = site.chain[i + 1]
-            if caller.path != self.path:
-                self.why = f"{name} is passed from {caller.path}"
-                return None
-            call = self.index.find(caller)
+            caller_file = self.file(caller.path)
+            call = caller_file.index.find(caller) if caller_file else None
             if call is None:
                 return None
-            arg = _bound_argument(call, func, name, self._is_method(func))
+            arg = _bound_argument(call, func, name, _is_method(parents, func))
             if arg is MISSING:
                 return None
             if arg is not None:
@@ -190,21 +268,34 @@ class Resolver:
                             (binding,), depth, module_level=True)
 
     def _attribute(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
-        cls = self._enclosing(node, cst.ClassDef)
+        parents = self._parents(site, i)
+        cls = _enclosing(parents, node, cst.ClassDef)
         if cls is None:
             return None
         attr = node.attr.value
         stores, loads = _self_attribute_uses(cls, attr)
-        if len(stores) != 1:
+        current = _self_value(site.chain[i], attr)
+        candidates = []
+        for store_target, value in stores:
+            func = _enclosing(parents, store_target, cst.FunctionDef)
+            for j in range(i, len(site.chain)):
+                frame = site.chain[j]
+                if func is not None and frame.function == func.name.value \
+                        and frame.path == site.chain[i].path:
+                    candidates.append((value, j))
+                    break
+        if len(candidates) > 1:
+            # ``self.in_planes`` set in __init__ and again in _make_layer: the
+            # store in force is the one whose value is the attribute's value now.
+            candidates = [(v, j) for v, j in candidates
+                          if type(current) is int and Evaluator(
+                              site.chain[j].local_values, site.chain[j].global_values
+                          ).value(v) == current]
+        if len(candidates) != 1 or (len(stores) > 1 and type(current) is not int):
             return None
-        store_target, value = stores[0]
-        func = self._enclosing(store_target, cst.FunctionDef)
-        for j in range(i, len(site.chain)):
-            frame = site.chain[j]
-            if func is not None and frame.function == func.name.value and frame.path == self.path:
-                binding = Binding(f"self.{attr}", tuple(loads))
-                return self._expand(value, site, j, "attribute", f"self.{attr}", (binding,), depth)
-        return None
+        value, j = candidates[0]
+        binding = Binding(f"self.{attr}", tuple(loads))
+        return self._expand(value, site, j, "attribute", f"self.{attr}", (binding,), depth)
 
     def _subscript(self, node: cst.Subscript, site, i, depth, module_level) -> Optional[Expansion]:
         if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
@@ -290,34 +381,28 @@ class Resolver:
             return None
         label = f"{seq.label}[{index % len(elements)}]" if seq.label else "list element"
         return Expansion(element.value, "element", label, seq.local_values,
-                         seq.global_values, seq.bindings)
+                         seq.global_values, seq.bindings, path=seq.path)
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _enclosing(self, node, kind):
-        node = self.parents.get(node)
-        while node is not None and not isinstance(node, kind):
-            node = self.parents.get(node)
-        return node
+    def _in_frame_function(self, node, site, i) -> bool:
+        func = _enclosing(self._parents(site, i), node, cst.FunctionDef)
+        return func is not None and func.name.value == site.chain[i].function
 
-    def _is_method(self, func: cst.FunctionDef) -> bool:
-        parent = self.parents.get(self.parents.get(func))
-        return isinstance(parent, cst.ClassDef) and not any(
-            isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
-            for d in func.decorators
-        )
-
-    def _in_frame_function(self, node, frame) -> bool:
-        func = self._enclosing(node, cst.FunctionDef)
-        return func is not None and func.name.value == frame.function
+    def _metadata_of(self, node):
+        for f in self.files.values():
+            if f is not None and node in f.parents:
+                return f.scopes, f.parents
+        return {}, {}
 
     def is_accounted(self, reference: cst.CSTNode, seen: Optional[Set[int]] = None) -> bool:
         """A read whose value can only reach traced layer arguments."""
         if reference in self.traversed:
             return True
-        parent = self.parents.get(reference)
+        scopes, parents = self._metadata_of(reference)
+        parent = parents.get(reference)
         if isinstance(parent, cst.Arg):
-            call = self.parents.get(parent)
+            call = parents.get(parent)
             if _is_call_to(call, "len"):
                 return True  # len(dims) does not depend on the elements' values
         # ``self.h = hidden`` or ``h = hidden``: follow the new binding's reads.
@@ -327,21 +412,62 @@ class Resolver:
         seen.add(id(reference))
         if isinstance(parent, cst.Assign) and parent.value is reference and len(parent.targets) == 1:
             target = parent.targets[0].target
-            return all(self.is_accounted(r, seen) for r in self._reads_of(target))
+            reads = _reads_of(target, scopes, parents)
+            return all(self.is_accounted(r, seen) for r in reads)
         return False
 
-    def _reads_of(self, target) -> List[cst.CSTNode]:
-        if isinstance(target, cst.Name):
-            assignment = self._assignment(target) if self.scopes.get(target) else None
-            if assignment is None:
-                return [target]  # unknown: counts as unaccounted
-            return [a.node for a in assignment.references]
-        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) \
-                and target.value.value == "self":
-            cls = self._enclosing(target, cst.ClassDef)
-            if cls is not None:
-                return _self_attribute_uses(cls, target.attr.value)[1]
-        return [target]
+
+def _reads_of(target, scopes, parents) -> List[cst.CSTNode]:
+    if isinstance(target, cst.Name):
+        found = _assignments(scopes, target) if scopes.get(target) else []
+        if len(found) != 1:
+            return [target]  # unknown: counts as unaccounted
+        return [a.node for a in found[0].references]
+    if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) \
+            and target.value.value == "self":
+        cls = _enclosing(parents, target, cst.ClassDef)
+        if cls is not None:
+            return _self_attribute_uses(cls, target.attr.value)[1]
+    return [target]
+
+
+def _enclosing(parents, node, kind):
+    node = parents.get(node)
+    while node is not None and not isinstance(node, kind):
+        node = parents.get(node)
+    return node
+
+
+def _is_method(parents, func: cst.FunctionDef) -> bool:
+    parent = parents.get(parents.get(func))
+    return isinstance(parent, cst.ClassDef) and not any(
+        isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+        for d in func.decorators
+    )
+
+
+def _assignments(scopes, node: cst.Name) -> List[Assignment]:
+    """The bindings of ``node`` that dimfix can follow (none if any is an
+    import, a builtin or another kind it cannot read)."""
+    scope = scopes.get(node)
+    if scope is None:
+        return []
+    found = list(scope[node.value])
+    if not found or any(type(a) is not Assignment for a in found):
+        return []
+    return found
+
+
+def _self_value(frame, attr: str) -> object:
+    if f"self.{attr}" in frame.local_values:
+        return frame.local_values[f"self.{attr}"]
+    obj = frame.local_values.get("self")
+    if obj is None:
+        return None
+    try:
+        return inspect.getattr_static(obj, attr)
+    except AttributeError:
+        return None
 
 
 # -- syntax helpers ----------------------------------------------------------------------

@@ -10,6 +10,8 @@ every other read of the names it flows through is accounted for.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -20,6 +22,7 @@ from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
+from dimfix.source import display_path
 
 Key = Tuple[str, str]  # (layer path, argument)
 
@@ -101,9 +104,8 @@ class _Planner:
         site = c.site
         if site.via:
             return None, f"it is built inside {site.via}, not by the call here"
-        if os.path.abspath(site.call.path) != self.path:
-            return None, f"it is built in {site.call.path}; dimfix edits only the target file"
-        call = self.index.find(site.call)
+        f = self.resolver.file(site.call.path)
+        call = f.index.find(site.call) if f is not None else None
         if call is None:
             return None, "cannot find the call that built it"
         arg, why = find_argument(call, c.params, c.arg)
@@ -129,13 +131,23 @@ class _Planner:
             return None  # an edit made for another layer already fixed this one
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
+        elsewhere = None
         for candidate in self._candidates(arg.value, exp, m, local=outside is None):
+            where = next((n for n in candidate.replacements if n not in self.index.positions), None)
+            if where is not None:
+                elsewhere = elsewhere or where
+                continue  # only the target file is edited
             if self._safe(candidate):
                 self.replacements.update(candidate.replacements)
                 self.edits.append(self._edit(group, candidate))
                 return None
         if outside is not None:
             return self._refuse(group, *outside)
+        if elsewhere is not None:
+            found = self.resolver.position(elsewhere)
+            shown = display_path(found[0]) if found else "another file"
+            return self._refuse(group, elsewhere,
+                                f"the value is written in {shown}; dimfix edits only the target file")
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
 
     def _plan_tuple(self, group: Sequence[Mismatch], arg: cst.Arg) -> None:
@@ -170,15 +182,16 @@ class _Planner:
             if isinstance(expr, cst.Integer):
                 yield _Candidate({expr: expr.with_changes(value=str(want))}, expr, "")
                 return
-            # ``64 + 16`` fed 48: the one literal that can change is the branch
-            # that is wrong (32 + 16); if several could, the sum is rewritten.
-            solved = [(lit, v) for lit, _ in self.literals[(m.layer_path, m.arg)]
-                      if (v := _solve(exp, lit, want, self.replacements)) is not None]
-            if len(solved) == 1:
-                lit, value = solved[0]
+            # ``64 + 16`` fed 48: change the literal that can give it (32 + 16);
+            # of several, the one that changes least.
+            for lit, value, _ in self._solutions(exp, m, nearest_only=True):
                 yield _Candidate({lit: lit.with_changes(value=str(value))}, expr, "")
             yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
             return
+        if m.factors and isinstance(expr, cst.BinaryOperation):
+            refit = _refit_terms(expr, exp, m.factors)
+            if refit:
+                yield _Candidate(refit, expr, "")
         # A name in the expression already holds the size: ``input_size + 10``.
         if not isinstance(expr, (cst.Name, cst.Attribute)):
             for name in names_in(expr):
@@ -190,15 +203,27 @@ class _Planner:
             # The value is written elsewhere, unchanged on its way: fix it there.
             lit = origin.node
             yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label)
-        # Arithmetic: solve for one literal, nearest to the layer first.
-        for lit, stack in sorted(literals, key=lambda item: len(item[1])):
-            value = _solve(exp, lit, want, self.replacements)
-            if value is not None:
-                label = "" if len(stack) == 1 else stack[-1].label
-                yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
+        # Arithmetic: solve for one literal, nearest to the layer first and,
+        # among those as near, the one that changes least.
+        for lit, value, stack in self._solutions(exp, m):
+            label = "" if len(stack) == 1 else stack[-1].label
+            yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
         # The origin is shared: write a new expression at this call instead.
         if local:
             yield from self._local(expr, exp, want)
+
+    def _solutions(self, exp: Expansion, m: Mismatch, nearest_only: bool = False):
+        found = []
+        for lit, stack in self.literals[(m.layer_path, m.arg)]:
+            value = _solve(exp, lit, m.observed, self.replacements)
+            if value is not None:
+                old = int(lit.evaluated_value)
+                change = abs(math.log(value / old)) if old > 0 else math.inf
+                found.append((len(stack), change, lit, value, stack))
+        found.sort(key=lambda f: (f[0], f[1]))
+        if nearest_only and found:
+            found = found[:1]
+        return [(lit, value, stack) for _, _, lit, value, stack in found]
 
     def _local(self, expr, exp: Expansion, want: int) -> Iterator[_Candidate]:
         if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
@@ -253,15 +278,19 @@ class _Planner:
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]
-        if node is not None:
-            line, col = self.index.position(node)
-        elif m.site is not None and os.path.abspath(m.site.call.path) == self.path:
-            line, col = m.site.call.line, self.index.char_col(m.site.call.line, m.site.call.col) + 1
-        else:
-            line, col = 0, 0
+        path, line, col = self.display, 0, 0
+        found = self.resolver.position(node) if node is not None else None
+        if found is not None:
+            path, line, col = display_path(found[0]), found[1], found[2]
+        elif m.site is not None:
+            # Point at the first call in the target file on the way to the layer.
+            for frame in m.site.chain:
+                if os.path.abspath(frame.path) == self.path:
+                    line, col = frame.line, self.index.char_col(frame.line, frame.col) + 1
+                    break
         reason = f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {why}"
         for x in group:
-            self.unfixable.append(Unfixable(x, self.display, line, col, reason))
+            self.unfixable.append(Unfixable(x, path, line, col, reason))
 
     def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
         code = code_of(expr)
@@ -291,6 +320,48 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
         if v > 0 and v != old and at(v) == want:
             return v
     return None
+
+
+def _refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Replacements]:
+    """``ndf * 4 * 8 * 8`` fed a 64x4x4 tensor with ndf 16: split the product's
+    terms, in order, into one group per dimension (16 * 4 | 8 | 8) and change
+    the fewest literals so each group gives its dimension (16 * 4 * 4 * 4)."""
+    terms = _terms(expr)
+    values = [exp.value_of(t) for t in terms]
+    if any(type(v) is not int or v <= 0 for v in values):
+        return None
+    best = None
+    for target in {tuple(dims), tuple(d for d in dims if d != 1)}:
+        if not 1 < len(target) <= len(terms) <= 8:
+            continue
+        for cuts in itertools.combinations(range(1, len(terms)), len(target) - 1):
+            bounds = (0, *cuts, len(terms))
+            changes = {}
+            for (a, b), dim in zip(zip(bounds, bounds[1:]), target):
+                product = math.prod(values[a:b])
+                if product == dim:
+                    continue
+                literals = [k for k in range(a, b) if isinstance(terms[k], cst.Integer)]
+                if len(literals) != 1:
+                    break
+                k = literals[0]
+                rest = product // values[k]
+                if dim % rest:
+                    break
+                changes[k] = dim // rest
+            else:
+                if best is None or len(changes) < len(best):
+                    best = changes
+    if not best:
+        return None
+    return {terms[k]: terms[k].with_changes(value=str(v)) for k, v in best.items()}
+
+
+def _terms(node) -> List[cst.BaseExpression]:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply) \
+            and not node.lpar:
+        return _terms(node.left) + _terms(node.right)
+    return [node]
 
 
 def _times(expr, op, k: int) -> cst.BinaryOperation:

@@ -47,9 +47,10 @@ class Site:
         return found
 
     @property
-    def key(self) -> Tuple[str, int, int, int, int]:
-        c = self.call
-        return (c.path, c.line, c.col, c.end_line, c.end_col)
+    def key(self) -> tuple:
+        """The whole chain of calls: layers built by one helper body but from
+        different call sites are different sites; a loop's iterations are one."""
+        return tuple((c.path, c.line, c.col, c.end_line, c.end_col) for c in self.chain)
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
                 break
             code = frame.f_code
             chain.append(
-                Frame(code.co_filename, *span, code.co_name, dict(frame.f_locals), frame.f_globals)
+                Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals)
             )
         elif chain:
             break  # user code was called from outside (the loader): chain ends
@@ -135,6 +135,17 @@ def _is_init_of(frame, module) -> bool:
     if module is None or code.co_argcount == 0:
         return False
     return frame.f_locals.get(code.co_varnames[0]) is module
+
+
+def _values(frame) -> Dict[str, object]:
+    """The frame's locals, plus ``self.<attr>`` for integer attributes as they
+    are now: ``self.in_planes`` changes as ``_make_layer`` goes on."""
+    values = dict(frame.f_locals)
+    owner = values.get("self")
+    attrs = getattr(owner, "__dict__", None)
+    if isinstance(attrs, dict):
+        values.update((f"self.{k}", v) for k, v in attrs.items() if type(v) is int)
+    return values
 
 
 def _arguments(frame) -> Dict[str, object]:
