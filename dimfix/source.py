@@ -86,6 +86,10 @@ def write_atomic(source: SourceFile, data: bytes) -> None:
     shown = display_path(source.path)
     try:
         st = os.stat(path)
+        if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            # Replacing the file would succeed in a writable folder; a read-only
+            # file says "do not edit", so dimfix does not.
+            raise WriteFailed(f"{shown}: the file is read-only; not written")
         with open(path, "rb") as f:
             if f.read() != source.raw:
                 raise WriteFailed(

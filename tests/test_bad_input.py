@@ -42,7 +42,18 @@ CASES = {
     "num-classes not int": (["bad_models.py::Good", "--input", "1x4", "--num-classes", "ten"],
                             "'ten' is not a valid integer"),
     "unknown option": (["bad_models.py::Good", "--input", "1x4", "--frobnicate"], "No such option"),
+    "too few inputs": (["bad_models.py::NeedsTwo", "--input", "1x4"],
+                       "missing a required argument: 'y'"),
+    "factory raises": (["bad_models.py::factory_raises", "--input", "1x4"],
+                       "building factory_raises raised RuntimeError: no such checkpoint"),
+    "not Python": (["notes.txt::Net", "--input", "1x4"], "notes.txt:1:"),
     "syntax error": (["syntax_error.py::Net", "--input", "1x4"], "syntax_error.py:1:7: cannot parse"),
+    "forward never returns": (["bad_models.py::Forever", "--input", "1x4", "--timeout", "2"],
+                              "timed out after 2 s (--timeout)"),
+    "bad --max-memory": (["bad_models.py::Good", "--input", "1x4", "--max-memory", "lots"],
+                         "write a size like 4GiB"),
+    "bad --format": (["bad_models.py::Good", "--input", "1x4", "--format", "xml"],
+                     "'xml' is not one of"),
     "not UTF-8, no cookie": (["latin1.py::Net", "--input", "1x4"], "cannot decode"),
 }
 
@@ -53,6 +64,7 @@ def folder(tmp_path_factory):
     shutil.copy(DATA / "bad_models.py", path)
     (path / "syntax_error.py").write_text("def f(:\n    pass\n")
     (path / "latin1.py").write_bytes("# caf\xe9\nimport torch\n".encode("latin-1"))
+    (path / "notes.txt").write_text("Remember: conv sizes must match.\n")
     return path
 
 
@@ -87,3 +99,11 @@ def test_clean_run_prints_no_warnings(folder):
     assert run.code == 0, run
     assert "Warning" not in run.stderr and "NumPy" not in run.stderr, run
     assert run.stderr.splitlines() == ["bad_models.py: layer sizes are consistent, nothing to fix"]
+
+
+def test_ctrl_c_during_the_trace_writes_nothing(folder):
+    before = _snapshot(folder)
+    run = run_process(["bad_models.py::Interrupted", "--input", "1x4"], folder)
+    assert run.code == 130, run
+    assert run.stderr.strip() == "dimfix: interrupted; nothing written"
+    assert _snapshot(folder) == before

@@ -141,3 +141,13 @@ def test_interrupt_during_write_keeps_original(tmp_path, monkeypatch):
         write_atomic(source, b"new")
     assert path.read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == ["net.py"]
+
+
+def test_read_only_file_is_not_edited(tmp_path, cli):
+    path, data = _write(tmp_path)
+    os.chmod(path, 0o444)
+    run = cli(ARGS, tmp_path)
+    assert run.code == 2, run
+    assert run.stderr.splitlines()[-1] == "dimfix: error: net.py: the file is read-only; not written"
+    assert path.read_bytes() == data
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o444

@@ -40,3 +40,35 @@ class Good(nn.Module):
 
 def returns_int():
     return 3
+
+
+class NeedsTwo(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x, y):
+        return self.fc(x + y)
+
+
+def factory_raises():
+    raise RuntimeError("no such checkpoint")
+
+
+class Interrupted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        raise KeyboardInterrupt
+
+
+class Forever(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        while True:
+            pass
