@@ -16,8 +16,23 @@ from dimfix.records import Edit, Options, Unfixable
 from dimfix.source import SourceFile, read_source, write_atomic
 
 
+class _Rewrite:
+    """What a result with ``source`` and ``new_text`` writes back."""
+
+    source: SourceFile
+    new_text: str
+
+    @property
+    def changed(self) -> bool:
+        return self.new_text != self.source.text
+
+    @property
+    def new_bytes(self) -> bytes:
+        return self.source.encode(self.new_text) if self.changed else self.source.raw
+
+
 @dataclass(frozen=True)
-class FixResult:
+class FixResult(_Rewrite):
     """The outcome for one model: its edits, what could not be fixed, new text."""
 
     path: str  # as shown to the user
@@ -29,14 +44,6 @@ class FixResult:
     device: str = ""
     options: Optional[Options] = None
     base_text: Optional[str] = None  # the text this model was fixed from
-
-    @property
-    def changed(self) -> bool:
-        return self.new_text != self.source.text
-
-    @property
-    def new_bytes(self) -> bytes:
-        return self.source.encode(self.new_text) if self.changed else self.source.raw
 
 
 def fix_file(path: str, options: Options) -> FixResult:
@@ -57,21 +64,13 @@ def fix_source(source: SourceFile, options: Options, text: Optional[str] = None)
 
 
 @dataclass(frozen=True)
-class FileFix:
+class FileFix(_Rewrite):
     """Every model of one file, fixed together: one combined, verified text."""
 
     source: SourceFile
     new_text: str
     results: Tuple[FixResult, ...]
     errors: Tuple[Tuple[Options, DimfixError], ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return self.new_text != self.source.text
-
-    @property
-    def new_bytes(self) -> bytes:
-        return self.source.encode(self.new_text) if self.changed else self.source.raw
 
 
 def fix_models(source: SourceFile, models: Sequence[Options]) -> FileFix:

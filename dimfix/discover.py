@@ -94,14 +94,7 @@ def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
 
 def _override(spec: ModelSpec, cli: ModelSpec) -> ModelSpec:
     """Flags given on the command line win over config and pragmas."""
-    return replace(
-        spec,
-        inputs=cli.inputs or spec.inputs,
-        init={**spec.init, **cli.init},
-        num_classes=cli.num_classes if cli.num_classes is not None else spec.num_classes,
-        output=cli.output if cli.output is not None else spec.output,
-        max_memory=cli.max_memory or spec.max_memory,
-    )
+    return replace(cli.over(spec), path=spec.path, name=spec.name, origin=spec.origin)
 
 
 def _options(spec: ModelSpec, fmt: bool) -> Options:

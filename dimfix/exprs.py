@@ -113,29 +113,11 @@ class Evaluator:
             return None
 
 
-def evaluate(node: cst.BaseExpression, names: Mapping[str, object],
-             override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None) -> Optional[int]:
-    """The integer value of ``node`` given ``names``, or None."""
-    return Evaluator(names, override=override).integer(node)
-
-
 def _is_number(value: object) -> bool:
     return type(value) in (int, float)
 
 
 _CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs}
-
-
-def integers(node: cst.CSTNode) -> List[cst.Integer]:
-    """Integer literals in ``node``, left to right."""
-    found: List[cst.Integer] = []
-
-    class Collect(cst.CSTVisitor):
-        def visit_Integer(self, n: cst.Integer) -> None:
-            found.append(n)
-
-    node.visit(Collect())
-    return found
 
 
 def names_in(node: cst.CSTNode) -> List[str]:
@@ -190,23 +172,6 @@ def refit_product(factors: List[cst.Integer], dims: Tuple[int, ...]) -> Optional
     return {
         f: f.with_changes(value=str(v)) for f, v, o in zip(factors, order, old) if v != o
     }
-
-
-def solve_literal(node: cst.BaseExpression, names: Mapping[str, int],
-                  want: int) -> Iterator[Tuple[cst.Integer, int]]:
-    """Each (literal, value) such that setting that literal gives ``want``."""
-    for literal in integers(node):
-        base = int(literal.evaluated_value)
-        at = evaluate(node, names, {literal: base})
-        nxt = evaluate(node, names, {literal: base + 1})
-        if at is None or nxt is None or nxt == at:
-            continue
-        step = nxt - at
-        if (want - at) % step:
-            continue
-        value = base + (want - at) // step
-        if value > 0 and evaluate(node, names, {literal: value}) == want:
-            yield literal, value
 
 
 def code_of(node: cst.CSTNode) -> str:

@@ -378,17 +378,7 @@ def _times(expr, op, k: int) -> cst.BinaryOperation:
 def _opaque(expr: cst.BaseExpression, declared) -> str:
     """Why ``expr``'s value cannot be followed to a place in this file."""
     code = code_of(expr)
-    runtime = []
-
-    class Find(cst.CSTVisitor):
-        def visit_Subscript(self, n):
-            runtime.append(n)
-
-        def visit_Call(self, n):
-            runtime.append(n)
-
-    expr.visit(Find())
-    if runtime:
+    if _contains(expr, (cst.Subscript, cst.Call)):
         return (
             f"`{code}` is {declared} only at run time (read from a container or returned "
             "by a call); dimfix changes values written in the file"
@@ -397,17 +387,17 @@ def _opaque(expr: cst.BaseExpression, declared) -> str:
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
+    return _contains(expr, (cst.Call, cst.Attribute, cst.Subscript))
+
+
+def _contains(expr: cst.CSTNode, kinds) -> bool:
     found = []
 
     class Find(cst.CSTVisitor):
-        def visit_Call(self, n):
-            found.append(n)
-
-        def visit_Attribute(self, n):
-            found.append(n)
-
-        def visit_Subscript(self, n):
-            found.append(n)
+        def on_visit(self, node) -> bool:
+            if isinstance(node, kinds):
+                found.append(node)
+            return not found
 
     expr.visit(Find())
     return bool(found)

@@ -10,6 +10,7 @@ that fails on meta is retried on CPU when its weights fit in the memory limit.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import math
 import os
@@ -45,12 +46,13 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
         return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
-    with recording_sites(is_user_file) as meta_book:
+    with recording_sites(is_user_file) as meta_book, _no_init():
         model = _build(target, options, "meta")
     size = _nbytes(model)
     if size <= CPU_TRACE_BYTES:
         _materialize(model)
-        return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
+        with _threads(1):  # tiny ops: one thread is faster, and steady under load
+            return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
     try:
         return _Tracer(model, options, meta_book, "meta", is_user_file).run()
     except ModelRaised as on_meta:
@@ -65,6 +67,35 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     with recording_sites(is_user_file) as cpu_book:
         model = _build(target, options, "cpu")
     return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
+
+
+_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+          "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+          "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def _no_init():
+    """nn.init does nothing while a model is built on meta: the values do not
+    exist, and nn.init.normal_ alone would import torch._dynamo (about 1 s)."""
+    saved = {name: getattr(nn.init, name) for name in _INITS if hasattr(nn.init, name)}
+    for name in saved:
+        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _build(target, options: Options, device: str) -> nn.Module:
@@ -241,8 +272,9 @@ class _Tracer:
         )
         fresh = type(module).__new__(type(module))
         tensor = next(iter(module.parameters()), None)
-        device = tensor.device if tensor is not None else self.device
-        with torch.device(device):
+        device = tensor.device if tensor is not None else torch.device(self.device)
+        quiet = _no_init() if device.type == "meta" else contextlib.nullcontext()
+        with torch.device(device), quiet:
             init(fresh, **{**params, **changes})
         training = module.training
         module.__dict__.clear()
