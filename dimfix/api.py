@@ -83,6 +83,11 @@ def fix_models(source: SourceFile, models: Sequence[Options]) -> FileFix:
         except DimfixError as e:
             errors.append((options, e))
             continue
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a dimfix bug on this model: the others go on
+            errors.append((options, _internal(e)))
+            continue
         results.append(result)
         text = result.new_text
     if sum(1 for r in results if r.edits) > 1:
@@ -93,6 +98,16 @@ def fix_models(source: SourceFile, models: Sequence[Options]) -> FileFix:
             allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in result.unfixable]
             verify_source(loc, text, result.options, allowed)
     return FileFix(source, text, tuple(results), tuple(errors))
+
+
+def _internal(e: Exception) -> DimfixError:
+    first = (str(e).strip().splitlines() or [""])[0]
+    error = DimfixError(
+        f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
+        "Please report it; --verbose shows the traceback"
+    )
+    error.__cause__ = e
+    return error
 
 
 def write_result(result) -> None:

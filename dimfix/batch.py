@@ -65,7 +65,7 @@ class Timeout(DimfixError):
 def run_jobs(jobs: Sequence[Job], workers: int, timeout: float,
              on_start: Optional[Callable[[Job], None]] = None) -> Iterator[Outcome]:
     """Outcomes of ``jobs`` in the order they finish."""
-    if len(jobs) == 1 or workers <= 1 and len(jobs) <= 1:
+    if len(jobs) <= 1:
         for job in jobs:
             if on_start:
                 on_start(job)
@@ -89,9 +89,10 @@ def _run(job: Job) -> Outcome:
     try:
         source = job.source or read_source(job.path)
         fix = fix_models(source, job.models)
-    except DimfixError as e:
-        failed = tuple(ModelOutcome(o.name, error=_error(e)) for o in job.models)
-        return Outcome(job.path, job.display, failed + problems, error=_error(e))
+    except (DimfixError, Exception) as e:
+        error = _error(e)
+        failed = tuple(ModelOutcome(o.name, error=error) for o in job.models)
+        return Outcome(job.path, job.display, failed + problems, error=error)
     models = [_model(r) for r in fix.results]
     models += [ModelOutcome(o.name, error=_error(e)) for o, e in fix.errors]
     return Outcome(job.path, job.display, tuple(models) + problems, fix.source, fix.new_text)
@@ -122,7 +123,14 @@ def _error(e: BaseException) -> dict:
 
     cause = e.__cause__ or e
     detail = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-    return {"kind": type(e).__name__, "message": str(e), "traceback": detail}
+    if isinstance(e, DimfixError):
+        return {"kind": type(e).__name__, "message": str(e), "traceback": detail}
+    # A bug in dimfix, not in the model: said plainly, the file left alone.
+    first = (str(e).strip().splitlines() or [""])[0]
+    return {"kind": "InternalError",
+            "message": f"internal error ({type(e).__name__}: {first}); nothing written "
+                       "for this file. Please report it; --verbose shows the traceback",
+            "traceback": detail}
 
 
 @contextlib.contextmanager

@@ -132,7 +132,6 @@ def _stdin(filename, targets, cli, report, fmt, timeout) -> int:
     text = outcome.new_text if outcome.changed and report.mode != "check" else source.text
     sys.stdout.buffer.write(source.encode(text) if outcome.changed else source.raw)
     sys.stdout.flush()
-    report.fmt = "text" if report.fmt == "text" else report.fmt
     report.add(outcome, None)
     return report.finish()
 

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 Size = Union[int, Tuple[int, ...]]
 Changes = Dict[str, Size]
@@ -285,6 +286,9 @@ def family_of(module: nn.Module) -> Optional[Family]:
     if kind in _BY_TYPE:
         return _BY_TYPE[kind]
     found = None
+    if issubclass(kind, LazyModuleMixin):
+        _BY_TYPE[kind] = None  # sizes are inferred from the input: nothing to check
+        return None
     for family in FAMILIES.values():
         for base in family.classes:
             if issubclass(kind, base) and kind.forward is base.forward:

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from dimfix.errors import BadUsage, ModelRaised, TooBig
 from dimfix.families import Family, all_args, family_of
@@ -49,11 +50,13 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     with recording_sites(is_user_file) as meta_book, _no_init():
         model = _build(target, options, "meta")
     size = _nbytes(model)
-    if size <= CPU_TRACE_BYTES:
+    if size <= CPU_TRACE_BYTES and not _has_lazy(model):
         _materialize(model)
         with _threads(1):  # tiny ops: one thread is faster, and steady under load
             return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
     try:
+        if _has_lazy(model):  # Lazy* layers take their size from a real first input
+            raise ModelRaised("it has Lazy* layers")
         return _Tracer(model, options, meta_book, "meta", is_user_file).run()
     except ModelRaised as on_meta:
         limit = options.max_memory or default_max_memory()
@@ -133,12 +136,16 @@ def _check_forward(model: nn.Module, args, kwargs) -> None:
 
 def _nbytes(model: nn.Module) -> int:
     tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.numel() * t.element_size() for t in tensors if not is_lazy(t))
 
 
 def _materialize(model: nn.Module) -> None:
     # Not to_empty(): empty_like on a meta tensor loads the meta kernels.
     model._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype, device="cpu"))
+
+
+def _has_lazy(model: nn.Module) -> bool:
+    return any(is_lazy(t) for t in [*model.parameters(), *model.buffers()])
 
 
 def _input_bytes(spec: InputSpec) -> int:

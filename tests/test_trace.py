@@ -84,3 +84,22 @@ def test_model_instance_target(tmp_path, cli):
     run = cli(["inst.py::model", "--input", "2x10"], tmp_path)
     assert run.code == 0, run
     assert "nn.Linear(20, 5)" in (tmp_path / "inst.py").read_text()
+
+
+def test_an_internal_error_is_one_line_and_writes_nothing(tmp_path, cli, monkeypatch):
+    import dimfix.plan
+
+    folder = _case(tmp_path)
+    before = (folder / "broken.py").read_bytes()
+
+    def broken_planner(*args, **kwargs):
+        raise RuntimeError("a bug in the planner")
+
+    monkeypatch.setattr(dimfix.plan, "plan_edits", broken_planner)
+    run = cli((folder / "args").read_text().split(), folder)
+    assert run.code == 2, run
+    assert run.stderr.splitlines() == [
+        "dimfix: error: internal error (RuntimeError: a bug in the planner); nothing written "
+        "for this model. Please report it; --verbose shows the traceback"
+    ]
+    assert (folder / "broken.py").read_bytes() == before
