@@ -47,8 +47,15 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
         return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
-    with recording_sites(is_user_file) as meta_book, _no_init():
-        model = _build(target, options, "meta")
+    try:
+        with recording_sites(is_user_file) as meta_book, _no_init():
+            model = _build(target, options, "meta")
+    except ModelRaised:
+        # Some models read tensor values while they are built (RegNet's
+        # .tolist()): build those on CPU, as the user would.
+        with recording_sites(is_user_file) as cpu_book:
+            model = _build(target, options, "cpu")
+        return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
     size = _nbytes(model)
     if size <= CPU_TRACE_BYTES and not _has_lazy(model):
         _materialize(model)
