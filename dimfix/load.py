@@ -11,7 +11,7 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from dimfix.errors import BadSource, BadUsage, ModelRaised, TargetNotFound
+from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound
 from dimfix.source import display_path
 
 
@@ -193,7 +193,7 @@ def _models_in(module) -> Tuple[str, ...]:
 
 def _raised(e: BaseException, doing: str) -> ModelRaised:
     """One line naming where in user code ``e`` was raised."""
-    if isinstance(e, KeyboardInterrupt):
+    if isinstance(e, (KeyboardInterrupt, DimfixError)):
         raise e
     where = user_frame_of(e)
     what = f"{type(e).__name__}: {e}".strip().rstrip(":")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from dimfix.errors import BadUsage, ModelRaised, TooBig
+from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
 from dimfix.families import Family, all_args, family_of
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
@@ -113,6 +113,8 @@ def _build(target, options: Options, device: str) -> nn.Module:
     try:
         with torch.device(device):
             model = target(**options.init)
+    except DimfixError:
+        raise  # a timeout, say: not the model's own error
     except Exception as e:
         raise ModelRaised(f"{user_frame_of(e)}building {name} raised {_what(e)}") from e
     if not isinstance(model, nn.Module):
@@ -214,6 +216,8 @@ class _Tracer:
         try:
             with torch.no_grad(), torch.device(self.device):
                 output = self.model(*args, **kwargs)
+        except DimfixError:
+            raise
         except Exception as e:
             raise ModelRaised(f"{user_frame_of(e)}forward raised {_what(e)}") from e
         finally:
