@@ -36,6 +36,7 @@ class Check:
     arg: str  # the constructor parameter
     observe: Callable[[nn.Module, tuple], Optional[Size]]  # from the forward's args
     declared: Callable[[nn.Module], Size]
+    input: int = 0  # which forward argument it reads
 
 
 @dataclass(frozen=True)
@@ -263,13 +264,13 @@ FAMILIES: Dict[str, Family] = {
                lambda m, c, r: _rebuild(m, c, r) if m.num_parameters != 1 else ({}, "")),
         Family("Bilinear", (nn.Bilinear,),
                (Check("in1_features", _last(0), _attr("in1_features")),
-                Check("in2_features", _last(1), _attr("in2_features"))), _rebuild),
+                Check("in2_features", _last(1), _attr("in2_features"), 1)), _rebuild),
         Family("RNN", _RNN, (Check("input_size", _last(), _attr("input_size")),), _rebuild),
         Family("RNNCell", _CELLS, (Check("input_size", _last(), _attr("input_size")),), _rebuild),
         Family("MultiheadAttention", (nn.MultiheadAttention,),
                (Check("embed_dim", _last(0), _attr("embed_dim")),
-                Check("kdim", _last(1), _attr("kdim")),
-                Check("vdim", _last(2), _attr("vdim"))), _attention_resize),
+                Check("kdim", _last(1), _attr("kdim"), 1),
+                Check("vdim", _last(2), _attr("vdim"), 2)), _attention_resize),
         Family("Transformer",
                (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.Transformer),
                (Check("d_model", _last(0), _d_model),),

@@ -260,8 +260,7 @@ class _Tracer:
         changed, note = family.resize(module, changes, self._rebuild)
         x = args[0]
         factors = self._factors(x) if family.name == "Linear" else ()
-        shape = (x.shape[0], *factors) if factors else x.shape
-        why = f"input arrives as {_dims(shape)}" + (" flattened" if factors else "")
+        reads = {c.arg: args[c.input] for c in family.checks if c.input < len(args)}
         guess = self.guess
         if note and not guess:
             # The live layer was resized by a guess (one head, one group): sizes
@@ -271,8 +270,10 @@ class _Tracer:
             arg_note = note or guess
             if arg in first and first[arg] != value:
                 arg_note = f"it is called with {first[arg]} and with {value}"
-            self._record(module, family, arg, before[arg], value, why,
-                         factors if arg == family.checks[0].arg else (), arg_note)
+            first_check = arg == family.checks[0].arg
+            self._record(module, family, arg, before[arg], value,
+                         _arrives(reads.get(arg, x), factors if first_check else ()),
+                         factors if first_check else (), arg_note)
 
     def _rebuild(self, module: nn.Module, changes) -> None:
         """Call the layer's own __init__ again with ``changes``; take its state."""
@@ -505,6 +506,12 @@ def _params(kind: type) -> Tuple[str, ...]:
                 break
         _PARAMS[kind] = names
     return _PARAMS[kind]
+
+
+def _arrives(x, factors) -> str:
+    if factors:
+        return f"input arrives as {_dims((x.shape[0], *factors))} flattened"
+    return f"input arrives as {_dims(x.shape)}"
 
 
 def _dims(shape) -> str:

@@ -84,3 +84,20 @@ def test_one_reason_line_per_fix(case, tmp_path, cli):
     assert len(fixes) >= changed, run
     for line in fixes:
         assert " -> " in line, line
+
+
+def test_every_family_has_a_fixture_that_fixes_it():
+    """Adding a family means adding a fixture pair that exercises it."""
+    from dimfix.families import FAMILIES
+
+    fixed_sources = [
+        (FIXTURES / c / "broken.py").read_text(encoding="utf-8")
+        for c in cases()
+        if _expected(c) != (FIXTURES / c / "broken.py").read_bytes()
+    ]
+    missing = [
+        name
+        for name, family in FAMILIES.items()
+        if not any(f"nn.{cls.__name__}(" in src for src in fixed_sources for cls in family.classes)
+    ]
+    assert not missing, f"families without a fixture pair: {missing}"
