@@ -14,7 +14,6 @@ import contextlib
 import inspect
 import math
 import os
-import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -26,7 +25,8 @@ from dimfix.families import Family, all_args, family_of
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
 from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
-from dimfix.sites import SiteBook, recording_sites, site_here
+from dimfix.sites import SiteBook, recording_sites
+from dimfix.views import ViewChecker
 
 # Below this many bytes of weights a CPU trace is faster than meta's ~1.3 s
 # one-time cost of loading torch's Python meta kernels.
@@ -168,7 +168,6 @@ class _Tracer:
                  is_user_file: Callable[[str], bool]):
         self.model = model
         self.is_user_file = is_user_file
-        self.views: List[Tuple[Mismatch, Construction]] = []
         self.guess = ""  # set once a layer had to be resized by a guess
         self.options = options
         self.book = book
@@ -177,6 +176,7 @@ class _Tracer:
         self.mismatches: List[Mismatch] = []
         self.seen: Dict[int, Tuple[nn.Module, Dict[str, int]]] = {}
         self.recent = collections.deque(maxlen=32)  # shapes of recent outputs
+        self.views = ViewChecker(is_user_file, self.recent.append)
         self.produced: Dict[int, Tuple[nn.Module, torch.Tensor]] = {}
         self.heads: List[nn.Module] = []
 
@@ -205,16 +205,14 @@ class _Tracer:
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
-        self.batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
+        batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
         hooks = [
             nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
             nn.modules.module.register_module_forward_hook(self._post_hook),
         ]
-        views = {name: getattr(torch.Tensor, name) for name in ("view", "reshape", "flatten")}
-        for name, method in views.items():
-            setattr(torch.Tensor, name, self._checked_view(method, name))
+        found = len(self.views.found)
         try:
-            with torch.no_grad(), torch.device(self.device):
+            with torch.no_grad(), torch.device(self.device), self.views.watching(batch):
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -223,8 +221,7 @@ class _Tracer:
         finally:
             for h in hooks:
                 h.remove()
-            for name, method in views.items():
-                setattr(torch.Tensor, name, method)
+        self.mismatches.extend(m for m, _ in self.views.found[found:])
         return _pick_output(output, self.options.output)
 
     def _inputs(self):
@@ -302,46 +299,6 @@ class _Tracer:
         path = self.paths.get(id(module), "")
         for name, child in module.named_modules(prefix=path):
             self.paths.setdefault(id(child), name)
-
-    def _checked_view(self, method, name):
-        """``x.view(-1, N)`` in user code, with N not a whole number of samples'
-        trailing dimensions: record it, and go on with the size that fits."""
-        tracer = self
-
-        def view(tensor, *shape):
-            frame = sys._getframe(1)
-            if tracer.is_user_file(frame.f_code.co_filename):
-                tracer.recent.append(tuple(tensor.shape))  # for the Linear after it
-                if name != "flatten" and len(shape) == 2 and tensor.dim() >= 2 \
-                        and all(type(d) is int for d in shape):
-                    fixed = tracer._check_view(tensor, shape, frame, name)
-                    if fixed is not None:
-                        shape = fixed
-            return method(tensor, *shape)
-
-        return view
-
-    def _check_view(self, tensor, shape, frame, name):
-        lead, size = shape
-        dims = tuple(int(d) for d in tensor.shape)
-        if dims[0] != self.batch or lead not in (-1, dims[0]) or size < 1:
-            return None
-        suffixes = {math.prod(dims[j:]) for j in range(1, len(dims))}
-        if size in suffixes:
-            return None  # (B, T, D) -> (-1, D) and the like: on purpose
-        per_sample = math.prod(dims[1:])
-        site = site_here(frame, self.is_user_file)
-        if site is not None and any(v.site == site for v, _ in self.views):
-            return (lead, per_sample)  # seen on an earlier pass or iteration
-        params = ("batch", "size")
-        m = Mismatch(f"{name} in {frame.f_code.co_name}()", "View", f"Tensor.{name}", "size",
-                     size, per_sample, f"{_dims(dims)} flattens to {per_sample} per sample",
-                     site, params, dims[1:])
-        self.mismatches.append(m)
-        if site is not None:
-            self.views.append((m, Construction(m.layer_path, size, per_sample, site, "size",
-                                               m.kind, params)))
-        return (lead, per_sample)
 
     def _post_hook(self, module, args, output):
         if isinstance(output, torch.Tensor):
@@ -444,7 +401,7 @@ class _Tracer:
                     Construction(path, declared, required, site, arg,
                                  type(module).__name__, _params(type(module)))
                 )
-        return tuple(out) + tuple(c for _, c in self.views)
+        return tuple(out) + tuple(self.views.constructions)
 
 
 def _pick_output(output, name: Optional[str] = None):

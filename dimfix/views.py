@@ -1,0 +1,87 @@
+"""Hard-coded sizes in ``forward``: ``x.view(-1, 400)``, ``x.reshape(b, 400)``.
+
+While a forward pass runs, ``Tensor.view``/``reshape``/``flatten`` called from a
+user file are watched. A 2-D target whose size is not a product of the
+tensor's trailing dimensions is recorded, with its call site, and replaced by
+the per-sample size so that the pass goes on (the Linear after it is then
+checked as usual). ``(B, T, D) -> (-1, D)`` is left alone: D is a trailing
+product, so the reshape is on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import torch
+
+from dimfix.records import Construction, Mismatch
+from dimfix.sites import site_here
+
+WATCHED = ("view", "reshape", "flatten")
+PARAMS = ("batch", "size")
+
+
+class ViewChecker:
+    """Finds wrong view sizes; remembers what was flattened, for the Linear after."""
+
+    def __init__(self, is_user_file: Callable[[str], bool], seen: Callable[[tuple], None]):
+        self.is_user_file = is_user_file
+        self.seen = seen  # told the shape of every tensor user code reshapes
+        self.found: List[Tuple[Mismatch, Construction]] = []
+        self.batch: Optional[int] = None
+
+    @contextlib.contextmanager
+    def watching(self, batch: Optional[int]) -> Iterator[None]:
+        self.batch = batch
+        saved = {name: getattr(torch.Tensor, name) for name in WATCHED}
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, self._wrap(method, name))
+        try:
+            yield
+        finally:
+            for name, method in saved.items():
+                setattr(torch.Tensor, name, method)
+
+    def _wrap(self, method, name):
+        checker = self
+
+        def watched(tensor, *shape):
+            frame = sys._getframe(1)
+            if checker.is_user_file(frame.f_code.co_filename):
+                checker.seen(tuple(tensor.shape))
+                if name != "flatten" and len(shape) == 2 and tensor.dim() >= 2 \
+                        and all(type(d) is int for d in shape):
+                    shape = checker._check(tensor, shape, frame, name) or shape
+            return method(tensor, *shape)
+
+        return watched
+
+    def _check(self, tensor, shape, frame, name) -> Optional[Tuple[int, int]]:
+        lead, size = shape
+        dims = tuple(int(d) for d in tensor.shape)
+        if dims[0] != self.batch or lead not in (-1, dims[0]) or size < 1:
+            return None
+        if size in {math.prod(dims[j:]) for j in range(1, len(dims))}:
+            return None  # a reshape on purpose
+        per_sample = math.prod(dims[1:])
+        site = site_here(frame, self.is_user_file)
+        if site is not None and any(m.site == site for m, _ in self.found):
+            return (lead, per_sample)  # seen on an earlier pass or iteration
+        shown = "x".join(map(str, dims))
+        m = Mismatch(f"{name} in {frame.f_code.co_name}()", "View", f"Tensor.{name}", "size",
+                     size, per_sample, f"{shown} flattens to {per_sample} per sample",
+                     site, PARAMS, dims[1:])
+        self.found.append((m, Construction(m.layer_path, size, per_sample, site, "size",
+                                           m.kind, PARAMS) if site else None))
+        return (lead, per_sample)
+
+    @property
+    def mismatches(self) -> List[Mismatch]:
+        return [m for m, _ in self.found]
+
+    @property
+    def constructions(self) -> List[Construction]:
+        return [c for _, c in self.found if c is not None]
