@@ -20,6 +20,18 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from dimfix.build import (
+    build,
+    default_max_memory,
+    has_lazy,
+    input_bytes,
+    materialize,
+    nbytes,
+    no_init,
+    size_text,
+    threads,
+    what,
+)
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
 from dimfix.families import Family, all_args, family_of
 from dimfix.families import declared as declared_size
@@ -34,94 +46,41 @@ CPU_TRACE_BYTES = 256 * 2**20
 MAX_PASSES = 3
 
 
-def default_max_memory() -> int:
-    """A quarter of physical memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
-
-
 def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
                 book: Optional[SiteBook] = None) -> Trace:
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
         return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
     try:
-        with recording_sites(is_user_file) as meta_book, _no_init():
-            model = _build(target, options, "meta")
+        with recording_sites(is_user_file) as meta_book, no_init():
+            model = build(target, options, "meta")
     except ModelRaised:
         # Some models read tensor values while they are built (RegNet's
         # .tolist()): build those on CPU, as the user would.
         with recording_sites(is_user_file) as cpu_book:
-            model = _build(target, options, "cpu")
+            model = build(target, options, "cpu")
         return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
-    size = _nbytes(model)
-    if size <= CPU_TRACE_BYTES and not _has_lazy(model):
-        _materialize(model)
-        with _threads(1):  # tiny ops: one thread is faster, and steady under load
+    size = nbytes(model)
+    if size <= CPU_TRACE_BYTES and not has_lazy(model):
+        materialize(model)
+        with threads(1):  # tiny ops: one thread is faster, and steady under load
             return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
     try:
-        if _has_lazy(model):  # Lazy* layers take their size from a real first input
+        if has_lazy(model):  # Lazy* layers take their size from a real first input
             raise ModelRaised("it has Lazy* layers")
         return _Tracer(model, options, meta_book, "meta", is_user_file).run()
     except ModelRaised as on_meta:
         limit = options.max_memory or default_max_memory()
-        need = size + sum(_input_bytes(spec) for spec in options.inputs)
+        need = size + sum(input_bytes(spec) for spec in options.inputs)
         if need > limit:
             raise TooBig(
                 f"the model does not run on the meta device ({on_meta}); a CPU trace "
-                f"would need {_size(need)} of memory, over the {_size(limit)} limit "
+                f"would need {size_text(need)} of memory, over the {size_text(limit)} limit "
                 "(--max-memory)"
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
-        model = _build(target, options, "cpu")
+        model = build(target, options, "cpu")
     return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
-
-
-_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
-          "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-          "orthogonal_", "sparse_")
-
-
-@contextlib.contextmanager
-def _no_init():
-    """nn.init does nothing while a model is built on meta: the values do not
-    exist, and nn.init.normal_ alone would import torch._dynamo (about 1 s)."""
-    saved = {name: getattr(nn.init, name) for name in _INITS if hasattr(nn.init, name)}
-    for name in saved:
-        setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _build(target, options: Options, device: str) -> nn.Module:
-    name = getattr(target, "__name__", "model")
-    try:
-        with torch.device(device):
-            model = target(**options.init)
-    except DimfixError:
-        raise  # a timeout, say: not the model's own error
-    except Exception as e:
-        raise ModelRaised(f"{user_frame_of(e)}building {name} raised {_what(e)}") from e
-    if not isinstance(model, nn.Module):
-        raise ModelRaised(
-            f"{name}() returned an object of type {type(model).__name__}, not an nn.Module"
-        )
-    return model
 
 
 def _check_forward(model: nn.Module, args, kwargs) -> None:
@@ -141,24 +100,6 @@ def _check_forward(model: nn.Module, args, kwargs) -> None:
             f"{name}.forward{sig} does not accept the {given} --input "
             f"tensor{'s' if given != 1 else ''} given: {e}"
         ) from None
-
-
-def _nbytes(model: nn.Module) -> int:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors if not is_lazy(t))
-
-
-def _materialize(model: nn.Module) -> None:
-    # Not to_empty(): empty_like on a meta tensor loads the meta kernels.
-    model._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype, device="cpu"))
-
-
-def _has_lazy(model: nn.Module) -> bool:
-    return any(is_lazy(t) for t in [*model.parameters(), *model.buffers()])
-
-
-def _input_bytes(spec: InputSpec) -> int:
-    return math.prod(spec.shape) * torch.empty((), dtype=getattr(torch, spec.dtype)).element_size()
 
 
 class _Tracer:
@@ -217,7 +158,7 @@ class _Tracer:
         except DimfixError:
             raise
         except Exception as e:
-            raise ModelRaised(f"{user_frame_of(e)}forward raised {_what(e)}") from e
+            raise ModelRaised(f"{user_frame_of(e)}forward raised {what(e)}") from e
         finally:
             for h in hooks:
                 h.remove()
@@ -289,7 +230,7 @@ class _Tracer:
         fresh = type(module).__new__(type(module))
         tensor = next(iter(module.parameters()), None)
         device = tensor.device if tensor is not None else torch.device(self.device)
-        quiet = _no_init() if device.type == "meta" else contextlib.nullcontext()
+        quiet = no_init() if device.type == "meta" else contextlib.nullcontext()
         with torch.device(device), quiet:
             init(fresh, **{**params, **changes})
         training = module.training
@@ -473,17 +414,3 @@ def _arrives(x, factors) -> str:
 
 def _dims(shape) -> str:
     return "x".join(str(int(s)) for s in shape)
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
-
-
-def _what(e: BaseException) -> str:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
-
