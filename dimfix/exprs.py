@@ -176,8 +176,3 @@ def refit_product(factors: List[cst.Integer], dims: Tuple[int, ...]) -> Optional
 
 def code_of(node: cst.CSTNode) -> str:
     return cst.Module(body=[]).code_for_node(node)
-
-
-def _is_name(node: cst.BaseExpression, name: str) -> bool:
-    return isinstance(node, cst.Name) and node.value == name
-

@@ -236,10 +236,6 @@ class Resolver:
             return False
         return Evaluator(frame.local_values, frame.global_values).value(value_node) == current
 
-    def _assignment(self, node: cst.Name, scopes) -> Optional[Assignment]:
-        found = _assignments(scopes, node)
-        return found[0] if len(found) == 1 else None
-
     def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
         parents = self._parents(site, i)
         func = _enclosing(parents, param, cst.FunctionDef)

@@ -62,9 +62,6 @@ class SiteBook:
     def known(self, module: object) -> bool:
         return id(self._original(module)) in self._inits
 
-    def __len__(self) -> int:
-        return len(self._sites)
-
 
 @contextlib.contextmanager
 def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
