@@ -11,6 +11,7 @@ Results cross process boundaries as ``Outcome`` records of plain data.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -178,6 +179,7 @@ def _worker_main(conn) -> None:
         except EOFError:
             return
         conn.send(_run(job))
+        gc.collect()  # the CLI disables automatic collection; one file's garbage goes here
 
 
 @dataclass

@@ -181,6 +181,9 @@ def _fail(e: DimfixError, verbose: bool):
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point: click's usage errors become one line and exit 2."""
+    # A run is short and builds few cycles; the collector walking torch's
+    # objects costs 0.2-0.5 s (bench/latency.py). Workers collect between files.
+    gc.disable()
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)
     except SystemExit:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from dimfix.config import Config, ModelSpec, find_config, pragma_models
-from dimfix.errors import BadSource, BadUsage
+from dimfix.errors import BadSource
 from dimfix.load import display_path
 from dimfix.records import Options
 from dimfix.source import SourceFile

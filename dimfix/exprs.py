@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import libcst as cst
 

@@ -197,7 +197,6 @@ class _Planner:
             for name in names_in(expr):
                 if exp.local_values.get(name, exp.global_values.get(name)) == want:
                     yield _Candidate({expr: cst.Name(name)}, expr, "")
-        literals = self.literals[(m.layer_path, m.arg)]
         origin = exp.passthrough()
         if origin is not exp and isinstance(origin.node, cst.Integer):
             # The value is written elsewhere, unchanged on its way: fix it there.

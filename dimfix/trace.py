@@ -13,12 +13,11 @@ import collections
 import contextlib
 import inspect
 import math
-import os
+import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
 
 from dimfix.build import (
     build,
@@ -36,7 +35,7 @@ from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
 from dimfix.families import Family, all_args, family_of
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
-from dimfix.records import Construction, InputSpec, Mismatch, Options, Trace
+from dimfix.records import Construction, Mismatch, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
 from dimfix.views import ViewChecker
 
@@ -118,16 +117,20 @@ class _Tracer:
         self.seen: Dict[int, Tuple[nn.Module, Dict[str, int]]] = {}
         self.recent = collections.deque(maxlen=32)  # shapes of recent outputs
         self.views = ViewChecker(is_user_file, self.recent.append)
-        self.produced: Dict[int, Tuple[nn.Module, torch.Tensor]] = {}
+        # Which head-like layer produced which output, without keeping every
+        # output alive (about 95 MB of activations on a ResNet-152).
+        self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
         self.heads: List[nn.Module] = []
 
     def run(self) -> Trace:
         self.model.eval()
         output = None
+        # Layers are resized as the pass goes, so one pass finds every input
+        # mismatch. Another is needed only when the head was resized after it,
+        # to see what follows the head; verify traces the new source anyway.
         for _ in range(MAX_PASSES):
-            before = len(self.mismatches)
             output = self._forward()
-            if not self._check_classes(output) and len(self.mismatches) == before:
+            if not self._check_classes(output):
                 break
         return Trace(
             tuple(self.mismatches),
@@ -246,7 +249,7 @@ class _Tracer:
             self.recent.append(tuple(output.shape))
             family = family_of(module)
             if family is not None and family.out_arg:
-                self.produced[id(output)] = (module, output)
+                self.produced[id(output)] = (module, weakref.ref(output))
                 self.heads.append(module)
 
     def _factors(self, x) -> Tuple[int, ...]:
@@ -285,7 +288,7 @@ class _Tracer:
 
     def _head(self, output) -> Optional[Tuple[nn.Module, Family]]:
         hit = self.produced.get(id(output))
-        if hit is not None and hit[1] is output:
+        if hit is not None and hit[1]() is output:
             return hit[0], family_of(hit[0])
         # The output went through an op after the head (softmax, view, ...):
         # take the last layer whose output size matches the class dimension.
