@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""Huge-model benchmark for the dimfix CLI (prints figures; not a test).
+
+GPT-style decoders of about 1, 5 and 13 billion parameters, written by this
+script into a temporary folder (config only: nothing is ever materialized),
+each with ONE wrong layer: ``lm_head`` is ``nn.Linear(<literal>, vocab_size)``
+with a literal left over from a narrower config. For each, the real command
+
+    dimfix gpt.py::GPT --input long:1x16 -v
+
+runs end to end and writes the fix; afterwards the file must be the original
+with exactly that literal changed to d_model, the exit code 0, and stderr must
+say the model was traced on ``meta``. A depth sweep at fixed width
+(d_model 1024, 12/24/48/96 layers) gives the cost of one more block.
+
+Everything is measured side by side in one run, interleaved round by round
+with ``python -c "import torch"`` (the latency floor), after one untimed
+warm-up round. Every child runs in its own process group under RLIMIT_AS
+(--mem-limit-gib, default 6) and a timeout, so a dimfix that materialized one
+of these models on CPU (20-52 GB as float32) would fail or be killed instead
+of taking the machine down.
+
+Usage:  python bench/huge.py [--runs N | --quick] [--no-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import (  # noqa: E402  (the runner, guards and RSS method are shared)
+    Case, Run, Runner, dimfix_command, dimfix_source, fmt_s, mark, run_once, show_failure,
+)
+
+TARGET_RATIO = 2.0  # wall time of a huge-model fix vs `import torch`
+TARGET_RSS_MB = 400.0  # peak RSS of the whole dimfix process
+TARGET_13B_VS_1B = 1.10  # 13B wall within 10 % of 1B wall: cost must not grow with width
+
+VOCAB, MAX_LEN, HEAD_DIM = 32000, 2048, 128
+INPUT = "long:1x16"
+
+
+@dataclass(frozen=True)
+class Gpt:
+    name: str
+    d_model: int
+    n_layers: int
+    wrong: int  # lm_head's in_features as (wrongly) written
+
+    @property
+    def n_heads(self) -> int:
+        return max(1, self.d_model // HEAD_DIM)
+
+    def params(self) -> int:
+        """Parameters as declared correctly (lm_head in_features = d_model)."""
+        d, v = self.d_model, VOCAB
+        linear = lambda i, o, bias=True: i * o + (o if bias else 0)  # noqa: E731
+        block = 2 * (2 * d) + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d)
+        return v * d + MAX_LEN * d + self.n_layers * block + 2 * d + linear(d, v, bias=False)
+
+    def describe(self) -> str:
+        n = self.params()
+        return (f"d_model {self.d_model:5d}, {self.n_layers:3d} layers, {self.n_heads:2d} heads: "
+                f"{n:>14,d} params ({n / 1e9:5.2f}e9, {n * 4 / 1e9:5.1f} GB as float32); "
+                f"lm_head in {self.wrong} -> {self.d_model}")
+
+    def source(self) -> str:
+        return SOURCE.format(d=self.d_model, layers=self.n_layers, heads=self.n_heads,
+                             vocab=VOCAB, max_len=MAX_LEN, wrong=self.wrong, n=self.params())
+
+    def expected(self) -> str:
+        return self.source().replace(f"nn.Linear({self.wrong}, vocab_size",
+                                     f"nn.Linear({self.d_model}, vocab_size")
+
+
+SOURCE = '''\
+"""A GPT-style decoder, {layers} layers, d_model {d}, {n} parameters: written by bench/huge.py."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        h = self.n_heads
+        q = self.q_proj(x).view(B, T, h, C // h).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, h, C // h).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, h, C // h).transpose(1, 2)
+        att = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(C // h)
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=1)
+        att = torch.softmax(att.masked_fill(mask, float("-inf")), dim=-1)
+        y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, C)
+        return self.out_proj(y)
+
+
+class Block(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc_in = nn.Linear(d_model, 4 * d_model)
+        self.fc_out = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc_out(F.gelu(self.fc_in(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size={vocab}, d_model={d}, n_layers={layers}, n_heads={heads},
+                 max_len={max_len}):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.pos_emb = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList([Block(d_model, n_heads) for _ in range(n_layers)])
+        self.ln_f = nn.LayerNorm(d_model)
+        # The bug: a literal left over from a narrower config.
+        self.lm_head = nn.Linear({wrong}, vocab_size, bias=False)
+
+    def forward(self, idx):
+        B, T = idx.shape
+        pos = torch.arange(T, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+'''
+
+MODELS = [
+    Gpt("1B", 2048, 20, 1024),
+    Gpt("5B", 4096, 24, 2048),
+    Gpt("13B", 5120, 40, 4096),
+]
+SWEEP_WIDTH = 1024
+SWEEP = [Gpt(f"L{n}", SWEEP_WIDTH, n, 512) for n in (12, 24, 48, 96)]
+
+
+def check_fix(gpt: Gpt, path: Path) -> Optional[str]:
+    """None if the file is the original with exactly the one literal fixed."""
+    text = path.read_text(encoding="utf-8")
+    if text == gpt.expected():
+        return None
+    if text == gpt.source():
+        return "file unchanged"
+    want, got = gpt.expected().splitlines(), text.splitlines()
+    diff = [f"line {i + 1}: {g!r}" for i, (w, g) in enumerate(zip(want, got)) if w != g]
+    return "wrong fix: " + ("; ".join(diff[:3]) or f"{len(got)} lines, expected {len(want)}")
+
+
+def gpt_case(gpt: Gpt, tmp: Path, dimfix: List[str], timeout: float) -> Case:
+    folder = tmp / gpt.name
+    folder.mkdir()
+    model = folder / "gpt.py"
+
+    def prepare() -> None:
+        model.write_text(gpt.source(), encoding="utf-8")
+
+    def verify(run: Run) -> Optional[str]:
+        if run.rc != 0:
+            return f"exit {run.rc}, expected 0"
+        problem = check_fix(gpt, model)
+        if problem:
+            return problem
+        if "traced on meta" not in run.stderr:
+            return "not traced on the meta device"
+        return None
+
+    return Case(gpt.name, f"dimfix GPT {gpt.name} (d={gpt.d_model}, L={gpt.n_layers})",
+                [*dimfix, "gpt.py::GPT", "--input", INPUT, "-v"], folder, timeout,
+                prepare=prepare, verify=verify)
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]):
+    """Least-squares line y = a + b x: (a, b)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=7, help="timed runs of each case (default 7)")
+    ap.add_argument("--quick", action="store_true", help="3 runs of each case")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the depth sweep")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up round")
+    ap.add_argument("--mem-limit-gib", type=float, default=6.0,
+                    help="address-space limit of every child, GiB (default 6)")
+    ap.add_argument("--timeout", type=float, default=180.0, help="seconds per child (default 180)")
+    ap.add_argument("--rss-method", choices=("auto", "time", "rusage"), default="auto",
+                    help="peak RSS from /usr/bin/time -f %%M, or getrusage in a wrapper child")
+    opts = ap.parse_args(argv)
+    runs = 3 if opts.quick else opts.runs
+    if runs < 1:
+        ap.error("--runs must be at least 1")
+    method = opts.rss_method
+    if method == "auto":
+        method = "time" if os.access("/usr/bin/time", os.X_OK) else "rusage"
+    runner = Runner(method, int(opts.mem_limit_gib * 2**30))
+    sweep = [] if opts.no_sweep else SWEEP
+
+    print("dimfix huge-model benchmark")
+    print(f"  python   {sys.executable} ({sys.version.split()[0]})")
+    print(f"  dimfix   {shlex.join(dimfix_command())} gpt.py::GPT --input {INPUT} -v")
+    print(f"  package  {dimfix_source()}")
+    print(f"  machine  {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
+    print(f"  load     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min; other work on the machine adds noise)")
+    print(f"  runs     {runs} per case, interleaved"
+          f"{'' if opts.no_warmup else ' (after 1 untimed warm-up round)'}")
+    print(f"  guard    RLIMIT_AS {opts.mem_limit_gib:g} GiB, timeout {opts.timeout:g} s per child")
+    print(f"  rss      {'/usr/bin/time -f %M' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper child'}")
+    print(f"  models   vocab {VOCAB}, max_len {MAX_LEN}, head dim {HEAD_DIM}")
+    for gpt in MODELS + sweep:
+        print(f"    {gpt.name:4s} {gpt.describe()}")
+    print(flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="dimfix-huge-") as tmp_s:
+        tmp = Path(tmp_s)
+        dimfix = dimfix_command()
+        cases = [Case("import", 'python -c "import torch"', [sys.executable, "-c", "import torch"],
+                      tmp, opts.timeout)]
+        cases += [gpt_case(gpt, tmp, dimfix, opts.timeout) for gpt in MODELS + sweep]
+        if not opts.no_warmup:
+            print("warm-up:", end="", flush=True)
+            for case in cases:
+                run = run_once(runner, case)
+                print(f" {case.name} {run.wall:.2f}s", end="", flush=True)
+                if run.note:
+                    print()
+                    show_failure(case, run)
+            print()
+        for i in range(runs):
+            print(f"round {i + 1}/{runs}:", end="", flush=True)
+            failures = []
+            for case in cases:
+                run = run_once(runner, case)
+                case.runs.append(run)
+                rss = f"/{run.rss_kb * 1024 / 1e6:.0f}MB" if run.rss_kb else ""
+                print(f" {case.name} {run.wall:.2f}s{rss}{'!' if run.note else ''}", end="", flush=True)
+                if run.note:
+                    failures.append((case, run))
+            print()
+            for case, run in failures:
+                show_failure(case, run)
+
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    by = {c.name: c for c in cases}
+    base = by["import"].median_wall()
+    print()
+    print(f"{'case':34s} {'median':>9s} {'min':>9s} {'max':>9s} {'/import':>8s} {'peak RSS':>10s} {'ok':>5s}")
+    for c in cases:
+        walls = [r.wall for r in c.good()]
+        med, rss = c.median_wall(), c.peak_rss_mb()
+        ratio = f"{med / base:.2f}x" if med is not None and base else "n/a"
+        print(f"{c.label:34s} {fmt_s(med):>9s} "
+              f"{fmt_s(min(walls) if walls else None):>9s} {fmt_s(max(walls) if walls else None):>9s} "
+              f"{ratio:>8s} {(f'{rss:.0f} MB' if rss is not None else 'n/a'):>10s} {len(c.good())}/{len(c.runs)}")
+
+    if sweep:
+        points = [(g.n_layers, by[g.name].median_wall(), by[g.name].peak_rss_mb()) for g in sweep]
+        points = [p for p in points if p[1] is not None]
+        print()
+        print(f"depth sweep at d_model {SWEEP_WIDTH}:")
+        print(f"  {'layers':>6s} {'median':>9s} {'- import':>9s} {'peak RSS':>9s}")
+        for n, wall, rss in points:
+            print(f"  {n:6d} {wall:8.3f}s {(wall - base) if base else float('nan'):8.3f}s "
+                  f"{(f'{rss:.0f} MB' if rss is not None else 'n/a'):>9s}")
+        if len(points) >= 2:
+            a, b = slope([p[0] for p in points], [p[1] for p in points])
+            print(f"  wall = {a:.3f} s + {b * 1000:.1f} ms/layer (least squares over the medians)")
+            rss_points = [p for p in points if p[2] is not None]
+            if len(rss_points) >= 2:
+                ra, rb = slope([p[0] for p in rss_points], [p[2] for p in rss_points])
+                print(f"  peak RSS = {ra:.0f} MB + {rb:.2f} MB/layer")
+
+    rows = []
+    for gpt in MODELS:
+        c = by[gpt.name]
+        med, rss = c.median_wall(), c.peak_rss_mb()
+        if med is not None and base:
+            r = med / base
+            rows.append((f"{gpt.name}: wall / import", f"{r:.3f}x ({med:.3f} / {base:.3f} s)",
+                         f"<= {TARGET_RATIO:g}x", mark(r <= TARGET_RATIO)))
+        else:
+            rows.append((f"{gpt.name}: wall / import", "no valid run", f"<= {TARGET_RATIO:g}x", "MISS"))
+        rows.append((f"{gpt.name}: peak RSS", f"{rss:.0f} MB" if rss is not None else "no valid run",
+                     f"<= {TARGET_RSS_MB:g} MB", mark(rss is not None and rss <= TARGET_RSS_MB)))
+    first, last = by[MODELS[0].name].median_wall(), by[MODELS[-1].name].median_wall()
+    if first and last:
+        r = last / first
+        rows.append((f"{MODELS[-1].name} wall / {MODELS[0].name} wall",
+                     f"{r:.3f}x ({last:.3f} / {first:.3f} s)", f"<= {TARGET_13B_VS_1B:g}x",
+                     mark(r <= TARGET_13B_VS_1B)))
+    else:
+        rows.append((f"{MODELS[-1].name} wall / {MODELS[0].name} wall", "no valid run",
+                     f"<= {TARGET_13B_VS_1B:g}x", "MISS"))
+    for gpt in MODELS + sweep:
+        c = by[gpt.name]
+        good = len(c.good())
+        rows.append((f"{gpt.name}: fixed correctly (exit 0, {gpt.wrong}->{gpt.d_model}, meta)",
+                     f"{good}/{len(c.runs)} runs", "all", mark(good == len(c.runs) and good > 0)))
+
+    print()
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"{'figure':{w}s}  {'value':{v}s}  {'target':9s}  result")
+    print("-" * (w + v + 24))
+    for figure, value, target, result in rows:
+        print(f"{figure:{w}s}  {value:{v}s}  {target:9s}  {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
