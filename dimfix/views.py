@@ -71,7 +71,8 @@ class ViewChecker:
         if site is not None and any(m.site == site for m, _ in self.found):
             return (lead, per_sample)  # seen on an earlier pass or iteration
         shown = "x".join(map(str, dims))
-        m = Mismatch(f"{name} in {frame.f_code.co_name}()", "View", f"Tensor.{name}", "size",
+        where = f"{name} in {frame.f_code.co_name}() line {frame.f_lineno}"  # one per call
+        m = Mismatch(where, "View", f"Tensor.{name}", "size",
                      size, per_sample, f"{shown} flattens to {per_sample} per sample",
                      site, PARAMS, dims[1:])
         self.found.append((m, Construction(m.layer_path, size, per_sample, site, "size",

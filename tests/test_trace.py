@@ -103,3 +103,31 @@ def test_an_internal_error_is_one_line_and_writes_nothing(tmp_path, cli, monkeyp
         "for this model. Please report it; --verbose shows the traceback"
     ]
     assert (folder / "broken.py").read_bytes() == before
+
+
+TWO_VIEWS = """\
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.a = nn.Linear(8 * 5 * 5, 4)
+        self.b = nn.Linear(8 * 2 * 2, 4)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        a = self.a(x.view(-1, 8 * 5 * 5))
+        b = self.b(F.max_pool2d(x, 3).view(-1, 8 * 2 * 2))
+        return a + b
+"""
+
+
+def test_two_views_in_one_forward_are_fixed_apart(tmp_path, cli):
+    (tmp_path / "heads.py").write_text(TWO_VIEWS)
+    run = cli(["heads.py::TwoHeads", "--input", "2x1x12x12"], tmp_path)
+    assert run.code == 0, run
+    assert (tmp_path / "heads.py").read_text() == TWO_VIEWS.replace(
+        "8 * 5 * 5", "8 * 10 * 10").replace("8 * 2 * 2", "8 * 3 * 3")
