@@ -1,11 +1,10 @@
 """Devices, fallbacks and the verify gate."""
 
-import shutil
 
 import pytest
 
 import dimfix.trace
-from conftest import FIXTURES
+from conftest import FIXTURES, copy_case
 
 DATA_DEPENDENT = """\
 import torch
@@ -33,8 +32,7 @@ def meta_first(monkeypatch):
 
 
 def _case(tmp_path, name="pooling_product"):
-    shutil.copytree(FIXTURES / name, tmp_path / name)
-    return tmp_path / name
+    return copy_case(name, tmp_path)
 
 
 def test_meta_trace_gives_the_same_fix(tmp_path, cli, meta_first):
