@@ -31,120 +31,22 @@ import shlex
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import (  # noqa: E402  (the runner, guards and RSS method are shared)
-    Case, Run, Runner, dimfix_command, dimfix_source, fmt_s, mark, run_once, show_failure,
+from latency import (  # noqa: E402  (the runner, guards, RSS method and GPT are shared)
+    HEAD_DIM, MAX_LEN, VOCAB, Case, Gpt, Run, Runner, dimfix_command, dimfix_source, fmt_s,
+    mark, run_once, show_failure,
 )
 
 TARGET_RATIO = 2.0  # wall time of a huge-model fix vs `import torch`
 TARGET_RSS_MB = 400.0  # peak RSS of the whole dimfix process
 TARGET_13B_VS_1B = 1.10  # 13B wall within 10 % of 1B wall: cost must not grow with width
 
-VOCAB, MAX_LEN, HEAD_DIM = 32000, 2048, 128
 INPUT = "long:1x16"
 
 
-@dataclass(frozen=True)
-class Gpt:
-    name: str
-    d_model: int
-    n_layers: int
-    wrong: int  # lm_head's in_features as (wrongly) written
-
-    @property
-    def n_heads(self) -> int:
-        return max(1, self.d_model // HEAD_DIM)
-
-    def params(self) -> int:
-        """Parameters as declared correctly (lm_head in_features = d_model)."""
-        d, v = self.d_model, VOCAB
-        linear = lambda i, o, bias=True: i * o + (o if bias else 0)  # noqa: E731
-        block = 2 * (2 * d) + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d)
-        return v * d + MAX_LEN * d + self.n_layers * block + 2 * d + linear(d, v, bias=False)
-
-    def describe(self) -> str:
-        n = self.params()
-        return (f"d_model {self.d_model:5d}, {self.n_layers:3d} layers, {self.n_heads:2d} heads: "
-                f"{n:>14,d} params ({n / 1e9:5.2f}e9, {n * 4 / 1e9:5.1f} GB as float32); "
-                f"lm_head in {self.wrong} -> {self.d_model}")
-
-    def source(self) -> str:
-        return SOURCE.format(d=self.d_model, layers=self.n_layers, heads=self.n_heads,
-                             vocab=VOCAB, max_len=MAX_LEN, wrong=self.wrong, n=self.params())
-
-    def expected(self) -> str:
-        return self.source().replace(f"nn.Linear({self.wrong}, vocab_size",
-                                     f"nn.Linear({self.d_model}, vocab_size")
-
-
-SOURCE = '''\
-"""A GPT-style decoder, {layers} layers, d_model {d}, {n} parameters: written by bench/huge.py."""
-import math
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        self.n_heads = n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        h = self.n_heads
-        q = self.q_proj(x).view(B, T, h, C // h).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, h, C // h).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, h, C // h).transpose(1, 2)
-        att = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(C // h)
-        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), diagonal=1)
-        att = torch.softmax(att.masked_fill(mask, float("-inf")), dim=-1)
-        y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, C)
-        return self.out_proj(y)
-
-
-class Block(nn.Module):
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.fc_in = nn.Linear(d_model, 4 * d_model)
-        self.fc_out = nn.Linear(4 * d_model, d_model)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.fc_out(F.gelu(self.fc_in(self.ln2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, vocab_size={vocab}, d_model={d}, n_layers={layers}, n_heads={heads},
-                 max_len={max_len}):
-        super().__init__()
-        self.tok_emb = nn.Embedding(vocab_size, d_model)
-        self.pos_emb = nn.Embedding(max_len, d_model)
-        self.blocks = nn.ModuleList([Block(d_model, n_heads) for _ in range(n_layers)])
-        self.ln_f = nn.LayerNorm(d_model)
-        # The bug: a literal left over from a narrower config.
-        self.lm_head = nn.Linear({wrong}, vocab_size, bias=False)
-
-    def forward(self, idx):
-        B, T = idx.shape
-        pos = torch.arange(T, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)
-        for block in self.blocks:
-            x = block(x)
-        return self.lm_head(self.ln_f(x))
-'''
 
 MODELS = [
     Gpt("1B", 2048, 20, 1024),

@@ -47,12 +47,45 @@ TARGET_HUGE_RSS_MB = 600.0  # the huge model, peak RSS of the whole process
 
 # -- the huge model ------------------------------------------------------------
 
-VOCAB, D_MODEL, N_LAYERS, N_HEADS, MAX_LEN = 32000, 4096, 32, 32, 2048
-WRONG, RIGHT = 2048, D_MODEL  # lm_head in_features left over from a 2048-wide config
+VOCAB, MAX_LEN, HEAD_DIM = 32000, 2048, 128
 HUGE_INPUT = "long:1x16"
 
-HUGE_SOURCE = f'''\
-"""A GPT-style decoder, {N_LAYERS} layers, d_model {D_MODEL}: written by bench/latency.py."""
+
+@dataclass(frozen=True)
+class Gpt:
+    name: str
+    d_model: int
+    n_layers: int
+    wrong: int  # lm_head's in_features as (wrongly) written
+
+    @property
+    def n_heads(self) -> int:
+        return max(1, self.d_model // HEAD_DIM)
+
+    def params(self) -> int:
+        """Parameters as declared correctly (lm_head in_features = d_model)."""
+        d, v = self.d_model, VOCAB
+        linear = lambda i, o, bias=True: i * o + (o if bias else 0)  # noqa: E731
+        block = 2 * (2 * d) + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d)
+        return v * d + MAX_LEN * d + self.n_layers * block + 2 * d + linear(d, v, bias=False)
+
+    def describe(self) -> str:
+        n = self.params()
+        return (f"d_model {self.d_model:5d}, {self.n_layers:3d} layers, {self.n_heads:2d} heads: "
+                f"{n:>14,d} params ({n / 1e9:5.2f}e9, {n * 4 / 1e9:5.1f} GB as float32); "
+                f"lm_head in {self.wrong} -> {self.d_model}")
+
+    def source(self) -> str:
+        return GPT_SOURCE.format(d=self.d_model, layers=self.n_layers, heads=self.n_heads,
+                             vocab=VOCAB, max_len=MAX_LEN, wrong=self.wrong, n=self.params())
+
+    def expected(self) -> str:
+        return self.source().replace(f"nn.Linear({self.wrong}, vocab_size",
+                                     f"nn.Linear({self.d_model}, vocab_size")
+
+
+GPT_SOURCE = '''\
+"""A GPT-style decoder, {layers} layers, d_model {d}, {n} parameters: written by a dimfix benchmark."""
 import math
 
 import torch
@@ -97,15 +130,15 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size={VOCAB}, d_model={D_MODEL}, n_layers={N_LAYERS}, n_heads={N_HEADS},
-                 max_len={MAX_LEN}):
+    def __init__(self, vocab_size={vocab}, d_model={d}, n_layers={layers}, n_heads={heads},
+                 max_len={max_len}):
         super().__init__()
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.pos_emb = nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList([Block(d_model, n_heads) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(d_model)
-        # The bug: a literal left over from the 2048-wide config.
-        self.lm_head = nn.Linear({WRONG}, vocab_size, bias=False)
+        # The bug: a literal left over from a narrower config.
+        self.lm_head = nn.Linear({wrong}, vocab_size, bias=False)
 
     def forward(self, idx):
         B, T = idx.shape
@@ -117,18 +150,21 @@ class GPT(nn.Module):
 '''
 
 
+# 32 layers, d_model 4096: lm_head in_features left over from a 2048-wide config.
+HUGE = Gpt("6.7B", 4096, 32, 2048)
+D_MODEL, N_LAYERS, WRONG, RIGHT = HUGE.d_model, HUGE.n_layers, HUGE.wrong, HUGE.d_model
+HUGE_SOURCE = HUGE.source()
+
+
 def huge_param_count() -> int:
     """Parameters of the huge model as declared correctly (lm_head in = d_model)."""
-    d, v = D_MODEL, VOCAB
-    linear = lambda i, o, bias=True: i * o + (o if bias else 0)  # noqa: E731
-    block = 2 * (2 * d) + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d)
-    return v * d + MAX_LEN * d + N_LAYERS * block + 2 * d + linear(d, v, bias=False)
+    return HUGE.params()
 
 
 def check_huge_fix(path: Path) -> Optional[str]:
     """None if the file is the original with exactly the one literal fixed."""
     text = path.read_text(encoding="utf-8")
-    want = HUGE_SOURCE.replace(f"nn.Linear({WRONG}, vocab_size", f"nn.Linear({RIGHT}, vocab_size")
+    want = HUGE.expected()
     if text == want:
         return None
     if text == HUGE_SOURCE:
