@@ -26,7 +26,6 @@ Usage:  python bench/huge.py [--runs N | --quick] [--no-sweep]
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import sys
@@ -36,8 +35,8 @@ from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (  # noqa: E402  (the runner, guards, RSS method and GPT are shared)
-    HEAD_DIM, MAX_LEN, VOCAB, Case, Gpt, Run, Runner, dimfix_command, dimfix_source, fmt_s,
-    mark, run_once, show_failure,
+    HEAD_DIM, MAX_LEN, VOCAB, Case, Gpt, Run, dimfix_command, mark,
+    measure, parse_options, print_cases, print_figures, print_setup,
 )
 
 TARGET_RATIO = 2.0  # wall time of a huge-model fix vs `import torch`
@@ -101,36 +100,14 @@ def slope(xs: Sequence[float], ys: Sequence[float]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=7, help="timed runs of each case (default 7)")
-    ap.add_argument("--quick", action="store_true", help="3 runs of each case")
     ap.add_argument("--no-sweep", action="store_true", help="skip the depth sweep")
-    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up round")
-    ap.add_argument("--mem-limit-gib", type=float, default=6.0,
-                    help="address-space limit of every child, GiB (default 6)")
-    ap.add_argument("--timeout", type=float, default=180.0, help="seconds per child (default 180)")
-    ap.add_argument("--rss-method", choices=("auto", "time", "rusage"), default="auto",
-                    help="peak RSS from /usr/bin/time -f %%M, or getrusage in a wrapper child")
-    opts = ap.parse_args(argv)
-    runs = 3 if opts.quick else opts.runs
-    if runs < 1:
-        ap.error("--runs must be at least 1")
-    method = opts.rss_method
-    if method == "auto":
-        method = "time" if os.access("/usr/bin/time", os.X_OK) else "rusage"
-    runner = Runner(method, int(opts.mem_limit_gib * 2**30))
+    opts, runs, runner = parse_options(ap, argv)
     sweep = [] if opts.no_sweep else SWEEP
 
     print("dimfix huge-model benchmark")
     print(f"  python   {sys.executable} ({sys.version.split()[0]})")
     print(f"  dimfix   {shlex.join(dimfix_command())} gpt.py::GPT --input {INPUT} -v")
-    print(f"  package  {dimfix_source()}")
-    print(f"  machine  {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
-    print(f"  load     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min; other work on the machine adds noise)")
-    print(f"  runs     {runs} per case, interleaved"
-          f"{'' if opts.no_warmup else ' (after 1 untimed warm-up round)'}")
-    print(f"  guard    RLIMIT_AS {opts.mem_limit_gib:g} GiB, timeout {opts.timeout:g} s per child")
-    print(f"  rss      {'/usr/bin/time -f %M' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper child'}")
+    print_setup(opts, runs, runner)
     print(f"  models   vocab {VOCAB}, max_len {MAX_LEN}, head dim {HEAD_DIM}")
     for gpt in MODELS + sweep:
         print(f"    {gpt.name:4s} {gpt.describe()}")
@@ -142,41 +119,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cases = [Case("import", 'python -c "import torch"', [sys.executable, "-c", "import torch"],
                       tmp, opts.timeout)]
         cases += [gpt_case(gpt, tmp, dimfix, opts.timeout) for gpt in MODELS + sweep]
-        if not opts.no_warmup:
-            print("warm-up:", end="", flush=True)
-            for case in cases:
-                run = run_once(runner, case)
-                print(f" {case.name} {run.wall:.2f}s", end="", flush=True)
-                if run.note:
-                    print()
-                    show_failure(case, run)
-            print()
-        for i in range(runs):
-            print(f"round {i + 1}/{runs}:", end="", flush=True)
-            failures = []
-            for case in cases:
-                run = run_once(runner, case)
-                case.runs.append(run)
-                rss = f"/{run.rss_kb * 1024 / 1e6:.0f}MB" if run.rss_kb else ""
-                print(f" {case.name} {run.wall:.2f}s{rss}{'!' if run.note else ''}", end="", flush=True)
-                if run.note:
-                    failures.append((case, run))
-            print()
-            for case, run in failures:
-                show_failure(case, run)
+        measure(runner, cases, runs, warmup=not opts.no_warmup)
 
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     by = {c.name: c for c in cases}
     base = by["import"].median_wall()
-    print()
-    print(f"{'case':34s} {'median':>9s} {'min':>9s} {'max':>9s} {'/import':>8s} {'peak RSS':>10s} {'ok':>5s}")
-    for c in cases:
-        walls = [r.wall for r in c.good()]
-        med, rss = c.median_wall(), c.peak_rss_mb()
-        ratio = f"{med / base:.2f}x" if med is not None and base else "n/a"
-        print(f"{c.label:34s} {fmt_s(med):>9s} "
-              f"{fmt_s(min(walls) if walls else None):>9s} {fmt_s(max(walls) if walls else None):>9s} "
-              f"{ratio:>8s} {(f'{rss:.0f} MB' if rss is not None else 'n/a'):>10s} {len(c.good())}/{len(c.runs)}")
+    print_cases(cases, base, 34)
 
     if sweep:
         points = [(g.n_layers, by[g.name].median_wall(), by[g.name].peak_rss_mb()) for g in sweep]
@@ -222,13 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows.append((f"{gpt.name}: fixed correctly (exit 0, {gpt.wrong}->{gpt.d_model}, meta)",
                      f"{good}/{len(c.runs)} runs", "all", mark(good == len(c.runs) and good > 0)))
 
-    print()
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    print(f"{'figure':{w}s}  {'value':{v}s}  {'target':9s}  result")
-    print("-" * (w + v + 24))
-    for figure, value, target, result in rows:
-        print(f"{figure:{w}s}  {value:{v}s}  {target:9s}  {result}")
+    print_figures(rows)
     return 0
 
 

@@ -396,11 +396,11 @@ def mark(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_options(ap: argparse.ArgumentParser, argv) -> tuple:
+    """Options every benchmark shares (runs, warm-up, guards, RSS method), added
+    after a script's own: (options, runs, runner)."""
     ap.add_argument("--runs", type=int, default=7, help="timed runs of each case (default 7)")
     ap.add_argument("--quick", action="store_true", help="3 runs of each case")
-    ap.add_argument("--no-huge", action="store_true", help="skip the huge-model case")
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up round")
     ap.add_argument("--mem-limit-gib", type=float, default=6.0,
                     help="address-space limit of every child, GiB (default 6)")
@@ -415,18 +415,91 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if method == "auto":
         method = "time" if os.access("/usr/bin/time", os.X_OK) else "rusage"
     runner = Runner(method, int(opts.mem_limit_gib * 2**30))
+    return opts, runs, runner
+
+
+def print_figures(rows) -> None:
+    """The closing table: figure, value, target, PASS/MISS."""
+    print()
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"{'figure':{w}s}  {'value':{v}s}  {'target':9s}  result")
+    print("-" * (w + v + 24))
+    for figure, value, target, result in rows:
+        print(f"{figure:{w}s}  {value:{v}s}  {target:9s}  {result}")
+
+
+def print_setup(opts, runs: int, runner: "Runner", width: int = 8) -> None:
+    """The header lines every benchmark prints: package, machine, load, runs, guards."""
+    rows = [
+        ("package", dimfix_source()),
+        ("machine", f"{os.cpu_count()} cores, "
+                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM"),
+        ("load", f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+                 "(1/5/15 min; other work on the machine adds noise)"),
+        ("runs", f"{runs} per case, interleaved"
+                 f"{'' if opts.no_warmup else ' (after 1 untimed warm-up round)'}"),
+        ("guard", f"RLIMIT_AS {opts.mem_limit_gib:g} GiB, timeout {opts.timeout:g} s per child"),
+        ("rss", "/usr/bin/time -f %M" if runner.method == "time"
+                else "getrusage(RUSAGE_CHILDREN) in a wrapper child"),
+    ]
+    for name, value in rows:
+        print(f"  {name:{width}s} {value}")
+
+
+def measure(runner: "Runner", cases: Sequence["Case"], runs: int, warmup: bool) -> None:
+    """An untimed warm-up round, then ``runs`` rounds, every case once a round
+    (interleaved, so drift hits all alike); results go to ``case.runs``."""
+    if warmup:
+        print("warm-up:", end="", flush=True)
+        for case in cases:
+            run = run_once(runner, case)
+            print(f" {case.name} {run.wall:.2f}s", end="", flush=True)
+            if run.note:
+                print()
+                show_failure(case, run)
+        print()
+    for i in range(runs):
+        print(f"round {i + 1}/{runs}:", end="", flush=True)
+        failures = []
+        for case in cases:
+            run = run_once(runner, case)
+            case.runs.append(run)
+            rss = f"/{run.rss_kb * 1024 / 1e6:.0f}MB" if run.rss_kb else ""
+            print(f" {case.name} {run.wall:.2f}s{rss}{'!' if run.note else ''}", end="", flush=True)
+            if run.note:
+                failures.append((case, run))
+        print()
+        for case, run in failures:
+            show_failure(case, run)
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def print_cases(cases: Sequence["Case"], base: Optional[float], width: int = 34) -> None:
+    """The per-case table: median, min, max, ratio to ``base``, peak RSS, good runs."""
+    print()
+    print(f"{'case':{width}s} {'median':>9s} {'min':>9s} {'max':>9s} {'/import':>8s} "
+          f"{'peak RSS':>10s} {'ok':>5s}")
+    for c in cases:
+        good = c.good()
+        walls = [r.wall for r in good]
+        med, rss = c.median_wall(), c.peak_rss_mb()
+        ratio = f"{med / base:.2f}x" if med is not None and base else "n/a"
+        print(f"{c.label:{width}s} {fmt_s(med):>9s} "
+              f"{fmt_s(min(walls) if walls else None):>9s} {fmt_s(max(walls) if walls else None):>9s} "
+              f"{ratio:>8s} {(f'{rss:.0f} MB' if rss is not None else 'n/a'):>10s} "
+              f"{len(good)}/{len(c.runs)}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--no-huge", action="store_true", help="skip the huge-model case")
+    opts, runs, runner = parse_options(ap, argv)
 
     print("dimfix latency benchmark")
     print(f"  python   {sys.executable} ({sys.version.split()[0]})")
     print(f"  dimfix   {shlex.join(dimfix_command())}")
-    print(f"  package  {dimfix_source()}")
-    print(f"  machine  {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
-    print(f"  load     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min; other work on the machine adds noise)")
-    print(f"  runs     {runs} per case, interleaved"
-          f"{'' if opts.no_warmup else ' (after 1 untimed warm-up round)'}")
-    print(f"  guard    RLIMIT_AS {opts.mem_limit_gib:g} GiB, timeout {opts.timeout:g} s per child")
-    print(f"  rss      {'/usr/bin/time -f %M' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper child'}")
+    print_setup(opts, runs, runner)
     if not opts.no_huge:
         n = huge_param_count()
         print(f"  huge     GPT {N_LAYERS} layers, d_model {D_MODEL}, vocab {VOCAB}: {n / 1e9:.2f}e9 params "
@@ -436,41 +509,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dimfix-bench-") as tmp_s:
         tmp = Path(tmp_s)
         cases = build_cases(tmp, not opts.no_huge, opts.timeout)
-        if not opts.no_warmup:
-            print("warm-up:", end="", flush=True)
-            for case in cases:
-                run = run_once(runner, case)
-                print(f" {case.name} {run.wall:.2f}s", end="", flush=True)
-                if run.note:
-                    print()
-                    show_failure(case, run)
-            print()
-        for i in range(runs):
-            print(f"round {i + 1}/{runs}:", end="", flush=True)
-            failures = []
-            for case in cases:
-                run = run_once(runner, case)
-                case.runs.append(run)
-                rss = f"/{run.rss_kb * 1024 / 1e6:.0f}MB" if run.rss_kb else ""
-                print(f" {case.name} {run.wall:.2f}s{rss}{'!' if run.note else ''}", end="", flush=True)
-                if run.note:
-                    failures.append((case, run))
-            print()
-            for case, run in failures:
-                show_failure(case, run)
+        measure(runner, cases, runs, warmup=not opts.no_warmup)
 
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     by = {c.name: c for c in cases}
     base = by["import"].median_wall()
-    print()
-    print(f"{'case':34s} {'median':>9s} {'min':>9s} {'max':>9s} {'peak RSS':>10s} {'ok':>5s}")
-    for c in cases:
-        good = c.good()
-        walls = [r.wall for r in good]
-        rss = c.peak_rss_mb()
-        print(f"{c.label:34s} {fmt_s(c.median_wall()):>9s} "
-              f"{fmt_s(min(walls) if walls else None):>9s} {fmt_s(max(walls) if walls else None):>9s} "
-              f"{(f'{rss:.0f} MB' if rss is not None else 'n/a'):>10s} {len(good)}/{len(c.runs)}")
+    print_cases(cases, base, 34)
 
     rows = []
 
@@ -497,13 +540,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if len(c.good()) != len(c.runs):
             rows.append((f"{name}: runs valid", f"{len(c.good())}/{len(c.runs)}", "all", "MISS"))
 
-    print()
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    print(f"{'figure':{w}s}  {'value':{v}s}  {'target':9s}  result")
-    print("-" * (w + v + 24))
-    for figure, value, target, result in rows:
-        print(f"{figure:{w}s}  {value:{v}s}  {target:9s}  {result}")
+    print_figures(rows)
     return 0
 
 

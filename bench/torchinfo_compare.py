@@ -26,7 +26,6 @@ Needs:  pip install -e '.[bench]'   (torchinfo)
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import subprocess
@@ -38,7 +37,7 @@ from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (  # noqa: E402  (the runner, guards and RSS method are shared)
-    Case, Run, Runner, dimfix_command, dimfix_source, fmt_s, mark, run_once, show_failure,
+    Case, Run, dimfix_command, mark, measure, parse_options, print_cases, print_figures, print_setup,
 )
 
 INPUT = (1, 3, 224, 224)
@@ -224,22 +223,7 @@ def traced_on(dimfix: List[str], model: Model, folder: Path, timeout: float) -> 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=7, help="timed runs of each case (default 7)")
-    ap.add_argument("--quick", action="store_true", help="3 runs of each case")
-    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up round")
-    ap.add_argument("--mem-limit-gib", type=float, default=6.0,
-                    help="address-space limit of every child, GiB (default 6)")
-    ap.add_argument("--timeout", type=float, default=180.0, help="seconds per child (default 180)")
-    ap.add_argument("--rss-method", choices=("auto", "time", "rusage"), default="auto",
-                    help="peak RSS from /usr/bin/time -f %%M, or getrusage in a wrapper child")
-    opts = ap.parse_args(argv)
-    runs = 3 if opts.quick else opts.runs
-    if runs < 1:
-        ap.error("--runs must be at least 1")
-    method = opts.rss_method
-    if method == "auto":
-        method = "time" if os.access("/usr/bin/time", os.X_OK) else "rusage"
-    runner = Runner(method, int(opts.mem_limit_gib * 2**30))
+    opts, runs, runner = parse_options(ap, argv)
     try:
         import torchinfo
         ti_version = torchinfo.__version__
@@ -252,14 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"  python     {sys.executable} ({sys.version.split()[0]}), torch {torch.__version__}, "
           f"torchinfo {ti_version}, {torch.get_num_threads()} torch threads")
     print(f"  dimfix     {shlex.join(dimfix_command())}")
-    print(f"  package    {dimfix_source()}")
-    print(f"  machine    {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM")
-    print(f"  load       {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min; other work on the machine adds noise)")
-    print(f"  runs       {runs} per case, interleaved"
-          f"{'' if opts.no_warmup else ' (after 1 untimed warm-up round)'}")
-    print(f"  guard      RLIMIT_AS {opts.mem_limit_gib:g} GiB, timeout {opts.timeout:g} s per child")
-    print(f"  rss        {'/usr/bin/time -f %M' if method == 'time' else 'getrusage(RUSAGE_CHILDREN) in a wrapper child'}")
+    print_setup(opts, runs, runner, 10)
     print(f"  input      {INPUT_FLAG}")
     for m in MODELS:
         print(f"  {m.label:10s} {m.params:,d} params ({m.params * 4 / 1e6:.0f} MB as float32)")
@@ -278,41 +255,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       folder, opts.timeout)]
         for m in MODELS:
             cases += cases_for(m, folder, dimfix, opts.timeout)
-        if not opts.no_warmup:
-            print("warm-up:", end="", flush=True)
-            for case in cases:
-                run = run_once(runner, case)
-                print(f" {case.name} {run.wall:.2f}s", end="", flush=True)
-                if run.note:
-                    print()
-                    show_failure(case, run)
-            print()
-        for i in range(runs):
-            print(f"round {i + 1}/{runs}:", end="", flush=True)
-            failures = []
-            for case in cases:
-                run = run_once(runner, case)
-                case.runs.append(run)
-                rss = f"/{run.rss_kb * 1024 / 1e6:.0f}MB" if run.rss_kb else ""
-                print(f" {case.name} {run.wall:.2f}s{rss}{'!' if run.note else ''}", end="", flush=True)
-                if run.note:
-                    failures.append((case, run))
-            print()
-            for case, run in failures:
-                show_failure(case, run)
+        measure(runner, cases, runs, warmup=not opts.no_warmup)
 
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     by = {c.name: c for c in cases}
     base = by["import"].median_wall()
-    print()
-    print(f"{'case':30s} {'median':>9s} {'min':>9s} {'max':>9s} {'/import':>8s} {'peak RSS':>10s} {'ok':>5s}")
-    for c in cases:
-        walls = [r.wall for r in c.good()]
-        med, rss = c.median_wall(), c.peak_rss_mb()
-        ratio = f"{med / base:.2f}x" if med is not None and base else "n/a"
-        print(f"{c.label:30s} {fmt_s(med):>9s} "
-              f"{fmt_s(min(walls) if walls else None):>9s} {fmt_s(max(walls) if walls else None):>9s} "
-              f"{ratio:>8s} {(f'{rss:.0f} MB' if rss is not None else 'n/a'):>10s} {len(c.good())}/{len(c.runs)}")
+    print_cases(cases, base, 30)
 
     rows = []
     for m in MODELS:
@@ -339,13 +286,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if len(c.good()) != len(c.runs):
                 rows.append((f"{c.label}: runs valid", f"{len(c.good())}/{len(c.runs)}", "all", "MISS"))
 
-    print()
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    print(f"{'figure':{w}s}  {'value':{v}s}  {'target':9s}  result")
-    print("-" * (w + v + 24))
-    for figure, value, target, result in rows:
-        print(f"{figure:{w}s}  {value:{v}s}  {target:9s}  {result}")
+    print_figures(rows)
     return 0
 
 
