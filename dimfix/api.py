@@ -43,7 +43,6 @@ class FixResult(_Rewrite):
     notes: Tuple[str, ...] = ()
     device: str = ""
     options: Optional[Options] = None
-    base_text: Optional[str] = None  # the text this model was fixed from
 
 
 def fix_file(path: str, options: Options) -> FixResult:
@@ -132,7 +131,7 @@ def _fix(source: SourceFile, options: Options, text: str) -> FixResult:
     check_init(target, dict(options.init), spec)
     trace = trace_model(target, options, is_user_file, book)
     if not trace.mismatches:
-        return FixResult(display, source, text, device=trace.device, options=options, base_text=text)
+        return FixResult(display, source, text, device=trace.device, options=options)
 
     from dimfix.formatting import changed_lines, format_ranges
     from dimfix.plan import plan_edits
@@ -152,7 +151,7 @@ def _fix(source: SourceFile, options: Options, text: str) -> FixResult:
         allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in plan.unfixable]
         verify_source(loc, new_text, options, allowed)
     return FixResult(display, source, new_text, plan.edits, plan.unfixable, notes, trace.device,
-                     options, text)
+                     options)
 
 
 __all__ = ["FixResult", "FileFix", "fix_file", "fix_source", "fix_models", "write_result",

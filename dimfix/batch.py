@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -47,7 +47,6 @@ class Outcome:
     models: Tuple[ModelOutcome, ...]
     source: Optional[SourceFile] = None
     new_text: Optional[str] = None
-    error: Optional[dict] = field(default=None)  # the whole file failed
 
     @property
     def changed(self) -> bool:
@@ -93,7 +92,7 @@ def _run(job: Job) -> Outcome:
     except (DimfixError, Exception) as e:
         error = _error(e)
         failed = tuple(ModelOutcome(o.name, error=error) for o in job.models)
-        return Outcome(job.path, job.display, failed + problems, error=error)
+        return Outcome(job.path, job.display, failed + problems)
     models = [_model(r) for r in fix.results]
     models += [ModelOutcome(o.name, error=_error(e)) for o, e in fix.errors]
     return Outcome(job.path, job.display, tuple(models) + problems, fix.source, fix.new_text)
@@ -275,7 +274,6 @@ class _Pool:
 
 
 def _failed(job: Job, kind: str, message: str) -> Outcome:
-    models = tuple(ModelOutcome(o.name, error={"kind": kind, "message": message})
-                   for o in job.models)
-    return Outcome(job.path, job.display, models, error={"kind": kind, "message": message})
+    error = {"kind": kind, "message": message}
+    return Outcome(job.path, job.display, tuple(ModelOutcome(o.name, error=error) for o in job.models))
 

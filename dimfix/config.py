@@ -54,7 +54,6 @@ class ModelSpec:
     num_classes: Optional[int] = None
     output: Optional[str] = None
     max_memory: Optional[str] = None
-    origin: str = ""  # "pyproject.toml" or "model.py:12", for messages
 
     def over(self, base: "ModelSpec") -> "ModelSpec":
         """This spec, with unset fields taken from ``base``."""
@@ -212,7 +211,7 @@ def _spec(entry: Mapping[str, object], root: str, path: str, name: str, where: s
     max_memory = entry.get("max-memory")
     return ModelSpec(path, name, parsed, dict(init), num_classes,
                      str(output) if output is not None else None,
-                     str(max_memory) if max_memory is not None else None, where)
+                     str(max_memory) if max_memory is not None else None)
 
 
 def _known(table: Mapping[str, object], keys, where: str) -> None:

@@ -94,7 +94,7 @@ def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
 
 def _override(spec: ModelSpec, cli: ModelSpec) -> ModelSpec:
     """Flags given on the command line win over config and pragmas."""
-    return replace(cli.over(spec), path=spec.path, name=spec.name, origin=spec.origin)
+    return replace(cli.over(spec), path=spec.path, name=spec.name)
 
 
 def _options(spec: ModelSpec, fmt: bool) -> Options:

@@ -94,7 +94,6 @@ class Trace:
     # site: an edit must leave each of them at its required value.
     constructions: Tuple[Construction, ...]
     device: str
-    output_shape: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class Report:
     def fail_file(self, outcome: Outcome, error: dict) -> Outcome:
         """A write that failed: every model of the file is reported failed."""
         models = tuple(ModelOutcome(m.name, error=error) for m in outcome.models)
-        return Outcome(outcome.path, outcome.display, models, error=error)
+        return Outcome(outcome.path, outcome.display, models)
 
     # -- the end -----------------------------------------------------------------------------
 

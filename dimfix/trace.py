@@ -124,20 +124,13 @@ class _Tracer:
 
     def run(self) -> Trace:
         self.model.eval()
-        output = None
         # Layers are resized as the pass goes, so one pass finds every input
         # mismatch. Another is needed only when the head was resized after it,
         # to see what follows the head; verify traces the new source anyway.
         for _ in range(MAX_PASSES):
-            output = self._forward()
-            if not self._check_classes(output):
+            if not self._check_classes(self._forward()):
                 break
-        return Trace(
-            tuple(self.mismatches),
-            self._constructions(),
-            self.device,
-            tuple(output.shape) if isinstance(output, torch.Tensor) else (),
-        )
+        return Trace(tuple(self.mismatches), self._constructions(), self.device)
 
     # -- one forward pass -----------------------------------------------------
 
