@@ -177,6 +177,6 @@ def test_exclude_skips_matching_files(project):
     assert (project / "models" / "two.py").read_text() == TWO_MODELS
 
 
-def test_pre_commit_hook_runs_check():
+def test_pre_commit_hook_entry_is_dimfix_check():
     hook = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: dimfix --check" in hook and "id: dimfix" in hook
