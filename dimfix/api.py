@@ -1,158 +1,214 @@
 """The library API: what the CLI, tests and editor integrations call.
 
-``fix_file`` reads a file and returns a FixResult without writing anything;
-``write_result`` writes a verified result atomically.
+``fix_file`` reads a file and returns a FileFix without writing anything;
+``write_result`` writes a verified result, every file of it or none.
+
+This process never imports the user's code: each trace runs in a child forked
+from it (isolate.py). A file's fix is a short series of such steps — draft a
+fix for each model in turn, then verify them all on the final text — written
+as a generator (``fix_steps``) so that one driver can run a single file and
+another can run many files' steps side by side.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Generator, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from dimfix.errors import DimfixError
-from dimfix.load import Location, check_init, display_path, exec_source, find_model
-from dimfix.records import Edit, Options, Unfixable
-from dimfix.source import SourceFile, read_source, write_atomic
-
-
-class _Rewrite:
-    """What a result with ``source`` and ``new_text`` writes back."""
-
-    source: SourceFile
-    new_text: str
-
-    @property
-    def changed(self) -> bool:
-        return self.new_text != self.source.text
-
-    @property
-    def new_bytes(self) -> bytes:
-        return self.source.encode(self.new_text) if self.changed else self.source.raw
+from dimfix.errors import BadUsage, DimfixError
+from dimfix.records import Edit, InputSpec, Options, Unfixable
+from dimfix.source import SourceFile, display_path, read_source, write_files
 
 
 @dataclass(frozen=True)
-class FixResult(_Rewrite):
-    """The outcome for one model: its edits, what could not be fixed, new text."""
+class FixResult:
+    """One model: its edits, what could not be fixed, and notes."""
 
-    path: str  # as shown to the user
-    source: SourceFile
-    new_text: str
+    options: Options
     edits: Tuple[Edit, ...] = ()
     unfixable: Tuple[Unfixable, ...] = ()
     notes: Tuple[str, ...] = ()
     device: str = ""
-    options: Optional[Options] = None
+    printed: str = ""  # what the model's own code printed (for --verbose)
 
-
-def fix_file(path: str, options: Options) -> FixResult:
-    """Trace the model ``options.name`` in ``path`` and plan, apply, format and
-    verify the fixes. Nothing is written. Raises DimfixError on bad input."""
-    return fix_source(read_source(path), options)
-
-
-def fix_source(source: SourceFile, options: Options, text: Optional[str] = None) -> FixResult:
-    """Like fix_file, on a file already read (or text from an editor buffer).
-
-    ``text`` is the current text when earlier fixes to other models in the same
-    file were made; by default the source's own text.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _fix(source, options, source.text if text is None else text)
+    @property
+    def name(self) -> str:
+        return self.options.name
 
 
 @dataclass(frozen=True)
-class FileFix(_Rewrite):
-    """Every model of one file, fixed together: one combined, verified text."""
+class FileFix:
+    """Every model of one file, fixed together: the verified new text of each
+    file the fixes edit (the target, and project files values are written in)."""
 
-    source: SourceFile
-    new_text: str
-    results: Tuple[FixResult, ...]
+    path: str  # absolute path of the target file
+    sources: Mapping[str, SourceFile]  # every file read, by absolute path
+    texts: Mapping[str, str] = field(default_factory=dict)  # new text of changed files
+    results: Tuple[FixResult, ...] = ()
     errors: Tuple[Tuple[Options, DimfixError], ...] = ()
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
 
-def fix_models(source: SourceFile, models: Sequence[Options]) -> FileFix:
-    """Fix each model in turn on the text the previous ones left, then verify
-    every model again on the final text when more than one edit went in."""
-    text, results, errors = source.text, [], []
+    @property
+    def changes(self) -> Tuple[Tuple[SourceFile, str], ...]:
+        """(file as read, new text) of each changed file, the target first."""
+        order = sorted(self.texts, key=lambda p: (p != self.path, p))
+        return tuple((self.sources[p], self.texts[p]) for p in order
+                     if self.texts[p] != self.sources[p].text)
+
+    @property
+    def source(self) -> SourceFile:
+        return self.sources[self.path]
+
+    @property
+    def new_text(self) -> str:
+        return self.texts.get(self.path, self.source.text)
+
+    @property
+    def edits(self) -> Tuple[Edit, ...]:
+        return tuple(e for r in self.results for e in r.edits)
+
+    @property
+    def unfixable(self) -> Tuple[Unfixable, ...]:
+        return tuple(u for r in self.results for u in r.unfixable)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call to run in a child process: ``fn(*args)``."""
+
+    fn: object
+    args: tuple
+    name: str = ""  # the model it is for, if one
+
+
+Steps = Generator[Step, object, FileFix]
+
+
+def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile] = None) -> Steps:
+    """The steps that fix ``models`` in the file at ``path`` (or in ``source``,
+    an editor's buffer for it). Send each step's result back in, or throw the
+    DimfixError it raised; the generator returns the FileFix."""
+    from dimfix.draft import draft_fix, verify_fix
+
+    path = os.path.abspath(path)
+    source = source or read_source(path)
+    sources: Dict[str, SourceFile] = {path: source}
+    texts: Dict[str, str] = {path: source.text}
+    results, errors = [], []
     for options in models:
+        if source.newline is None:
+            options = _replace(options, format=False)
         try:
-            result = fix_source(source, options, text)
+            draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
         except DimfixError as e:
             errors.append((options, e))
             continue
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # a dimfix bug on this model: the others go on
-            errors.append((options, _internal(e)))
-            continue
-        results.append(result)
-        text = result.new_text
-    if sum(1 for r in results if r.edits) > 1:
-        from dimfix.verify import verify_source
-
-        loc = Location.of(source.path)
-        for result in results:
-            allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in result.unfixable]
-            verify_source(loc, text, result.options, allowed)
-    return FileFix(source, text, tuple(results), tuple(errors))
-
-
-def _internal(e: Exception) -> DimfixError:
-    first = (str(e).strip().splitlines() or [""])[0]
-    error = DimfixError(
-        f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
-        "Please report it; --verbose shows the traceback"
-    )
-    error.__cause__ = e
-    return error
-
-
-def write_result(result) -> None:
-    """Write a changed, verified result (FixResult or FileFix) back, atomically."""
-    if result.changed:
-        write_atomic(result.source, result.new_bytes)
-
-
-def _fix(source: SourceFile, options: Options, text: str) -> FixResult:
-    path = source.path
-    display = display_path(path)
-    loc = Location.of(path)
-    is_user_file = loc.is_user_file()
-
-    from dimfix.sites import recording_sites
-    from dimfix.trace import trace_model
-
-    with recording_sites(is_user_file) as book:
-        module = exec_source(loc, text)
-    spec = f"{display}::{options.name}"
-    target = find_model(module, options.name, display)
-    check_init(target, dict(options.init), spec)
-    trace = trace_model(target, options, is_user_file, book)
-    if not trace.mismatches:
-        return FixResult(display, source, text, device=trace.device, options=options)
-
-    from dimfix.formatting import changed_lines, format_ranges
-    from dimfix.plan import plan_edits
-    from dimfix.rewrite import apply_edits
-    from dimfix.verify import verify_source
-
-    plan = plan_edits(text, loc.path, display, trace, options.init)
-    new_text = apply_edits(plan.index.module, plan.replacements)
-    notes: Tuple[str, ...] = ()
-    if new_text != text and options.format:
-        if source.newline is None:
-            notes = ("mixed line endings: changed lines left unformatted",)
+        for other, text in draft.texts.items():
+            if other not in sources:
+                sources[other] = read_source(other)
+            texts[other] = text
+        notes = draft.notes
+        if source.newline is None and draft.texts:
+            notes += ("mixed line endings: changed lines left unformatted",)
+        results.append(FixResult(options, draft.edits, draft.unfixable, notes, draft.device,
+                                 printed))
+    changed = {p: t for p, t in texts.items() if t != sources[p].text}
+    if changed and results:
+        checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
+                                         for u in r.unfixable)) for r in results)
+        try:
+            notes, _ = yield Step(verify_fix, (path, dict(texts), checks))
+        except DimfixError as e:
+            errors.extend((r.options, e) for r in results if r.edits)
+            results = [r for r in results if not r.edits]
+            changed = {}
         else:
-            new_text, note = format_ranges(new_text, changed_lines(text, new_text), path)
-            notes = (note,) if note else ()
-    if new_text != text:
-        allowed = [(u.mismatch.layer_path, u.mismatch.arg) for u in plan.unfixable]
-        verify_source(loc, new_text, options, allowed)
-    return FixResult(display, source, new_text, plan.edits, plan.unfixable, notes, trace.device,
-                     options)
+            results = [_replace(r, notes=r.notes + tuple(notes)) for r in results]
+    return FileFix(path, sources, changed, tuple(results), tuple(errors))
 
 
-__all__ = ["FixResult", "FileFix", "fix_file", "fix_source", "fix_models", "write_result",
+def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = None) -> FileFix:
+    """Drive ``steps`` one child at a time."""
+    from dimfix.isolate import Limits, run_isolated, warm
+
+    warm()
+    limits = Limits(timeout, max_memory)
+    value, error = None, None
+    while True:
+        try:
+            step = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value, error = run_isolated(step.fn, step.args, limits), None
+        except DimfixError as e:
+            value, error = None, e
+
+
+def fix_file(path: str, inputs: Iterable[Union[str, InputSpec]] = (), *,
+             name: Optional[str] = None, num_classes: Optional[int] = None,
+             init: Union[Mapping[str, object], Iterable[str]] = (), output: Optional[str] = None,
+             format: bool = True, timeout: float = 60.0,
+             max_memory: Union[int, str, None] = None, text: Optional[str] = None) -> FileFix:
+    """Fix the model ``name`` in ``path`` (``path`` may be ``"file.py::Name"``);
+    nothing is written. ``inputs`` and ``init`` take the CLI's strings
+    (``"1x3x32x32"``, ``"long:2x12"``, ``"num_classes=10"``) or parsed values;
+    ``text`` fixes an editor's buffer for ``path`` instead of the file on disk.
+    Raises DimfixError (exit code 2 in the CLI) for bad input."""
+    from dimfix.source import decode_source
+    from dimfix.target import parse_init, parse_input, parse_size
+
+    if name is None:
+        path, sep, name = path.rpartition("::") if "::" in path else (path, "", "")
+        if not name:
+            raise BadUsage("name the model: fix_file('net.py', name='Net') or 'net.py::Net'")
+    specs = tuple(i if isinstance(i, InputSpec) else parse_input(i) for i in inputs)
+    if not specs:
+        raise BadUsage("give a sample input, e.g. inputs=['1x3x32x32']")
+    if not isinstance(init, Mapping):
+        init = parse_init(init)
+    if isinstance(max_memory, str):
+        max_memory = parse_size(max_memory)
+    if num_classes is not None and num_classes < 1:
+        raise BadUsage(f"--num-classes must be at least 1, got {num_classes}")
+    options = Options(name, specs, dict(init), num_classes, max_memory, format, output)
+    check_inputs(options)
+    source = None
+    if text is not None:
+        source = decode_source(path, text.encode("utf-8"))
+    return run_steps(fix_steps(path, [options], source), timeout, max_memory)
+
+
+def check_inputs(options: Options) -> None:
+    """Refuse inputs that alone would need more memory than allowed."""
+    from dimfix.target import default_max_memory, input_bytes, size_text
+
+    limit = options.max_memory or default_max_memory()
+    need = sum(input_bytes(spec) for spec in options.inputs)
+    if need > limit:
+        shapes = " ".join(f"--input {s}" for s in options.inputs)
+        raise BadUsage(f"{shapes}: the input alone needs {size_text(need)}, over the "
+                       f"{size_text(limit)} limit (--max-memory)")
+
+
+def write_result(result: FileFix) -> Tuple[str, ...]:
+    """Write every changed file of a verified ``result``, or none: the paths written."""
+    changes = result.changes
+    if not changes:
+        return ()
+    write_files([(source, source.encode(text)) for source, text in changes])
+    return tuple(display_path(source.path) for source, _ in changes)
+
+
+def _replace(obj, **changes):
+    from dataclasses import replace
+
+    return replace(obj, **changes)
+
+
+__all__ = ["FixResult", "FileFix", "fix_file", "fix_steps", "run_steps", "write_result",
            "DimfixError", "Options"]

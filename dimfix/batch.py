@@ -1,28 +1,22 @@
-"""Run jobs: in this process for one file, else in worker processes.
+"""Run jobs: each file's steps (api.fix_steps) in child processes, several
+files side by side, results in the order the jobs were given.
 
-Each worker imports torch once and takes job after job. A model that crashes
-its worker, hangs past the timeout or exhausts memory is reported as failed,
-the worker is replaced, and the batch goes on. Workers only compute: the
-parent writes files, so a killed worker never leaves a half-written one.
+A model that crashes its child, hangs past the timeout or exhausts memory is
+reported as failed and the batch goes on. Children only compute: the parent
+writes files, so a killed child never leaves a half-written one.
 
-Results cross process boundaries as ``Outcome`` records of plain data.
+Results reach the report as ``Outcome`` records of plain data.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import multiprocessing
-import os
-import signal
-import sys
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from dimfix.discover import Job
 from dimfix.errors import DimfixError
+from dimfix.isolate import POLL, Child, Limits, warm
 from dimfix.source import SourceFile
 
 
@@ -36,74 +30,112 @@ class ModelOutcome:
     error: Optional[dict] = None  # {"kind": ..., "message": ...}
     device: str = ""
     notes: Tuple[str, ...] = ()
+    printed: str = ""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One file: its models, and the verified new bytes to write (if changed)."""
+    """One file: its models, and the verified new text of each file to write."""
 
     path: str
     display: str
     models: Tuple[ModelOutcome, ...]
-    source: Optional[SourceFile] = None
-    new_text: Optional[str] = None
+    changes: Tuple[Tuple[SourceFile, str], ...] = ()  # (file as read, new text)
 
     @property
     def changed(self) -> bool:
-        return self.source is not None and self.new_text is not None \
-            and self.new_text != self.source.text
+        return bool(self.changes)
 
     @property
-    def new_bytes(self) -> bytes:
-        return self.source.encode(self.new_text)
+    def source(self) -> Optional[SourceFile]:
+        return self.changes[0][0] if self.changes else None
 
 
-class Timeout(DimfixError):
-    """A model ran past --timeout."""
-
-
-def run_jobs(jobs: Sequence[Job], workers: int, timeout: float,
+def run_jobs(jobs: Sequence[Job], workers: int, limits: Limits,
              on_start: Optional[Callable[[Job], None]] = None) -> Iterator[Outcome]:
-    """Outcomes of ``jobs`` in the order they finish."""
-    if len(jobs) <= 1:
-        for job in jobs:
-            if on_start:
-                on_start(job)
-            yield run_here(job, timeout)
-        return
-    yield from _Pool(min(workers, len(jobs)), timeout).run(jobs, on_start)
+    """Outcomes of ``jobs``, in the order given, up to ``workers`` children at a time."""
+    warm()
+    running: Dict[int, Tuple[object, Child]] = {}  # job index -> (steps, child)
+    finished: Dict[int, Outcome] = {}
+    queue = list(range(len(jobs)))
+    queue.reverse()
+    nxt = 0
+    try:
+        while nxt < len(jobs):
+            while queue and len(running) < workers:
+                i = queue.pop()
+                if on_start:
+                    on_start(jobs[i])
+                _advance(i, jobs[i], _steps(jobs[i]), None, None, running, finished, limits)
+            if running:
+                wait([c.conn for _, c in running.values()], timeout=POLL)
+            for i, (steps, child) in list(running.items()):
+                if child.poll():
+                    del running[i]
+                    try:
+                        value, error = (child.value(), child.output()), None
+                    except DimfixError as e:
+                        value, error = None, e
+                    finally:
+                        child.close()
+                    _advance(i, jobs[i], steps, value, error, running, finished, limits)
+            while nxt in finished:
+                yield finished.pop(nxt)
+                nxt += 1
+    finally:
+        for _, child in running.values():
+            child.close()
 
 
-def run_here(job: Job, timeout: float) -> Outcome:
-    """Run ``job`` in this process, with a SIGALRM-based timeout where possible."""
-    with _alarm(timeout * max(1, len(job.models))):
-        return _run(job)
+def _steps(job: Job):
+    from dimfix.api import fix_steps
+
+    return fix_steps(job.path, job.models, job.source)
 
 
-def _run(job: Job) -> Outcome:
-    from dimfix.api import fix_models
-    from dimfix.source import read_source
+def _advance(i, job, steps, value, error, running, finished, limits) -> None:
+    """Send ``steps`` its last result; start its next child, or file its outcome."""
+    while True:
+        try:
+            step = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            finished[i] = outcome_of(job, stop.value)
+            return
+        except DimfixError as e:  # the file itself could not be read
+            finished[i] = _failed(job, e)
+            return
+        except Exception as e:  # a bug in dimfix: this file is reported, the rest go on
+            finished[i] = _failed(job, _internal(e))
+            return
+        try:
+            running[i] = (steps, Child(step.fn, step.args, limits))
+            return
+        except OSError as e:  # no fork (out of processes): this step fails
+            value, error = None, DimfixError(f"cannot start a process: {e.strerror}")
 
+
+def run_here(job: Job, limits: Limits) -> Outcome:
+    """One job, one child at a time."""
+    return next(iter(run_jobs([job], 1, limits)))
+
+
+def outcome_of(job: Job, fix) -> Outcome:
     problems = tuple(ModelOutcome(n, error={"kind": "BadUsage", "message": why})
                      for n, why in job.problems)
-    try:
-        source = job.source or read_source(job.path)
-        fix = fix_models(source, job.models)
-    except (DimfixError, Exception) as e:
-        error = _error(e)
-        failed = tuple(ModelOutcome(o.name, error=error) for o in job.models)
-        return Outcome(job.path, job.display, failed + problems)
     models = [_model(r) for r in fix.results]
     models += [ModelOutcome(o.name, error=_error(e)) for o, e in fix.errors]
-    return Outcome(job.path, job.display, tuple(models) + problems, fix.source, fix.new_text)
+    order = {o.name: k for k, o in enumerate(job.models)}
+    models.sort(key=lambda m: order.get(m.name, len(order)))
+    return Outcome(job.path, job.display, tuple(models) + problems, fix.changes)
 
 
 def _model(result) -> ModelOutcome:
-    fixes = tuple(_entry(e.mismatch, e.reason, result.path, e.line, e.col, e.new_code)
+    fixes = tuple(_entry(e.mismatch, e.reason, e.path, e.line, e.col, e.new_code)
                   for e in result.edits)
     cannot = tuple(_entry(u.mismatch, u.reason, u.path, u.line, u.col, None)
                    for u in result.unfixable)
-    return ModelOutcome(result.options.name, fixes, cannot, None, result.device, result.notes)
+    return ModelOutcome(result.name, fixes, cannot, None, result.device, result.notes,
+                        result.printed)
 
 
 def _entry(m, reason: str, path: str, line: int, col: int, code: Optional[str]) -> dict:
@@ -118,162 +150,35 @@ def _entry(m, reason: str, path: str, line: int, col: int, code: Optional[str]) 
     return entry
 
 
-def _error(e: BaseException) -> dict:
+def _error(e: DimfixError) -> dict:
+    kind = getattr(e, "kind", None) or type(e).__name__
+    error = {"kind": kind, "message": str(e)}
+    detail = getattr(e, "detail", None)
+    if detail:
+        error["traceback"] = detail
+    printed = getattr(e, "output", "")
+    if printed:
+        error["printed"] = printed
+    return error
+
+
+def _internal(e: Exception) -> DimfixError:
     import traceback
 
-    cause = e.__cause__ or e
-    detail = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-    if isinstance(e, DimfixError):
-        return {"kind": type(e).__name__, "message": str(e), "traceback": detail}
-    # A bug in dimfix, not in the model: said plainly, the file left alone.
     first = (str(e).strip().splitlines() or [""])[0]
-    return {"kind": "InternalError",
-            "message": f"internal error ({type(e).__name__}: {first}); nothing written "
-                       "for this file. Please report it; --verbose shows the traceback",
-            "traceback": detail}
+    error = DimfixError(f"internal error ({type(e).__name__}: {first}); nothing written for "
+                        "this file. Please report it; --verbose shows the traceback")
+    error.kind = "InternalError"
+    error.detail = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return error
 
 
-@contextlib.contextmanager
-def _alarm(seconds: float):
-    usable = seconds > 0 and hasattr(signal, "setitimer") and \
-        multiprocessing.current_process().name == "MainProcess" and _main_thread()
-    if not usable:
-        yield
-        return
-
-    def expired(signum, frame):
-        raise Timeout(f"timed out after {seconds:g} s (--timeout)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def _failed(job: Job, e: DimfixError) -> Outcome:
+    error = _error(e)
+    models = tuple(ModelOutcome(o.name, error=error) for o in job.models)
+    problems = tuple(ModelOutcome(n, error={"kind": "BadUsage", "message": why})
+                     for n, why in job.problems)
+    return Outcome(job.path, job.display, models + problems)
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-# -- worker processes ----------------------------------------------------------------------
-
-
-def _worker_main(conn) -> None:
-    # The user's prints must not mix with our stdout (a diff, JSON); torch once.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    import warnings
-
-    warnings.simplefilter("ignore")
-    import torch  # noqa: F401 - warm the import once per worker
-
-    conn.send("ready")  # timeouts count from here, not from the import
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        conn.send(_run(job))
-        gc.collect()  # the CLI disables automatic collection; one file's garbage goes here
-
-
-@dataclass
-class _Worker:
-    process: multiprocessing.Process
-    conn: object
-    job: Optional[Job] = None
-    deadline: float = 0.0
-    ready: bool = False
-
-
-class _Pool:
-    def __init__(self, size: int, timeout: float) -> None:
-        self.size = size
-        self.timeout = timeout
-        self.context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-
-    def _spawn(self) -> _Worker:
-        parent, child = self.context.Pipe()
-        process = self.context.Process(target=_worker_main, args=(child,), daemon=True)
-        process.start()
-        child.close()
-        return _Worker(process, parent)
-
-    def run(self, jobs: Sequence[Job], on_start) -> Iterator[Outcome]:
-        queue = list(reversed(jobs))
-        workers = [self._spawn() for _ in range(self.size)]
-        try:
-            while queue or any(w.job for w in workers):
-                for w in workers:
-                    if w.ready and w.job is None and queue:
-                        w.job = queue.pop()
-                        w.deadline = time.monotonic() + self.timeout * max(1, len(w.job.models))
-                        if on_start:
-                            on_start(w.job)
-                        w.conn.send(w.job)
-                busy = [w for w in workers if w.job]
-                starting = [w for w in workers if not w.ready]
-                soonest = min((w.deadline for w in busy), default=time.monotonic() + 60)
-                ready = wait([w.conn for w in busy + starting]
-                             + [w.process.sentinel for w in busy + starting],
-                             timeout=max(0.0, soonest - time.monotonic()))
-                for i, w in enumerate(workers):
-                    if not w.ready:
-                        workers[i] = self._start(w, ready)
-                        continue
-                    if w.job is None:
-                        continue
-                    outcome = self._collect(w, ready)
-                    if outcome is not None:
-                        yield outcome
-                        if not w.process.is_alive():
-                            workers[i] = self._spawn()
-                        else:
-                            w.job = None
-        finally:
-            for w in workers:
-                w.conn.close()
-                if w.process.is_alive():
-                    w.process.kill()
-                w.process.join(timeout=5)
-
-    def _start(self, w: _Worker, ready: List[object]) -> _Worker:
-        """A starting worker: ready once it said so; replaced if it died."""
-        if w.conn in ready:
-            try:
-                w.ready = w.conn.recv() == "ready"
-            except (EOFError, OSError):
-                pass
-        if not w.ready and not w.process.is_alive():
-            w.process.join(timeout=1)
-            return self._spawn()
-        return w
-
-    def _collect(self, w: _Worker, ready: List[object]) -> Optional[Outcome]:
-        job = w.job
-        if w.conn in ready:
-            try:
-                return w.conn.recv()
-            except (EOFError, OSError):
-                pass  # the worker died while answering: reported below
-        if w.process.sentinel in ready or not w.process.is_alive():
-            w.process.join(timeout=1)
-            code = w.process.exitcode
-            why = "killed (out of memory?)" if code == -signal.SIGKILL else f"exit code {code}"
-            return _failed(job, "Crashed", f"the worker process died: {why}")
-        if time.monotonic() >= w.deadline:
-            w.process.kill()
-            w.process.join(timeout=5)
-            seconds = self.timeout * max(1, len(job.models))
-            return _failed(job, "Timeout", f"timed out after {seconds:g} s (--timeout)")
-        return None
-
-
-def _failed(job: Job, kind: str, message: str) -> Outcome:
-    error = {"kind": kind, "message": message}
-    return Outcome(job.path, job.display, tuple(ModelOutcome(o.name, error=error) for o in job.models))
-
+__all__ = ["ModelOutcome", "Outcome", "run_jobs", "run_here", "outcome_of"]

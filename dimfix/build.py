@@ -4,7 +4,6 @@ CPU; sizes and limits for choosing where to trace."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 
 import torch
@@ -14,14 +13,7 @@ from torch.nn.parameter import is_lazy
 from dimfix.errors import DimfixError, ModelRaised
 from dimfix.load import user_frame_of
 from dimfix.records import InputSpec, Options
-
-
-def default_max_memory() -> int:
-    """A quarter of physical memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
+from dimfix.target import default_max_memory, input_bytes, size_text  # noqa: F401 - for the tracer
 
 
 _INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
@@ -81,17 +73,6 @@ def materialize(model: nn.Module) -> None:
 
 def has_lazy(model: nn.Module) -> bool:
     return any(is_lazy(t) for t in [*model.parameters(), *model.buffers()])
-
-
-def input_bytes(spec: InputSpec) -> int:
-    return math.prod(spec.shape) * torch.empty((), dtype=getattr(torch, spec.dtype)).element_size()
-
-
-def size_text(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def what(e: BaseException) -> str:

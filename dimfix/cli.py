@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import traceback
 from typing import Optional, Sequence
@@ -13,6 +14,10 @@ import click
 
 from dimfix import __version__
 from dimfix.errors import BadUsage, DimfixError
+from dimfix.source import display_path
+
+# Files written by this run: what an interrupt must not deny.
+_written: list = []
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,16 +72,25 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, che
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
     report = Report(mode, fmt, color, verbose, single)
+
+    def limits(config):
+        from dimfix.isolate import Limits
+        from dimfix.target import parse_size
+
+        memory = max_memory or (config.defaults.max_memory if config else None)
+        return Limits(timeout or (config.timeout if config else None) or 60.0,
+                      parse_size(memory) if memory else None)
+
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
         if stdin_filename:
-            sys.exit(_stdin(stdin_filename, targets, cli, report, not no_format, timeout))
+            sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format)
+        _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
-    timeout = timeout or (config.timeout if config else None) or 60.0
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
-    sys.exit(_run(jobs_list, workers, timeout, report, mode))
+    sys.exit(_run(jobs_list, workers, limits(config), report, mode))
 
 
 def _jobs(targets, cli, exclude, fmt):
@@ -95,45 +109,71 @@ def _jobs(targets, cli, exclude, fmt):
     return jobs_list, config
 
 
-def _run(jobs_list, workers, timeout, report, mode) -> int:
-    from dimfix.source import write_atomic
+def _run(jobs_list, workers, limits, report, mode) -> int:
     from dimfix.batch import run_jobs
     from dimfix.report import unified_diff
+    from dimfix.source import write_files
 
     total = sum(len(j.models) + len(j.problems) for j in jobs_list)
     progress = _Progress(total if report.fmt == "text" else 0)
-    for outcome in run_jobs(jobs_list, workers, timeout):
+    for outcome in run_jobs(jobs_list, workers, limits):
         progress.clear()
-        diff = None
-        if outcome.changed:
-            diff = unified_diff(outcome.display, outcome.source.text, outcome.new_text)
-            if mode == "write":
-                try:
-                    write_atomic(outcome.source, outcome.new_bytes)
-                except DimfixError as e:
-                    outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
-                    diff = None
+        diff = "".join(unified_diff(display_path(src.path), src.text, text)
+                       for src, text in outcome.changes) or None
+        if outcome.changed and mode == "write":
+            try:
+                write_files([(src, src.encode(text)) for src, text in outcome.changes])
+                _written.extend(display_path(src.path) for src, _ in outcome.changes)
+            except DimfixError as e:
+                outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
+                diff = None
         report.add(outcome, diff)
         progress.step(len(outcome.models))
     progress.clear()
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, fmt, timeout) -> int:
-    """Editor mode: source on stdin, fixed source on stdout, messages on stderr."""
+def _stdin(filename, targets, cli, report, limits, fmt) -> int:
+    """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
+
+    Whatever happens to the model, stdout gets a whole buffer: the fixed one,
+    or the one that came in."""
     from dimfix.batch import run_here
     from dimfix.discover import discover_source
+    from dimfix.report import unified_diff
     from dimfix.source import decode_source
 
-    names = [t.rpartition("::")[2] for t in targets if "::" in t]
-    source = decode_source(filename, sys.stdin.buffer.read())
-    job, config = discover_source(source, names, cli, fmt)
-    outcome = run_here(job, timeout or (config.timeout if config else None) or 60.0)
-    text = outcome.new_text if outcome.changed and report.mode != "check" else source.text
-    sys.stdout.buffer.write(source.encode(text) if outcome.changed else source.raw)
-    sys.stdout.flush()
+    raw = sys.stdin.buffer.read()
+    try:
+        names = [t.rpartition("::")[2] for t in targets if "::" in t]
+        source = decode_source(filename, raw)
+        job, config = discover_source(source, names, cli, fmt)
+        _check_inputs([job])
+        outcome = run_here(job, limits(config))
+    except BaseException:
+        _echo_bytes(raw)
+        raise
+    fixed = outcome.changes[0][1] if outcome.changed else None
+    if report.mode == "dry-run" and fixed is not None:
+        click.echo(unified_diff(display_path(filename), source.text, fixed), nl=False)
+    else:
+        _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
     report.add(outcome, None)
     return report.finish()
+
+
+def _echo_bytes(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def _check_inputs(jobs_list) -> None:
+    from dimfix.api import check_inputs
+
+    for job in jobs_list:
+        for options in job.models:
+            check_inputs(options)
 
 
 def _cli_spec(inputs, num_classes, output, init, max_memory):
@@ -182,8 +222,9 @@ def _fail(e: DimfixError, verbose: bool):
 def run(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point: click's usage errors become one line and exit 2."""
     # A run is short and builds few cycles; the collector walking torch's
-    # objects costs 0.2-0.5 s (bench/latency.py). Workers collect between files.
+    # objects costs 0.2-0.5 s (bench/latency.py).
     gc.disable()
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)
     except SystemExit:
@@ -194,6 +235,24 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     except click.exceptions.UsageError as e:
         click.echo(f"dimfix: error: {e.format_message()}", err=True)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("dimfix: interrupted; nothing written", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        from dimfix.isolate import kill_all
+
+        kill_all()
+        code = 143 if isinstance(e, _Terminated) else 130
+        if _written:
+            click.echo(f"dimfix: interrupted; written before that: {', '.join(_written)}",
+                       err=True)
+        else:
+            click.echo("dimfix: interrupted; nothing written", err=True)
+        sys.exit(code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the parent is so that children and temp files go."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()

@@ -13,14 +13,64 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def format_edit(old: str, new: str, path: str) -> Tuple[str, str]:
+    """``new`` (``old`` with dimfix's edits) with black run on the edited lines,
+    and a note when they were left as dimfix wrote them.
+
+    Formatting is confined to the edit: black runs only where the edited
+    statements were black-formatted before (or the project declares
+    [tool.black]), and its result is kept only if no line outside the edited
+    ones changed: black formats whole statements, and re-indenting a
+    tab-indented block or reflowing a 13-line call the user laid out by hand is
+    not dimfix's to do.
+    """
+    if "\r" in old:
+        return new, "mixed line endings: changed lines left unformatted"
+    ranges = changed_lines(old, new)
+    if not ranges:
+        return new, ""
+    if _black_config(path) is None and not _was_formatted(old, _old_ranges(old, new), path):
+        return new, ""
+    formatted, note = format_ranges(new, ranges, path)
+    if note or formatted == new:
+        return new, note
+    if not _confined(new, formatted, ranges):
+        return new, "black would change lines outside the edit; the edit is left as written"
+    return formatted, ""
+
+
 def changed_lines(old: str, new: str) -> List[Tuple[int, int]]:
     """1-based inclusive line ranges of ``new`` that differ from ``old``."""
-    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
-    ranges = []
-    for tag, _, _, j1, j2 in matcher.get_opcodes():
-        if tag != "equal" and j2 > j1:
-            ranges.append((j1 + 1, j2))
-    return ranges
+    return [(j1 + 1, j2) for _, _, j1, j2 in _changes(old, new) if j2 > j1]
+
+
+def _old_ranges(old: str, new: str) -> List[Tuple[int, int]]:
+    return [(i1 + 1, i2) for i1, i2, _, _ in _changes(old, new) if i2 > i1]
+
+
+def _changes(old: str, new: str):
+    # The file's own newline only: str.splitlines() would also split on \x0c,
+    # \x1c-\x1e, \x85 and U+2028, which Python's tokenizer does not.
+    matcher = difflib.SequenceMatcher(None, old.split("\n"), new.split("\n"), autojunk=False)
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _was_formatted(old: str, ranges: List[Tuple[int, int]], path: str) -> bool:
+    """Were the statements holding ``ranges`` black-stable before the edit?"""
+    formatted, note = format_ranges(old, ranges, path)
+    return not note and formatted == old
+
+
+def _confined(new: str, formatted: str, ranges: List[Tuple[int, int]]) -> bool:
+    """Did black change only lines inside ``ranges`` (1-based, inclusive)?"""
+    edited = {line - 1 for a, b in ranges for line in range(a, b + 1)}
+    for i1, i2, _, _ in _changes(new, formatted):
+        touched = range(i1, i2) if i2 > i1 else (i1 - 1, i1)
+        if i2 > i1 and not all(i in edited for i in touched):
+            return False
+        if i2 == i1 and not any(i in edited for i in touched):
+            return False
+    return True
 
 
 def format_ranges(text: str, ranges: List[Tuple[int, int]], path: str) -> Tuple[str, str]:
@@ -46,7 +96,7 @@ def _without_blank_line_changes(before: str, after: str) -> str:
     statement (e.g. adds one between ``class X:`` and its first ``def``); those
     are not the user's changed lines, so they are kept as they were.
     """
-    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    old, new = before.split("\n"), after.split("\n")
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     out = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -54,7 +104,7 @@ def _without_blank_line_changes(before: str, after: str) -> str:
             out.extend(old[i1:i2])
         else:
             out.extend(new[j1:j2])
-    return "".join(out)
+    return "\n".join(out)
 
 
 def _black_mode(black, path: str):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import os
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound
 from dimfix.source import display_path
@@ -65,78 +67,151 @@ class Location:
         return check
 
 
-def exec_source(loc: Location, text: str, filename: Optional[str] = None):
-    """Execute ``text`` as module ``loc.module`` (relative imports work).
+def import_target(loc: Location, texts: Mapping[str, str]):
+    """Import the file at ``loc`` the way its package imports it, once.
 
-    ``filename`` is what frames and tracebacks will show; by default the file's
-    own path. The module is left in ``sys.modules`` under its name.
+    ``texts`` maps absolute paths of the project's files to the text each is to
+    have (the target's own text, an editor buffer, a rewritten candidate); those
+    modules are executed from that text, as the file itself (same ``__file__``,
+    same folder), wherever they are imported from: by the package's
+    ``__init__``, by a sibling, or by this call. Other modules load as usual.
+    Runs in a child process (see isolate.py): the imports are not undone.
     """
-    filename = filename or loc.path
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
-    parent = loc.module.rpartition(".")[0]
-    if parent:
-        _forget_stale_package(loc, parent)
-        try:
-            importlib.import_module(parent)
-        except BaseException as e:  # noqa: B036 - user code may raise anything
-            raise _raised(e, f"importing package {parent}") from e
+    _forget_shadowed(loc)
+    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path})
+    sys.meta_path.insert(0, finder)
     try:
-        code = compile(text, filename, "exec", dont_inherit=True)
+        return importlib.import_module(loc.module)
+    except DimfixError:
+        raise
     except SyntaxError as e:
-        raise BadSource(
-            f"{display_path(loc.path)}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
-        ) from None
-    spec = importlib.util.spec_from_loader(loc.module, loader=None, origin=filename)
-    module = importlib.util.module_from_spec(spec)
-    module.__file__ = filename
-    sys.modules[loc.module] = module
-    try:
-        exec(code, module.__dict__)
-    except BaseException as e:  # noqa: B036
+        if e.filename and os.path.abspath(e.filename) in finder.texts:
+            raise BadSource(
+                f"{display_path(e.filename)}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
+            ) from None
         raise _raised(e, f"importing {os.path.basename(loc.path)}") from e
-    return module
+    except BaseException as e:  # noqa: B036 - user code may raise anything
+        raise _raised(e, f"importing {os.path.basename(loc.path)}") from e
 
 
-def _forget_stale_package(loc: Location, parent: str) -> None:
-    """Drop a same-named package imported earlier from another folder, so that
-    relative imports resolve next to *this* file (matters in long-lived workers)."""
-    top = parent.split(".")[0]
+class _TextFinder(importlib.abc.MetaPathFinder):
+    """Serves the given texts for the files at their paths."""
+
+    def __init__(self, texts: Dict[str, str], names: Dict[str, str]) -> None:
+        self.texts = texts
+        self.names = names  # the target by module name: its file may be notes.txt
+
+    def find_spec(self, name, path, target=None):
+        if self.names.get(name) in self.texts:
+            return self._spec(name, self.names[name], None)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None:
+            # A buffer whose file is not on disk yet (an editor's new file).
+            tail = name.rpartition(".")[2]
+            for folder in path if path is not None else sys.path:
+                origin = os.path.abspath(os.path.join(folder or os.curdir, tail + ".py"))
+                if origin in self.texts:
+                    return self._spec(name, origin, None)
+            return None
+        if not spec.origin or os.path.abspath(spec.origin) not in self.texts:
+            return None
+        return self._spec(name, os.path.abspath(spec.origin), spec.submodule_search_locations)
+
+    def _spec(self, name, origin, search):
+        if search is None and os.path.basename(origin) == "__init__.py":
+            search = [os.path.dirname(origin)]
+        loader = _TextLoader(name, origin, self.texts[origin])
+        return importlib.util.spec_from_file_location(
+            name, origin, loader=loader, submodule_search_locations=search)
+
+
+class _TextLoader(importlib.machinery.SourceFileLoader):
+    def __init__(self, name: str, path: str, text: str) -> None:
+        super().__init__(name, path)
+        self.text = text
+
+    def get_code(self, fullname):
+        # Never a cached .pyc: its timestamp says nothing of this text.
+        return compile(self.text, self.path, "exec", dont_inherit=True)
+
+    def get_source(self, fullname):
+        return self.text
+
+
+def _forget_shadowed(loc: Location) -> None:
+    """A module of the same top-level name imported from elsewhere (by dimfix's
+    own imports, say) must not stand in for the user's: drop it, unless it is
+    the standard library's, which the user's file cannot replace."""
+    top = loc.module.split(".")[0]
     cached = sys.modules.get(top)
     if cached is None:
         return
     expected = os.path.join(loc.root, top)
-    paths = [os.path.abspath(p) for p in getattr(cached, "__path__", [])]
-    if expected in paths:
+    folders = [os.path.abspath(p) for p in getattr(cached, "__path__", [])]
+    file = getattr(cached, "__file__", None)
+    if expected in folders or (file and os.path.dirname(os.path.abspath(file)) == loc.root):
         return
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        raise BadUsage(
+            f"{display_path(loc.path)}: its module name {top!r} is the standard library's; "
+            "rename the file or folder"
+        )
     for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
         del sys.modules[name]
 
 
 def find_model(module, name: str, path: str):
-    """The class, factory or instance called ``name`` in ``module``."""
+    """The class, factory or instance called ``name`` defined in ``module``.
+
+    Only what the file itself defines can be a target (``Outer.Inner`` for a
+    nested class): never an attribute path into another module, which could
+    name any callable (``os.makedirs``) that the module can reach.
+    """
     import torch.nn as nn
 
     obj = module
-    for part in name.split("."):
-        if not hasattr(obj, part):
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        try:
+            obj = inspect.getattr_static(obj, part)
+        except AttributeError:
             found = _models_in(module)
             hint = f" (models in it: {', '.join(found)})" if found else ""
-            raise TargetNotFound(f"{path}: no model named {name!r}{hint}")
-        obj = getattr(obj, part)
+            raise TargetNotFound(f"{path}: no model named {name!r}{hint}") from None
+        if i < len(parts) - 1 and not _defined_in(obj, module):
+            raise TargetNotFound(
+                f"{path}::{name}: {'.'.join(parts[:i + 1])} is not a class defined in "
+                f"{os.path.basename(path)}; name a class, function or model instance defined there"
+            )
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, type) or inspect.isfunction(obj):
+        if not _defined_in(obj, module):
+            where = getattr(obj, "__module__", None) or "elsewhere"
+            raise TargetNotFound(
+                f"{path}::{name} is not defined in {os.path.basename(path)} (it comes from "
+                f"{where}); name a class, function or model instance defined there"
+            )
     if isinstance(obj, type):
         if not issubclass(obj, nn.Module):
             raise TargetNotFound(
                 f"{path}::{name} is a class but not an nn.Module subclass"
             )
         return obj
-    if isinstance(obj, nn.Module) or inspect.isfunction(obj) or inspect.ismethod(obj):
+    if isinstance(obj, nn.Module) or inspect.isfunction(obj):
         return obj
     raise TargetNotFound(
         f"{path}::{name} is not a model: it is of type {type(obj).__name__}, "
         "not an nn.Module subclass or a function that returns one"
     )
+
+
+def _defined_in(obj, module) -> bool:
+    return (isinstance(obj, type) or inspect.isfunction(obj)) and \
+        getattr(obj, "__module__", None) == module.__name__
 
 
 def check_init(target, init: Dict[str, object], spec: str) -> None:
@@ -180,15 +255,20 @@ def check_init(target, init: Dict[str, object], spec: str) -> None:
 
 
 def _models_in(module) -> Tuple[str, ...]:
+    """Classes, factories and module-level model instances the file defines."""
     import torch.nn as nn
 
-    return tuple(
-        n
-        for n, v in vars(module).items()
-        if isinstance(v, type)
-        and issubclass(v, nn.Module)
-        and getattr(v, "__module__", None) == module.__name__
-    )
+    found = []
+    for n, v in vars(module).items():
+        if n.startswith("_"):
+            continue
+        if isinstance(v, type) and issubclass(v, nn.Module) and _defined_in(v, module):
+            found.append(n)
+        elif inspect.isfunction(v) and _defined_in(v, module):
+            found.append(f"{n}()")
+        elif isinstance(v, nn.Module):
+            found.append(n)
+    return tuple(found)
 
 
 def _raised(e: BaseException, doing: str) -> ModelRaised:

@@ -273,7 +273,7 @@ class _Planner:
             reason = f"{self.display}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
             if isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
                 reason += f" (`{code_of(original)}` kept: other uses need it as it is)"
-        return Edit(m, line, col, code_of(new), reason)
+        return Edit(m, line, col, code_of(new), reason, self.display, code_of(original))
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]

@@ -94,6 +94,7 @@ class Trace:
     # site: an edit must leave each of them at its required value.
     constructions: Tuple[Construction, ...]
     device: str
+    notes: Tuple[str, ...] = ()  # for --verbose: what the train-mode pass met
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Edit:
     col: int  # 1-based character column of the argument's value
     new_code: str
     reason: str
+    path: str = ""  # the file edited, as shown to the user
+    old_code: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,17 @@ JSON_VERSION = 1
 
 
 def unified_diff(display: str, old_text: str, new_text: str) -> str:
-    old = old_text.splitlines(keepends=True)
-    new = new_text.splitlines(keepends=True)
+    old, new = _lines(old_text), _lines(new_text)
     lines = difflib.unified_diff(old, new, display, f"{display}  (fixed)")
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                    for line in lines)
+
+
+def _lines(text: str) -> List[str]:
+    """Lines by ``\\n`` alone: str.splitlines() also splits on \\x0c and U+2028."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    return lines + [parts[-1]] if parts[-1] else lines
 
 
 def colorize(diff: str) -> str:
@@ -142,6 +148,10 @@ class Report:
                 click.echo(f"{outcome.display}::{model.name}: traced on {model.device}", err=True)
             for note in model.notes if self.verbose else ():
                 click.echo(f"{outcome.display}: note: {note}", err=True)
+            printed = model.printed or (model.error or {}).get("printed", "")
+            if self.verbose and printed:
+                click.echo(f"{outcome.display}::{model.name}: the model's code printed:", err=True)
+                click.echo(printed.rstrip("\n"), err=True)
             for fix in model.fixes:
                 click.echo(fix["reason"], err=True)
             for item in model.cannot_fix:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import stat
 import tempfile
+import threading
 import tokenize
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 from dimfix.errors import BadSource, WriteFailed
 
@@ -17,8 +20,9 @@ from dimfix.errors import BadSource, WriteFailed
 class SourceFile:
     """A Python file as dimfix works on it.
 
-    ``text`` uses ``\\n`` newlines when the file's newlines were uniform, so that
-    black and diffs see ordinary text; ``encode`` restores the original ones.
+    ``text`` uses ``\\n`` newlines when the file's newlines were uniform (all
+    ``\\n``, ``\\r\\n`` or ``\\r``), so that black and diffs see ordinary text;
+    ``encode`` restores the original ones.
     A file with mixed newlines keeps them in ``text`` and has ``newline=None``.
     """
 
@@ -34,18 +38,34 @@ class SourceFile:
         return text.encode(self.encoding)
 
 
+MAX_SOURCE_BYTES = 16 * 2**20  # no Python model file is larger; /dev/zero is
+
+
 def read_source(path: str) -> SourceFile:
-    """Read and decode ``path`` the way Python itself would (PEP 263 cookie, BOM)."""
+    """Read and decode ``path`` the way Python itself would (PEP 263 cookie, BOM).
+
+    Regular files only: a FIFO would block forever and a device never ends."""
     shown = display_path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise BadSource(f"{shown}: is a directory, not a Python file")
+        if not stat.S_ISREG(st.st_mode):
+            raise BadSource(f"{shown}: not a regular file (a FIFO, socket or device); not read")
+        if st.st_size > MAX_SOURCE_BYTES:
+            raise BadSource(f"{shown}: {st.st_size} bytes is too large for a Python model file")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_SOURCE_BYTES + 1)
     except FileNotFoundError:
         raise BadSource(f"{shown}: no such file") from None
     except IsADirectoryError:
         raise BadSource(f"{shown}: is a directory, not a Python file") from None
     except OSError as e:
         raise BadSource(f"{shown}: cannot read: {e.strerror}") from None
+    if b"\x00" in raw:
+        line = raw[:raw.index(b"\x00")].count(b"\n") + 1
+        raise BadSource(f"{shown}:{line}: cannot parse: the file contains a NUL byte")
     return decode_source(path, raw)
 
 
@@ -59,67 +79,168 @@ def decode_source(path: str, raw: bytes) -> SourceFile:
     if encoding == "utf-8-sig" and text.startswith("\ufeff"):
         text = text[1:]
     newline = _newline_style(text)
-    if newline == "\r\n":
-        text = text.replace("\r\n", "\n")
+    if newline in ("\r\n", "\r"):
+        text = text.replace(newline, "\n")
     return SourceFile(path, raw, text, encoding, newline)
 
 
 def _newline_style(text: str) -> Optional[str]:
+    """The file's one newline convention (``\\n``, ``\\r\\n`` or ``\\r``), or None if mixed."""
     crlf = text.count("\r\n")
     lf = text.count("\n") - crlf
     cr = text.count("\r") - crlf
-    if cr:
+    if sum(1 for n in (crlf, lf, cr) if n) > 1:
         return None
-    if crlf and lf:
-        return None
-    return "\r\n" if crlf else "\n"
+    return "\r\n" if crlf else "\r" if cr else "\n"
 
 
 def write_atomic(source: SourceFile, data: bytes) -> None:
-    """Replace ``source.path`` with ``data`` atomically, keeping its mode bits.
+    """Replace ``source.path`` with ``data``; see ``write_files``."""
+    write_files([(source, data)])
 
-    Refuses if the file changed on disk since it was read. A symlink is
-    followed: its target is replaced and the link stays a link.
+
+def write_files(changes: Sequence[Tuple[SourceFile, bytes]]) -> None:
+    """Write every file of one fix, or none.
+
+    Each new text goes to a temporary file beside its target first, keeping
+    the mode bits (setuid and setgid included) and owner. Then, with SIGINT and
+    SIGTERM held back, each target is checked once more (size, mtime and bytes
+    as read) and replaced; a file with several hard links is rewritten in place
+    so that every link sees the fix. If any replacement fails, the files
+    already replaced get their old bytes back. A symlink is followed: its
+    target is replaced and the link stays a link.
     """
+    staged: List[_Staged] = []
+    try:
+        for source, data in changes:
+            staged.append(_stage(source, data))
+        with _signals_held():
+            done: List[_Staged] = []
+            try:
+                for item in staged:
+                    item.check()
+                    item.commit()
+                    done.append(item)
+            except BaseException:
+                for item in reversed(done):
+                    item.rollback()
+                raise
+    finally:
+        for item in staged:
+            item.discard()
+
+
+@dataclass
+class _Staged:
+    source: SourceFile
+    path: str  # the real path (symlinks followed)
+    stat: os.stat_result
+    tmp: Optional[str]  # None when written in place (hard links)
+    data: bytes
+
+    @property
+    def shown(self) -> str:
+        return display_path(self.source.path)
+
+    def check(self) -> None:
+        """Refuse if the file changed on disk since dimfix read it."""
+        try:
+            st = os.stat(self.path)
+            with open(self.path, "rb") as f:
+                current = f.read()
+        except OSError as e:
+            raise WriteFailed(f"{self.shown}: cannot write: {e.strerror}") from None
+        if (st.st_size, st.st_mtime_ns) != (self.stat.st_size, self.stat.st_mtime_ns) \
+                or current != self.source.raw:
+            raise WriteFailed(f"{self.shown}: changed on disk while dimfix ran; not written")
+
+    def commit(self) -> None:
+        try:
+            if self.tmp is None:
+                _write_in_place(self.path, self.data)
+            else:
+                os.replace(self.tmp, self.path)
+                self.tmp = None
+        except OSError as e:
+            raise WriteFailed(f"{self.shown}: cannot write: {e.strerror}") from None
+
+    def rollback(self) -> None:
+        try:
+            _write_in_place(self.path, self.source.raw)
+        except OSError:
+            pass  # nothing more can be done; the error that brought us here is raised
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.tmp = None
+
+
+def _stage(source: SourceFile, data: bytes) -> _Staged:
     path = os.path.realpath(source.path)
-    folder = os.path.dirname(path)
     shown = display_path(source.path)
     try:
         st = os.stat(path)
-        if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-            # Replacing the file would succeed in a writable folder; a read-only
-            # file says "do not edit", so dimfix does not.
-            raise WriteFailed(f"{shown}: the file is read-only; not written")
-        with open(path, "rb") as f:
-            if f.read() != source.raw:
-                raise WriteFailed(
-                    f"{shown}: changed on disk while dimfix ran; not written"
-                )
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".dimfix"
-        )
     except OSError as e:
         raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        # Replacing the file would succeed in a writable folder; a read-only
+        # file says "do not edit", so dimfix does not.
+        raise WriteFailed(f"{shown}: the file is read-only; not written")
+    if st.st_nlink > 1:
+        if not os.access(path, os.W_OK):
+            raise WriteFailed(f"{shown}: cannot write: permission denied")
+        return _Staged(source, path, st, None, data)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path),
+                                   prefix=f".{os.path.basename(path)}.", suffix=".dimfix")
+    except OSError as e:
+        raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
+    staged = _Staged(source, path, st, tmp, data)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
         if hasattr(os, "chown"):
             try:
                 os.chown(tmp, st.st_uid, st.st_gid)
             except OSError:
                 pass  # not ours to give away; the mode bits are what matter
-        os.replace(tmp, path)
+        # After chown, which clears the setuid and setgid bits.
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        staged.discard()
         if isinstance(e, OSError):
             raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
         raise
+    return staged
+
+
+def _write_in_place(path: str, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(data)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the files are replaced (or restored)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    main = threading.current_thread() is threading.main_thread()
+    if main and hasattr(signal, "pthread_sigmask"):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    else:
+        yield
 
 
 def display_path(path: str) -> str:
@@ -129,4 +250,3 @@ def display_path(path: str) -> str:
     except ValueError:
         return path
     return path if rel.startswith(os.pardir) else rel
-

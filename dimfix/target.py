@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import math
+import os
 import re
 from typing import Dict, Iterable, Tuple
 
@@ -99,3 +101,28 @@ def parse_size(text: str) -> int:
     if not match or unit not in _UNITS:
         raise BadUsage(f"--max-memory {text!r}: write a size like 4GiB or 512MB")
     return int(float(match.group(1)) * _UNITS[unit])
+
+
+def size_text(n: int) -> str:
+    """``3221225472`` -> ``3.0 GiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+_ITEM_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4,
+              "bool": 1}
+
+
+def input_bytes(spec: InputSpec) -> int:
+    """Bytes of the sample tensor ``spec`` describes."""
+    return math.prod(spec.shape) * _ITEM_SIZE.get(spec.dtype, 8)
+
+
+def default_max_memory() -> int:
+    """A quarter of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30

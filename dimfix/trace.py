@@ -130,7 +130,22 @@ class _Tracer:
         for _ in range(MAX_PASSES):
             if not self._check_classes(self._forward()):
                 break
-        return Trace(tuple(self.mismatches), self._constructions(), self.device)
+        notes = self._train_pass()
+        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes)
+
+    def _train_pass(self) -> Tuple[str, ...]:
+        """One more pass in train mode: branches taken only in training (an
+        auxiliary head, ``if self.training: ...``) must fit too. The hooks
+        resize what they see before each layer runs, so what the model raises
+        after them is not a declared size (BatchNorm at batch 1, say)."""
+        self.model.train()
+        try:
+            self._forward()
+        except ModelRaised as e:
+            return (f"in train mode: {e} (not a declared layer size; eval mode traced clean)",)
+        finally:
+            self.model.eval()
+        return ()
 
     # -- one forward pass -----------------------------------------------------
 

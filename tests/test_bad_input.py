@@ -2,6 +2,10 @@
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -102,8 +106,39 @@ def test_clean_run_prints_no_warnings(folder):
 
 
 def test_ctrl_c_during_the_trace_writes_nothing(folder):
+    """A real SIGINT to the process group, as a terminal sends it: the model's
+    child is killed, the parent says so, nothing is written."""
     before = _snapshot(folder)
-    run = run_process(["bad_models.py::Interrupted", "--input", "1x4"], folder)
-    assert run.code == 130, run
-    assert run.stderr.strip() == "dimfix: interrupted; nothing written"
+    proc = subprocess.Popen([sys.executable, "-m", "dimfix", "bad_models.py::Forever",
+                             "--input", "1x4"], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(4)  # torch imported, the model's forward spinning in its child
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip() == "dimfix: interrupted; nothing written"
     assert _snapshot(folder) == before
+    time.sleep(0.2)
+    assert _running("bad_models.py::Forever") == [], "a child outlived the interrupt"
+
+
+def test_a_model_raising_keyboard_interrupt_is_the_models_error(folder):
+    run = run_process(["bad_models.py::Interrupted", "--input", "1x4"], folder)
+    assert run.code == 2, run
+    assert run.stderr.strip() == ("dimfix: error: bad_models.py:64: in forward: the model's code "
+                                  "raised KeyboardInterrupt")
+
+
+def _running(argument):
+    """Processes (the parent, or a forked child of it) with ``argument`` in their command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argument.encode() in args:
+                found.append(int(entry))
+    return found

@@ -92,7 +92,8 @@ def test_hanging_and_crashing_models_are_reported_and_the_rest_fixed(project):
     assert run.code == 2, run
     assert (project / "models" / "two.py").read_text() == FIXED
     assert "models/hangs.py::Hangs: error: timed out after 3 s (--timeout)" in run.stderr
-    assert "models/crashes.py::Crashes: error: the worker process died: exit code 3" in run.stderr
+    assert ("models/crashes.py::Crashes: error: the model's code ended the process (os._exit(3)) "
+            "before dimfix had a result") in run.stderr
     assert run.stderr.splitlines()[-1] == "2 models fixed, 2 failed."
 
 

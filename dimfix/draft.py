@@ -1,0 +1,96 @@
+"""What runs inside a child process (isolate.py): import the user's code, trace,
+plan and rewrite (``draft_fix``), or trace a rewritten text again
+(``verify_fix``). Both return picklable records and never write a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, Mapping, Sequence, Tuple
+
+from dimfix.errors import VerifyFailed, DimfixError
+from dimfix.load import Location, check_init, display_path, find_model, import_target
+from dimfix.records import Edit, Options, Unfixable
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One model's planned fix: the new text of every file it edits."""
+
+    texts: Mapping[str, str]  # absolute path -> new text, changed files only
+    edits: Tuple[Edit, ...] = ()
+    unfixable: Tuple[Unfixable, ...] = ()
+    notes: Tuple[str, ...] = ()
+    device: str = ""
+
+
+def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
+    """Trace ``options.name`` in ``path`` (whose text, and that of other project
+    files being edited, is in ``texts``), then plan, rewrite and format."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from dimfix.sites import recording_sites
+    from dimfix.trace import trace_model
+
+    loc = Location.of(path)
+    is_user_file = loc.is_user_file()
+    display = display_path(path)
+    with recording_sites(is_user_file) as book:
+        module = import_target(loc, texts)
+    target = find_model(module, options.name, display)
+    check_init(target, dict(options.init), f"{display}::{options.name}")
+    trace = trace_model(target, options, is_user_file, book)
+    if not trace.mismatches:
+        return Draft({}, device=trace.device)
+
+    from dimfix.formatting import format_edit
+    from dimfix.plan import plan_edits
+    from dimfix.rewrite import apply_edits
+
+    text = texts[loc.path]
+    plan = plan_edits(text, loc.path, display, trace, options.init)
+    new_text = apply_edits(plan.index.module, plan.replacements)
+    notes: Tuple[str, ...] = ()
+    if new_text != text and options.format:
+        new_text, note = format_edit(text, new_text, path)
+        notes = (note,) if note else ()
+    changed: Dict[str, str] = {loc.path: new_text} if new_text != text else {}
+    return Draft(changed, tuple(_portable(e) for e in plan.edits),
+                 tuple(_portable(u) for u in plan.unfixable), notes, trace.device)
+
+
+def verify_fix(path: str, texts: Mapping[str, str],
+               models: Sequence[Tuple[Options, Tuple[Tuple[str, str], ...]]]) -> Tuple[str, ...]:
+    """Import the rewritten ``texts`` as the files themselves and trace every
+    model again; raise VerifyFailed unless only the ``allowed`` (layer path,
+    argument) mismatches of each are left. Returns notes for --verbose."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from dimfix.trace import trace_model
+
+    loc = Location.of(path)
+    is_user_file = loc.is_user_file()
+    try:
+        module = import_target(loc, texts)
+    except DimfixError as e:
+        raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
+    notes = []
+    for options, allowed in models:
+        try:
+            target = find_model(module, options.name, display_path(path))
+            trace = trace_model(target, options, is_user_file)
+        except DimfixError as e:
+            raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
+        left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(allowed)
+        if left:
+            detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
+            raise VerifyFailed(
+                f"fix did not verify: still wrong after the edit: {detail}; nothing written")
+        notes.extend(trace.notes)
+    return tuple(notes)
+
+
+def _portable(record):
+    """``record`` without the frames' variables (user objects need not pickle)."""
+    return replace(record, mismatch=replace(record.mismatch, site=None))
