@@ -126,7 +126,8 @@ def list_models(only: str | None, per_family: int):
         base = Path(timm.__file__).parent.parent
         families = collections.defaultdict(list)
         for name, module in reg._model_to_module.items():
-            families[module].append(name)
+            if not reg._model_entrypoints[name].__module__.rpartition(".")[2].startswith("_"):  # deprecated aliases
+                families[module].append(name)
         for module in sorted(families):
             for name in sorted(families[module], key=_size_rank)[:per_family]:
                 fn = reg._model_entrypoints[name]
@@ -594,10 +595,21 @@ ENTRY_NAMES: set[str] = set()
 
 
 def cause(stderr: str, model: str = "") -> str:
+    if not ENTRY_NAMES:
+        try:
+            import timm
+            import torchvision
+            ENTRY_NAMES.update(timm.list_models(), torchvision.models.list_models())
+        except ImportError:
+            pass
     lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith((" ", "\t"))
              and "Warning" not in l and not l.startswith(("---", "+++", "@@", "-", "+"))]
     pick = next((l for l in lines if "cannot fix" in l), None) or next(
         (l for l in lines if re.search(r"error|Error|failed|cannot|refus", l)), None) or (lines[0] if lines else "")
+    if "cannot fix:" in pick:  # keep the reason, not the layer path or the variable names
+        pick = "cannot fix: " + pick.split("): ", 1)[-1].split(",")[0]
+        pick = re.sub(r"`[^`]*`", "`…`", pick)
+        pick = re.sub(r"comes from .*", "comes from …", pick)
     pick = re.sub(r"\S*/\S+\.py(:\d+(:\d+)?)?", "<file>", pick)
     pick = re.sub(r"'([^']*)'|\"([^\"]*)\"", lambda m: m.group(0) if re.fullmatch(r"[A-Za-z_.]{1,30}", m.group(1)
                   or m.group(2) or "") and (m.group(1) or m.group(2)) not in ENTRY_NAMES | {model} else "'…'", pick)
@@ -700,12 +712,16 @@ def main() -> None:
     ap.add_argument("--timeout-model", type=int, default=180, help="seconds per dimfix run")
     ap.add_argument("--timeout-build", type=int, default=60, help="seconds per in-process build + forward")
     ap.add_argument("--json", type=Path, help="write every result here")
+    ap.add_argument("--summarize", type=Path, metavar="JSON", help="print the summary of an earlier --json run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary projects (printed)")
     ap.add_argument("--rev", help="measure dimfix as committed at REV (git archive REV dimfix, put first on "
                     "PYTHONPATH) instead of the working tree, which others may be editing")
     args = ap.parse_args()
     if args.setup:
         return setup(args.setup)
+    if args.summarize:
+        data = json.loads(args.summarize.read_text())
+        return summarize(data["results"], data["wall"])
     try:
         import timm
         import torchvision
