@@ -1,3 +1,3 @@
-from dimfix.cli import run
+from dimfix.entry import run
 
 run()

@@ -121,13 +121,14 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
         checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
                                          for u in r.unfixable)) for r in results)
         try:
-            notes, _ = yield Step(verify_fix, (path, dict(texts), checks))
+            notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
         except DimfixError as e:
             errors.extend((r.options, e) for r in results if r.edits)
             results = [r for r in results if not r.edits]
             changed = {}
         else:
-            results = [_replace(r, notes=r.notes + tuple(notes)) for r in results]
+            results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
+                       for r in results]
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
 
 

@@ -178,10 +178,12 @@ def _check_inputs(jobs_list) -> None:
 
 def _cli_spec(inputs, num_classes, output, init, max_memory):
     from dimfix.config import ModelSpec
-    from dimfix.target import parse_init, parse_input, parse_size
+    from dimfix.target import MAX_DIM, parse_init, parse_input, parse_size
 
     if num_classes is not None and num_classes < 1:
         raise BadUsage(f"--num-classes must be at least 1, got {num_classes}")
+    if num_classes is not None and num_classes > MAX_DIM:
+        raise BadUsage(f"--num-classes {num_classes} is too large (at most {MAX_DIM})")
     if max_memory:
         parse_size(max_memory)
     return ModelSpec(
@@ -224,6 +226,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     # A run is short and builds few cycles; the collector walking torch's
     # objects costs 0.2-0.5 s (bench/latency.py).
     gc.disable()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)

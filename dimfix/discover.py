@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+import stat
 from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from dimfix.config import Config, ModelSpec, find_config, pragma_models
-from dimfix.errors import BadSource
+from dimfix.errors import BadSource, BadUsage
 from dimfix.load import display_path
 from dimfix.records import Options
 from dimfix.source import SourceFile
 from dimfix.target import parse_size
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
 
 
@@ -39,8 +42,11 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
     config: Optional[Config] = None
     for target in targets:
         path, sep, name = target.rpartition("::")
-        if not sep:
+        if not sep or os.path.exists(target):
             path, name = target, ""
+        if name and (not _NAME.match(name) or name.endswith(".py")):
+            raise BadUsage(f"target {target!r}: {name!r} is not a Python name; write "
+                           "PATH::NAME, e.g. model.py::Net")
         if not os.path.exists(path):
             raise BadSource(f"{path}: no such file or folder")
         config = config or find_config(path)
@@ -124,6 +130,8 @@ def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
         for spec in config.models:
             if os.path.abspath(spec.path) == path:
                 specs[spec.name] = spec
+    if not _is_regular(path):
+        return list(specs.values())
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -151,8 +159,17 @@ def _python_files(path: str, patterns: Sequence[str], config: Optional[Config]) 
         )
         for name in sorted(files):
             full = os.path.abspath(os.path.join(folder, name))
-            if name.endswith(".py") and not _excluded(full, patterns, root):
+            if name.endswith(".py") and not _excluded(full, patterns, root) \
+                    and _is_regular(full):
                 yield full
+
+
+def _is_regular(path: str) -> bool:
+    """A FIFO would block a read forever and a device never ends: skip them."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _excluded(path: str, patterns: Sequence[str], root: str) -> bool:

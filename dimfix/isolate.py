@@ -283,6 +283,11 @@ def _contained(e: BaseException) -> DimfixError:
     elif not isinstance(e, Exception):
         error = ModelRaised(f"{user_frame_of(e)}the model's code raised {type(e).__name__}"
                             + (f": {first}" if first else ""))
+    elif isinstance(e, MemoryError) or "Cannot allocate memory" in str(e) \
+            or "DefaultCPUAllocator: can't allocate" in str(e):
+        error = DimfixError("the trace ran out of memory (--max-memory, or the machine's); "
+                            "nothing written")
+        error.kind = "TooBig"
     else:
         error = DimfixError(
             f"internal error ({type(e).__name__}: {first}); nothing written for this model. "

@@ -1,0 +1,228 @@
+"""The boundary around the user's code (tests/data/hostile): nothing a model
+does -- exit, print, hang, start threads, ignore signals, crash, allocate --
+decides dimfix's exit code or output, and files keep every byte dimfix did
+not mean to change."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_process
+
+HOSTILE = ROOT / "tests" / "data" / "hostile"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    dest = tmp_path / "hostile"
+    shutil.copytree(HOSTILE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _listing(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes())
+                  for p in folder.rglob("*") if p.is_file())
+
+
+EXITS = {
+    "ExitsInInit": "exits.py:14: in __init__: the model's code called sys.exit(0)",
+    "ExitsInForward": "exits.py:26: in forward: the model's code called sys.exit(3)",
+    "HardExit": "the model's code ended the process (os._exit(0)) before dimfix had a result",
+    "Weird": "exits.py:44: in forward: the model's code raised BaseException: weird",
+    "GenExit": "exits.py:53: in forward: the model's code raised GeneratorExit",
+    "Segfaults": "the model's process died of signal SIGSEGV",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXITS))
+@pytest.mark.parametrize("mode", ["--check", "--dry-run", "--format=json"])
+def test_a_model_that_leaves_is_exit_2_with_one_line(folder, name, mode):
+    before = _listing(folder)
+    run = run_process([f"exits.py::{name}", "--input", "2x3", mode], folder)
+    assert run.code == 2, run
+    assert "Traceback" not in run.stderr
+    assert _listing(folder) == before
+    if mode == "--format=json":
+        doc = json.loads(run.stdout)
+        assert doc["exit_code"] == 2
+        assert doc["models"][0]["error"]["message"].endswith(EXITS[name])
+    else:
+        assert run.stderr.splitlines() == [f"dimfix: error: {EXITS[name]}"]
+
+
+@pytest.mark.parametrize("name", ["SwallowsTimeout", "IgnoresAlarm"])
+def test_the_timeout_stops_what_a_model_does_to_resist_it(folder, name):
+    run = run_process([f"exits.py::{name}", "--input", "2x3", "--timeout", "2"], folder)
+    assert run.code == 2, run
+    assert run.stderr.splitlines() == ["dimfix: error: timed out after 2 s (--timeout)"]
+
+
+def test_a_thread_left_running_does_not_keep_dimfix_alive(folder):
+    run = run_process(["exits.py::StartsThread", "--input", "2x6"], folder)
+    assert run.code == 0, run
+    assert "nn.Linear(6, 2)" in (folder / "exits.py").read_text()
+
+
+def test_max_memory_kills_a_model_that_allocates_past_it(folder):
+    run = run_process(["exits.py::Allocates", "--input", "2x3", "--max-memory", "64MiB"], folder)
+    assert run.code == 2, run
+    assert len(run.stderr.splitlines()) == 1
+    assert "memory" in run.stderr, run
+
+
+def test_an_input_larger_than_max_memory_is_refused_up_front(folder):
+    run = run_process(["plain.py::Net", "--input", "100000x100000x1000x30"], folder)
+    assert run.code == 2, run
+    assert run.stderr.startswith("dimfix: error: --input 100000x100000x1000x30: the input alone "
+                                 "needs 1117587.1 GiB, over the "), run
+    assert run.stderr.endswith(" limit (--max-memory)\n")
+
+
+def test_the_models_prints_stay_out_of_json_and_the_editor_buffer(folder):
+    run = run_process(["prints.py::Chatty", "--input", "2x6", "--format", "json", "--check"], folder)
+    assert run.code == 1, run
+    doc = json.loads(run.stdout)
+    assert doc["models"][0]["status"] == "would-fix"
+    source = (folder / "prints.py").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "dimfix", "--stdin-filename", "prints.py",
+                           "prints.py::Chatty", "--input", "2x6"], cwd=folder, input=source,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == source.replace(b"nn.Linear(4, 2)", b"nn.Linear(6, 2)")
+    verbose = run_process(["prints.py::Chatty", "--input", "2x6", "--check", "-v"], folder)
+    assert "hello from import" in verbose.stderr and "forward" in verbose.stderr
+
+
+def test_stdin_mode_gives_the_buffer_back_when_the_model_exits(folder):
+    source = (folder / "exits.py").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "dimfix", "--stdin-filename", "exits.py",
+                           "exits.py::ExitsInInit", "--input", "2x3"], cwd=folder, input=source,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == source
+
+
+def test_the_module_runs_once_per_trace_and_data_beside_it_is_found(folder):
+    run = run_process(["beside.py::ReadsConfig", "--input", "2x6"], folder)
+    assert run.code == 0, run
+    assert 'nn.Linear(6, CFG["classes"])' in (folder / "beside.py").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in HOSTILE.iterdir()
+                                                              if p.name != "__pycache__")
+    run = run_process(["prints.py::Chatty", "--input", "2x6", "--dry-run", "-v"], folder)
+    # one import for the trace, one for the verification of the new text
+    assert run.stderr.count("hello from import") == 2, run.stderr
+
+
+@pytest.mark.parametrize("target", ["plain.py::os.makedirs", "plain.py::torch.os.renames",
+                                    "plain.py::Linear", "plain.py::os"])
+def test_name_must_be_defined_in_the_file(folder, target):
+    run = run_process([target, "--input", "1x4", "--init", f"name='{folder}/PWNED'"], folder)
+    assert run.code == 2, run
+    assert not (folder / "PWNED").exists()
+    assert len(run.stderr.splitlines()) == 1 and "Traceback" not in run.stderr
+
+
+def test_a_nested_class_is_a_target(folder):
+    run = run_process(["plain.py::Outer.Inner", "--input", "1x6"], folder)
+    assert run.code == 0, run
+    assert "nn.Linear(6, 2)" in (folder / "plain.py").read_text()
+
+
+def test_branches_taken_only_in_training_are_fixed(folder):
+    run = run_process(["modes.py::TrainOnlyHead", "--input", "2x8"], folder)
+    assert run.code == 0, run
+    assert "self.aux = nn.Linear(16, 4)" in (folder / "modes.py").read_text()
+
+
+def test_modes_that_need_different_sizes_are_reported_not_written(folder):
+    before = _listing(folder)
+    run = run_process(["modes.py::ModesDisagree", "--input", "2x8"], folder)
+    assert run.code == 1, run
+    assert "cannot fix" in run.stderr
+    assert _listing(folder) == before
+
+
+def test_batchnorm_at_batch_one_in_train_mode_does_not_block_a_fix(folder):
+    run = run_process(["modes.py::BatchNormAtBatchOne", "--input", "1x8", "-v"], folder)
+    assert run.code == 0, run
+    assert "self.fc2 = nn.Linear(16, 4)" in (folder / "modes.py").read_text()
+    assert "in train mode" in run.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_only_regular_files_are_read(folder, kind):
+    if kind == "fifo":
+        os.mkfifo(folder / "fifo.py")
+        target = "fifo.py::Net"
+    else:
+        target = "/dev/zero::Net"
+    run = run_process([target, "--input", "1x4"], folder)
+    assert run.code == 2, run
+    assert "not a regular file" in run.stderr
+    if kind == "fifo":
+        run = run_process([".", "--input", "1x4"], folder)  # a folder holding a FIFO
+        assert run.code == 2 and "Traceback" not in run.stderr, run
+
+
+def test_odd_targets_get_one_line(folder):
+    (folder / "nul.py").write_bytes(b"import torch\n\x00\n")
+    run = run_process(["nul.py::Net", "--input", "1x4"], folder)
+    assert run.stderr == "dimfix: error: nul.py:2: cannot parse: the file contains a NUL byte\n"
+    run = run_process(["a::b.py", "--input", "1x4"], folder)
+    assert run.code == 2
+    assert "'b.py' is not a Python name" in run.stderr, run
+    run = run_process(["plain.py::Net", "--input", "1x4", "--num-classes", "1000000000000"], folder)
+    assert run.code == 2 and "internal error" not in run.stderr, run
+    assert len(run.stderr.splitlines()) == 1, run
+
+
+# -- bytes kept exactly ----------------------------------------------------------------------
+
+NET = "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n" \
+      "        super().__init__()\n{body}\n    def forward(self, x):\n        return self.fc(x)\n"
+
+
+def _fix(folder, body, newline="\n"):
+    text = NET.format(body=body).replace("\n", newline)
+    path = folder / "net.py"
+    path.write_bytes(text.encode("utf-8"))
+    run = run_process(["net.py::Net", "--input", "2x6"], folder)
+    assert run.code == 0, run
+    return text, path.read_bytes().decode("utf-8")
+
+
+def test_form_feed_and_line_separator_are_not_line_breaks(folder):
+    body = "        # \u2028 a comment with a line separator\n        self.fc = nn.Linear(4, 2)\x0c\n"
+    text, fixed = _fix(folder, body)
+    assert fixed == text.replace("Linear(4, 2)", "Linear(6, 2)")
+
+
+def test_a_cr_only_file_keeps_its_newlines(folder):
+    text, fixed = _fix(folder, "        self.fc = nn.Linear(4, 2)\n", newline="\r")
+    assert fixed == text.replace("Linear(4, 2)", "Linear(6, 2)")
+
+
+def test_whitespace_only_lines_beside_the_fix_are_kept(folder):
+    body = "        \n        self.fc = nn.Linear(4,2)   \n    \t\n"
+    text, fixed = _fix(folder, body)
+    assert fixed == text.replace("Linear(4,2)", "Linear(6,2)")
+
+
+def test_setuid_bits_and_hard_links_are_kept(folder):
+    path = folder / "net.py"
+    path.write_text(NET.format(body="        self.fc = nn.Linear(4, 2)\n"))
+    os.chmod(path, 0o4755)
+    os.link(path, folder / "twin.py")
+    inode = os.stat(path).st_ino
+    run = run_process(["net.py::Net", "--input", "2x6"], folder)
+    assert run.code == 0, run
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o4755
+    assert st.st_ino == inode
+    assert (folder / "twin.py").read_text() == path.read_text()
+    assert "nn.Linear(6, 2)" in path.read_text()
