@@ -99,6 +99,7 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     sources: Dict[str, SourceFile] = {path: source}
     texts: Dict[str, str] = {path: source.text}
     results, errors = [], []
+    fallbacks = {}  # model index -> the cautious draft, if its draft was bold
     for options in models:
         if source.newline is None:
             options = _replace(options, format=False)
@@ -107,29 +108,50 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
         except DimfixError as e:
             errors.append((options, e))
             continue
-        for other, text in draft.texts.items():
-            if other not in sources:
-                sources[other] = read_source(other)
-            texts[other] = text
-        notes = draft.notes
-        if source.newline is None and draft.texts:
-            notes += ("mixed line endings: changed lines left unformatted",)
-        results.append(FixResult(options, draft.edits, draft.unfixable, notes, draft.device,
-                                 printed))
-    changed = {p: t for p, t in texts.items() if t != sources[p].text}
-    if changed and results:
+        _take(draft, texts, sources)
+        if draft.fallback is not None and len(models) == 1:
+            fallbacks[len(results)] = draft.fallback
+        results.append(_result(options, draft, printed, source))
+    while True:
+        changed = {p: t for p, t in texts.items() if t != sources[p].text}
+        if not (changed and results):
+            break
         checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
                                          for u in r.unfixable)) for r in results)
         try:
             notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
         except DimfixError as e:
+            if fallbacks:
+                # The bold plan changed a value where it is written and the
+                # model did not follow: the cautious plan, verified in turn.
+                i, draft = fallbacks.popitem()
+                texts = {path: source.text}
+                _take(draft, texts, sources)
+                results[i] = _result(results[i].options, draft, results[i].printed, source)
+                continue
             errors.extend((r.options, e) for r in results if r.edits)
             results = [r for r in results if not r.edits]
             changed = {}
         else:
             results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
                        for r in results]
+        break
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
+
+
+def _take(draft, texts: Dict[str, str], sources: Dict[str, SourceFile]) -> None:
+    """Put ``draft``'s new texts in ``texts``, reading each other file it edits."""
+    for other, text in draft.texts.items():
+        if other not in sources:
+            sources[other] = read_source(other)
+        texts[other] = text
+
+
+def _result(options: Options, draft, printed: str, source: SourceFile) -> FixResult:
+    notes = draft.notes
+    if source.newline is None and draft.texts:
+        notes += ("mixed line endings: changed lines left unformatted",)
+    return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed)
 
 
 def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = None) -> FileFix:

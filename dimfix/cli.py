@@ -32,6 +32,8 @@ _written: list = []
                    "tuple: a key or an index (default: 'logits', else the first tensor).")
 @click.option("--init", "init", multiple=True, metavar="KEY=VALUE",
               help="Keyword for the class or factory; VALUE is a Python literal.")
+@click.option("--unbatched", is_flag=True,
+              help="The --input shapes have no batch dimension, on purpose.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a fix is pending.")
 @click.option("--no-format", is_flag=True, help="Do not run black on the changed lines.")
@@ -51,7 +53,8 @@ _written: list = []
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
-def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, check, no_format,
+def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, dry_run, check,
+         no_format,
          max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, verbose) -> None:
     """Repair PyTorch layer sizes in source code.
 
@@ -84,8 +87,11 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, che
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
         if stdin_filename:
-            sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format))
+            sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format,
+                            unbatched))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format)
+        if unbatched:
+            jobs_list = [_unbatched(job) for job in jobs_list]
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
@@ -133,7 +139,7 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, limits, fmt) -> int:
+def _stdin(filename, targets, cli, report, limits, fmt, unbatched=False) -> int:
     """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
@@ -148,6 +154,7 @@ def _stdin(filename, targets, cli, report, limits, fmt) -> int:
         names = [t.rpartition("::")[2] for t in targets if "::" in t]
         source = decode_source(filename, raw)
         job, config = discover_source(source, names, cli, fmt)
+        job = _unbatched(job) if unbatched else job
         _check_inputs([job])
         outcome = run_here(job, limits(config))
     except BaseException:
@@ -160,6 +167,12 @@ def _stdin(filename, targets, cli, report, limits, fmt) -> int:
         _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
     report.add(outcome, None)
     return report.finish()
+
+
+def _unbatched(job):
+    from dataclasses import replace
+
+    return replace(job, models=tuple(replace(o, unbatched=True) for o in job.models))
 
 
 def _echo_bytes(data: bytes) -> None:

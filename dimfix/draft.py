@@ -4,8 +4,9 @@ plan and rewrite (``draft_fix``), or trace a rewritten text again
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from dimfix.errors import VerifyFailed, DimfixError
 from dimfix.load import Location, check_init, display_path, find_model, import_target
@@ -21,6 +22,10 @@ class Draft:
     unfixable: Tuple[Unfixable, ...] = ()
     notes: Tuple[str, ...] = ()
     device: str = ""
+    # A cautious plan, when this one changes a value where it is written
+    # although reads the trace cannot see follow it: used if this one fails
+    # verification.
+    fallback: Optional["Draft"] = None
 
 
 def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
@@ -41,22 +46,35 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     check_init(target, dict(options.init), f"{display}::{options.name}")
     trace = trace_model(target, options, is_user_file, book)
     if not trace.mismatches:
-        return Draft({}, device=trace.device)
+        return Draft({}, device=trace.device, notes=trace.notes)
 
+    # Project files may be edited where a value is written; installed ones never.
+    editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
+    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True)
+    if bold:
+        cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
+        draft = replace(draft, fallback=cautious)
+    return draft
+
+
+def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, bool]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
-    from dimfix.rewrite import apply_edits
 
-    text = texts[loc.path]
-    plan = plan_edits(text, loc.path, display, trace, options.init)
-    new_text = apply_edits(plan.index.module, plan.replacements)
-    notes: Tuple[str, ...] = ()
-    if new_text != text and options.format:
-        new_text, note = format_edit(text, new_text, path)
-        notes = (note,) if note else ()
-    changed: Dict[str, str] = {loc.path: new_text} if new_text != text else {}
-    return Draft(changed, tuple(_portable(e) for e in plan.edits),
-                 tuple(_portable(u) for u in plan.unfixable), notes, trace.device)
+    plan = plan_edits(texts[loc.path], loc.path, display, trace, options.init, texts,
+                      editable, bold)
+    changed: Dict[str, str] = {}
+    notes = []
+    for path, new_text in plan.new_texts().items():
+        old = plan.resolver.file(path).index.module.code
+        if new_text != old and options.format:
+            new_text, note = format_edit(old, new_text, path)
+            notes += [note] if note else []
+        if new_text != old:
+            changed[path] = new_text
+    draft = Draft(changed, tuple(_portable(e) for e in plan.edits),
+                  tuple(_portable(u) for u in plan.unfixable), tuple(notes), trace.device)
+    return draft, plan.bold
 
 
 def verify_fix(path: str, texts: Mapping[str, str],
@@ -88,7 +106,31 @@ def verify_fix(path: str, texts: Mapping[str, str],
             raise VerifyFailed(
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
         notes.extend(trace.notes)
+        if trace.device != "meta":  # on meta a second trace costs seconds; skipped
+            notes.extend(_check_doubled_batch(target, options, is_user_file, allowed))
     return tuple(notes)
+
+
+def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[str, ...]:
+    """Trace once more with the batch doubled: a size that fits only batch 1
+    (``x.view(-1)`` folding the batch into the features) is no fix."""
+    from dimfix.errors import ModelRaised
+    from dimfix.trace import trace_model
+
+    if options.unbatched or not all(len(s.shape) >= 2 for s in options.inputs):
+        return ()
+    doubled = replace(options, inputs=tuple(replace(s, shape=(s.shape[0] * 2, *s.shape[1:]))
+                                            for s in options.inputs))
+    try:
+        trace = trace_model(target, doubled, is_user_file)
+    except ModelRaised as e:
+        return (f"with the batch doubled the model raised: {e} (not checked)",)
+    left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(allowed)
+    if left:
+        detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
+        raise VerifyFailed(f"fix did not verify: with the batch doubled, {detail} no longer fits: "
+                           "the size depends on the batch size; nothing written")
+    return ()
 
 
 def _portable(record):

@@ -102,14 +102,16 @@ class _File:
 class Resolver:
     """Expands size arguments of layers, across the user's files.
 
-    Values may be followed through helpers in other files of the project
-    (``from .layers import conv_bn``); only the target file is ever edited.
+    Values are followed through helpers in other files of the project
+    (``from .layers import conv_bn``), where they may also be edited.
     """
 
-    def __init__(self, index: CallIndex, path: str, init: Mapping[str, object]) -> None:
+    def __init__(self, index: CallIndex, path: str, init: Mapping[str, object],
+                 texts: Mapping[str, str] = ()) -> None:
         self.index = index
         self.path = path
         self.init = init
+        self.texts = dict(texts)  # files whose text is not (yet) what is on disk
         self.files: Dict[str, Optional[_File]] = {path: _File(index)}
         self.traversed: Set[cst.CSTNode] = set()
         self.why: str = ""
@@ -121,8 +123,8 @@ class Resolver:
             try:
                 from dimfix.source import read_source
 
-                source = read_source(path)
-                self.files[path] = _File(CallIndex(source.text, path))
+                text = self.texts[path] if path in self.texts else read_source(path).text
+                self.files[path] = _File(CallIndex(text, path))
             except Exception:  # an unreadable helper file: its values stay opaque
                 self.files[path] = None
         return self.files[path]

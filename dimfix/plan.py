@@ -14,7 +14,7 @@ import itertools
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import libcst as cst
 
@@ -22,6 +22,7 @@ from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
+from dimfix.scope import ALL, FOR_LITERALS, names_holding
 from dimfix.source import display_path
 
 Key = Tuple[str, str]  # (layer path, argument)
@@ -33,6 +34,29 @@ class Plan:
     unfixable: Tuple[Unfixable, ...]
     replacements: Replacements
     index: CallIndex
+    resolver: Resolver
+    bold: bool = False  # an origin edit relies on verification, not on accounted reads
+
+    def new_texts(self) -> Dict[str, str]:
+        """The new text of every file the replacements touch, by absolute path."""
+        from dimfix.rewrite import apply_edits
+
+        out = {}
+        for path, f in self.resolver.files.items():
+            if f is None:
+                continue
+            mine = {n: r for n, r in self.replacements.items() if n in f.index.positions}
+            if mine:
+                out[path] = apply_edits(f.index.module, mine)
+        return out
+
+
+class _Tie(Exception):
+    """Two names in scope hold the size equally well: a choice of meaning."""
+
+    def __init__(self, names: Tuple[str, ...]) -> None:
+        super().__init__(names)
+        self.names = names
 
 
 @dataclass(frozen=True)
@@ -40,13 +64,23 @@ class _Candidate:
     replacements: Replacements
     node: cst.CSTNode  # the node whose position the reason line names
     label: str  # "" for an edit of the argument itself, else the origin's name
+    because: str = ""  # why this form, for the reason line
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
-               init: Mapping[str, object] = ()) -> Plan:
-    """Edits for ``trace``'s mismatches in the file ``path`` holding ``text``."""
+               init: Mapping[str, object] = (), texts: Mapping[str, str] = (),
+               editable: Callable[[str], bool] = lambda p: False, bold: bool = False) -> Plan:
+    """Edits for ``trace``'s mismatches in the file ``path`` holding ``text``.
+
+    Values written in other files may be edited where ``editable(path)`` says
+    so (project files, never installed packages); ``texts`` holds the current
+    text of files that differ from disk. With ``bold``, a value is changed
+    where it is written even when reads the trace cannot see (a label list, a
+    view in an untraced branch) would follow: the caller verifies that plan by
+    tracing it and keeps a cautious one (``bold=False``) to fall back on."""
     index = CallIndex(text, display)
-    planner = _Planner(index, Resolver(index, path, dict(init)), path, display)
+    resolver = Resolver(index, path, dict(init), texts)
+    planner = _Planner(index, resolver, path, display, editable, bold)
     planner.expand(trace.constructions)
     groups: Dict[tuple, List[Mismatch]] = {}
     for m in trace.mismatches:
@@ -54,16 +88,21 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         groups.setdefault(key, []).append(m)
     for group in groups.values():
         planner.plan(group)
-    edits = sorted(planner.edits, key=lambda e: (e.line, e.col))
-    return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index)
+    edits = sorted(planner.edits, key=lambda e: (e.path != display, e.path, e.line, e.col))
+    return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
+                resolver, planner.bold_used)
 
 
 class _Planner:
-    def __init__(self, index: CallIndex, resolver: Resolver, path: str, display: str) -> None:
+    def __init__(self, index: CallIndex, resolver: Resolver, path: str, display: str,
+                 editable: Callable[[str], bool], bold: bool) -> None:
         self.index = index
         self.resolver = resolver
         self.path = path
         self.display = display
+        self.editable = editable
+        self.bold = bold
+        self.bold_used = False
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
         self.replacements: Replacements = {}
@@ -73,11 +112,13 @@ class _Planner:
         self.reach: Dict[Key, frozenset] = {}  # nodes each expansion depends on
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
+        self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
 
     # -- expansion of every traced argument --------------------------------------
 
     def expand(self, constructions: Sequence[Construction]) -> None:
         for c in constructions:
+            self.by_site.setdefault((c.site.key, c.arg), []).append(c)
             key = (c.layer_path, c.arg)
             node, why = self._argument(c)
             if why:
@@ -103,7 +144,8 @@ class _Planner:
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
         if site.via:
-            return None, f"it is built inside {site.via}, not by the call here"
+            return None, (f"it is built inside {site.via}, installed code that dimfix does "
+                          "not edit, not by the call here")
         f = self.resolver.file(site.call.path)
         call = f.index.find(site.call) if f is not None else None
         if call is None:
@@ -132,22 +174,29 @@ class _Planner:
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
-        for candidate in self._candidates(arg.value, exp, m, local=outside is None):
-            where = next((n for n in candidate.replacements if n not in self.index.positions), None)
-            if where is not None:
-                elsewhere = elsewhere or where
-                continue  # only the target file is edited
-            if self._safe(candidate):
-                self.replacements.update(candidate.replacements)
-                self.edits.append(self._edit(group, candidate))
-                return None
+        try:
+            for candidate in self._candidates(arg.value, exp, m, local=outside is None):
+                where = next((n for n in candidate.replacements if not self._may_edit(n)), None)
+                if where is not None:
+                    elsewhere = elsewhere or where
+                    continue  # installed packages and the standard library are never edited
+                if self._safe(candidate):
+                    self.replacements.update(candidate.replacements)
+                    self.edits.append(self._edit(group, candidate))
+                    return None
+        except _Tie as tie:
+            names = " or ".join(f"`{n}`" for n in tie.names)
+            return self._refuse(group, arg.value,
+                                f"`{code_of(arg.value)}` could be {names}: each holds "
+                                f"{m.observed} at every layer built here; dimfix will not guess")
         if outside is not None:
             return self._refuse(group, *outside)
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
             shown = display_path(found[0]) if found else "another file"
             return self._refuse(group, elsewhere,
-                                f"the value is written in {shown}; dimfix edits only the target file")
+                                f"the value is written in {shown}, installed code that dimfix "
+                                "does not edit")
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
 
     def _plan_tuple(self, group: Sequence[Mismatch], arg: cst.Arg) -> None:
@@ -180,6 +229,8 @@ class _Planner:
                 if refit:
                     yield _Candidate(refit, expr, "")
             if isinstance(expr, cst.Integer):
+                # ``nn.Linear(768, n)`` where ``config.hidden_size`` holds the size.
+                yield from self._scope_names(expr, m, FOR_LITERALS)
                 yield _Candidate({expr: expr.with_changes(value=str(want))}, expr, "")
                 return
             # ``64 + 16`` fed 48: change the literal that can give it (32 + 16);
@@ -202,6 +253,9 @@ class _Planner:
             # The value is written elsewhere, unchanged on its way: fix it there.
             lit = origin.node
             yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label)
+        if isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
+            # ``out_chs`` written where ``in_chs`` belongs: the name that holds it.
+            yield from self._scope_names(expr, m)
         # Arithmetic: solve for one literal, nearest to the layer first and,
         # among those as near, the one that changes least.
         for lit, value, stack in self._solutions(exp, m):
@@ -209,7 +263,7 @@ class _Planner:
             yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
         # The origin is shared: write a new expression at this call instead.
         if local:
-            yield from self._local(expr, exp, want)
+            yield from self._local(expr, exp, m)
 
     def _solutions(self, exp: Expansion, m: Mismatch, nearest_only: bool = False):
         found = []
@@ -224,15 +278,54 @@ class _Planner:
             found = found[:1]
         return [(lit, value, stack) for _, _, lit, value, stack in found]
 
-    def _local(self, expr, exp: Expansion, want: int) -> Iterator[_Candidate]:
+    def _local(self, expr, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
+        """A new expression at this call. Arithmetic on a name only where the
+        trace saw the structure: torch.cat joined ``len(parts)`` tensors of the
+        name's size (``HIDDEN * 2``), or the name's size and others that names
+        in scope hold (``embedding_dim + hidden_dim``); never ``num_classes * 4``."""
+        want = m.observed
         if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             return
         current = exp.value()
-        if current and want % current == 0 and want != current:
-            yield _Candidate({expr: _times(expr, cst.Multiply(), want // current)}, expr, "")
-        if current and want and current % want == 0:
-            yield _Candidate({expr: _times(expr, cst.FloorDivide(), current // want)}, expr, "")
+        parts = list(m.parts)
+        if len(parts) > 1 and current in parts:
+            if all(p == current for p in parts):
+                yield _Candidate({expr: _times(expr, cst.Multiply(), len(parts))}, expr, "",
+                                 f"torch.cat joins {len(parts)} tensors of {current}")
+            else:
+                parts.remove(current)
+                others = [names_holding(self._at_site(m, p), exclude=names_in(expr)) for p in parts]
+                if all(f.names and not f.ambiguous for f in others):
+                    total = " + ".join([code_of(expr)] + [f.names[0] for f in others])
+                    joined = " + ".join(map(str, m.parts))
+                    yield _Candidate({expr: cst.parse_expression(total)}, expr, "",
+                                     f"torch.cat joins {joined}")
         yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+
+    def _scope_names(self, expr, m: Mismatch, ranks: frozenset = ALL) -> Iterator[_Candidate]:
+        """The one name in scope that holds the size at every layer built here."""
+        if m.site is None:
+            return
+        found = names_holding(self.by_site.get((m.site.key, m.arg), ()),
+                              exclude=names_in(expr) + [code_of(expr)], ranks=ranks)
+        if found.ambiguous:
+            raise _Tie(found.names)
+        if found.names:
+            yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
+                             f"`{found.names[0]}` holds {m.observed} at every layer built here")
+
+    def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
+        """The site's constructions, as if each needed ``value`` (one part of a cat)."""
+        from dataclasses import replace
+
+        return [replace(c, required=value) for c in self.by_site.get((m.site.key, m.arg), ())
+                if c.required is not None][:1]
+
+    def _may_edit(self, node: cst.CSTNode) -> bool:
+        if node in self.index.positions:
+            return True
+        found = self.resolver.position(node)
+        return found is not None and self.editable(found[0])
 
     def _safe(self, candidate: _Candidate) -> bool:
         trial = {**self.replacements, **candidate.replacements}
@@ -242,11 +335,12 @@ class _Planner:
                 continue
             if exp.value(trial) != c.required:
                 return False
-        for node in touched:
-            for binding in self._bindings_to(node):
-                if not all(self.resolver.is_accounted(r) for r in binding.references):
-                    return False
-        return True
+        unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
+                     for node in touched for binding in self._bindings_to(node))
+        if unseen and self.bold and candidate.label:
+            self.bold_used = True  # the cause, not the symptom: verification decides
+            return True
+        return not unseen
 
     def _bindings_to(self, node):
         for literals in self.literals.values():
@@ -259,21 +353,24 @@ class _Planner:
 
     def _edit(self, group: Sequence[Mismatch], candidate: _Candidate) -> Edit:
         m = group[0]
-        line, col = self.index.position(candidate.node)
+        path, line, col = self.resolver.position(candidate.node)
+        shown = display_path(path)
         original = candidate.node
         new = candidate.replacements.get(original, original)
         more = f" (and {len(group) - 1} more built here)" if len(group) > 1 else ""
         layer = f"{m.layer_path} ({m.kind}){more}"
         if candidate.label:
             reason = (
-                f"{self.display}:{line}:{col}: {candidate.label} {code_of(original)} -> "
+                f"{shown}:{line}:{col}: {candidate.label} {code_of(original)} -> "
                 f"{code_of(new)} (used by {layer} {m.arg}; {m.why})"
             )
         else:
-            reason = f"{self.display}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
-            if isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
+            reason = f"{shown}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
+            if candidate.because:
+                reason += f" ({candidate.because})"
+            elif isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
                 reason += f" (`{code_of(original)}` kept: other uses need it as it is)"
-        return Edit(m, line, col, code_of(new), reason, self.display, code_of(original))
+        return Edit(m, line, col, code_of(new), reason, shown, code_of(original))
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]

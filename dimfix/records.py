@@ -24,6 +24,7 @@ class Frame:
     # what names in the call's arguments held, for reasoning about expressions.
     local_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
     global_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    params: Tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class Mismatch:
     # product (64x16x16 for 16384): lets ``64 * 14 * 14`` keep its form.
     factors: Tuple[int, ...] = ()
     note: str = ""  # why this cannot be fixed by one argument, if so
+    # Sizes torch.cat joined into the arriving dimension (256, 256 for a skip
+    # concatenation): ``HIDDEN * 2`` or ``embed + hidden`` is then structure.
+    parts: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Options:
     max_memory: Optional[int] = None  # bytes allowed for a CPU trace
     format: bool = True
     output: Optional[str] = None  # which output holds the classes: a dict key or tuple index
+    unbatched: bool = False  # the sample input has no batch dimension, on purpose
 
 
 @dataclass(frozen=True)

@@ -84,13 +84,17 @@ def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
         book.add_copy(copied, self)
         return copied
 
+    had_deepcopy = nn.Module.__dict__.get("__deepcopy__")  # re-entrant: put back exactly
     nn.Module.__init__ = init_and_record
     nn.Module.__deepcopy__ = deepcopy_and_record
     try:
         yield book
     finally:
         nn.Module.__init__ = original
-        del nn.Module.__deepcopy__
+        if had_deepcopy is None:
+            del nn.Module.__deepcopy__
+        else:
+            nn.Module.__deepcopy__ = had_deepcopy
 
 
 def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
@@ -111,8 +115,10 @@ def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
             if span is None:
                 break
             code = frame.f_code
+            params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
             chain.append(
-                Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals)
+                Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals,
+                      params)
             )
         elif chain:
             break  # user code was called from outside (the loader): chain ends

@@ -121,6 +121,8 @@ class _Tracer:
         # output alive (about 95 MB of activations on a ResNet-152).
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
         self.heads: List[nn.Module] = []
+        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...]]] = {}
+        self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
 
     def run(self) -> Trace:
         self.model.eval()
@@ -157,6 +159,7 @@ class _Tracer:
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
+        self.inputs = {id(a) for a in [*args, *kwargs.values()]}
         batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
         hooks = [
             nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
@@ -164,7 +167,8 @@ class _Tracer:
         ]
         found = len(self.views.found)
         try:
-            with torch.no_grad(), torch.device(self.device), self.views.watching(batch):
+            with torch.no_grad(), torch.device(self.device), self.views.watching(batch), \
+                    self._watching_cat():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -174,6 +178,8 @@ class _Tracer:
             for h in hooks:
                 h.remove()
         self.mismatches.extend(m for m, _ in self.views.found[found:])
+        if self.options.num_classes is not None and self.options.output is None:
+            _require_output(output)
         return _pick_output(output, self.options.output)
 
     def _inputs(self):
@@ -192,6 +198,8 @@ class _Tracer:
         family = family_of(module)
         if family is None:
             return
+        if self.inputs and args and id(args[0]) in self.inputs:
+            self._check_batched(module, args[0])
         first = self.seen.setdefault(id(module), (module, {}))[1]
         changes, before = {}, {}
         for check in family.checks:
@@ -220,9 +228,23 @@ class _Tracer:
             if arg in first and first[arg] != value:
                 arg_note = f"it is called with {first[arg]} and with {value}"
             first_check = arg == family.checks[0].arg
+            tensor = reads.get(arg, x)
             self._record(module, family, arg, before[arg], value,
-                         _arrives(reads.get(arg, x), factors if first_check else ()),
-                         factors if first_check else (), arg_note)
+                         _arrives(tensor, factors if first_check else ()),
+                         factors if first_check else (), arg_note, self._parts(tensor, value))
+
+    def _check_batched(self, module, x) -> None:
+        """A conv fed the sample input without its batch dimension: the user most
+        likely forgot it (``3x32x32``), and every size after would be wrong."""
+        self.inputs.clear()  # the first layer that reads the input decides
+        kernel = getattr(module, "kernel_size", None)
+        if self.options.unbatched or not isinstance(kernel, tuple) or x.dim() != len(kernel) + 1:
+            return
+        spec = next((s for s in self.options.inputs if tuple(s.shape) == tuple(x.shape)), None)
+        shape = "x".join(map(str, x.shape))
+        raise BadUsage(
+            f"--input {spec or shape} looks unbatched to {self._path(module)} "
+            f"({type(module).__name__}); did you mean 1x{shape}? (pass --unbatched if not)")
 
     def _rebuild(self, module: nn.Module, changes) -> None:
         """Call the layer's own __init__ again with ``changes``; take its state."""
@@ -309,7 +331,42 @@ class _Tracer:
 
     # -- results ------------------------------------------------------------------
 
-    def _record(self, module, family, arg, declared, observed, why, factors, note):
+    def _parts(self, tensor, size) -> Tuple[int, ...]:
+        """The sizes concatenated into ``tensor``'s dimension of ``size``, if it was
+        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess."""
+        hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
+        if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
+            return ()
+        return hit[1]
+
+    @contextlib.contextmanager
+    def _watching_cat(self):
+        """Remember, weakly, the part sizes along the joined dimension of each cat."""
+        tracer = self
+        own = {name: torch.__dict__[name] for name in ("cat", "concat") if name in torch.__dict__}
+
+        def wrap(fn):
+            def cat(tensors, *args, **kwargs):
+                out = fn(tensors, *args, **kwargs)
+                try:
+                    dim = kwargs.get("dim", args[0] if args else 0)
+                    parts = tuple(int(t.shape[dim]) for t in tensors)
+                    tracer.cats[id(out)] = (weakref.ref(out), parts)
+                except Exception:  # an unusual call: nothing to remember
+                    pass
+                return out
+
+            return cat
+
+        for name, fn in own.items():
+            setattr(torch, name, wrap(fn))
+        try:
+            yield
+        finally:
+            for name, fn in own.items():
+                setattr(torch, name, fn)
+
+    def _record(self, module, family, arg, declared, observed, why, factors, note, parts=()):
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -323,6 +380,7 @@ class _Tracer:
                 params=_params(type(module)),
                 factors=factors,
                 note=note,
+                parts=parts,
             )
         )
 
@@ -354,6 +412,21 @@ class _Tracer:
                                  type(module).__name__, _params(type(module)))
                 )
         return tuple(out) + tuple(self.views.constructions)
+
+
+def _require_output(output) -> None:
+    """--num-classes on a model with several outputs names which holds the classes."""
+    if isinstance(output, dict):
+        keys = [k for k, v in output.items() if isinstance(v, torch.Tensor)]
+        if len(keys) > 1 and "logits" not in keys:
+            raise BadUsage("the model returns several tensors (keys: "
+                           f"{', '.join(map(str, keys))}); name the one holding the classes "
+                           "with --output KEY")
+    elif isinstance(output, (list, tuple)):
+        tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
+        if len(tensors) > 1:
+            raise BadUsage(f"the model returns {len(tensors)} tensors; name the one holding the "
+                           f"classes with --output INDEX (one of {', '.join(map(str, tensors))})")
 
 
 def _pick_output(output, name: Optional[str] = None):

@@ -36,26 +36,31 @@ class ViewChecker:
     @contextlib.contextmanager
     def watching(self, batch: Optional[int]) -> Iterator[None]:
         self.batch = batch
-        saved = {name: getattr(torch.Tensor, name) for name in WATCHED}
-        for name, method in saved.items():
-            setattr(torch.Tensor, name, self._wrap(method, name))
+        # Restored exactly: the methods live on torch._C.TensorBase, so the
+        # wrappers are set on torch.Tensor and then deleted, not overwritten.
+        own = {name: torch.Tensor.__dict__.get(name) for name in WATCHED}
+        for name in WATCHED:
+            setattr(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name), name))
         try:
             yield
         finally:
-            for name, method in saved.items():
-                setattr(torch.Tensor, name, method)
+            for name, method in own.items():
+                if method is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, method)
 
     def _wrap(self, method, name):
         checker = self
 
-        def watched(tensor, *shape):
+        def watched(tensor, *shape, **kwargs):
             frame = sys._getframe(1)
             if checker.is_user_file(frame.f_code.co_filename):
                 checker.seen(tuple(tensor.shape))
-                if name != "flatten" and len(shape) == 2 and tensor.dim() >= 2 \
+                if name != "flatten" and len(shape) == 2 and not kwargs and tensor.dim() >= 2 \
                         and all(type(d) is int for d in shape):
                     shape = checker._check(tensor, shape, frame, name) or shape
-            return method(tensor, *shape)
+            return method(tensor, *shape, **kwargs)
 
         return watched
 

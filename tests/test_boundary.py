@@ -226,3 +226,21 @@ def test_setuid_bits_and_hard_links_are_kept(folder):
     assert st.st_ino == inode
     assert (folder / "twin.py").read_text() == path.read_text()
     assert "nn.Linear(6, 2)" in path.read_text()
+
+
+def test_a_value_written_in_an_installed_package_is_reported_not_edited(tmp_path):
+    lib = tmp_path / "vendor" / "site-packages" / "headlib"
+    lib.mkdir(parents=True)
+    helper = "import torch.nn as nn\n\n\ndef make_head(width=32):\n    return nn.Linear(width, 10)\n"
+    (lib / "__init__.py").write_text(helper)
+    (tmp_path / "net.py").write_text(
+        "import os\nimport sys\n\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), "
+        "'vendor', 'site-packages'))\n\nimport torch.nn as nn\nfrom headlib import make_head\n\n\n"
+        "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.body = nn.Linear(8, 64)\n        self.head = make_head()\n\n"
+        "    def forward(self, x):\n        return self.head(self.body(x))\n")
+    before = _listing(tmp_path)
+    run = run_process(["net.py::Net", "--input", "2x8"], tmp_path)
+    assert run.code == 1, run
+    assert "headlib.make_head, installed code that dimfix does not edit" in run.stderr, run
+    assert _listing(tmp_path) == before

@@ -27,39 +27,54 @@ def _stamp(path):
     return path.read_bytes(), st.st_mtime_ns, st.st_mode
 
 
+def _pairs(case):
+    """(file, its expected bytes) for every file the case's fix edits: broken.py
+    (expected.py), and each other project file NAME.py with a NAME.expected."""
+    pairs = [("broken.py", _expected(case))]
+    for other in sorted((FIXTURES / case).glob("*.expected")):
+        pairs.append((other.stem + ".py", other.read_bytes()))
+    return pairs
+
+
+def _stamps(folder, case):
+    return [_stamp(folder / name) for name, _ in _pairs(case)]
+
+
 @pytest.mark.parametrize("case", cases())
 def test_fix_matches_expected(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
     run = cli(_args(case), folder)
     assert run.code == _exit(case), run
-    assert (folder / "broken.py").read_bytes() == _expected(case), run
+    for name, expected in _pairs(case):
+        assert (folder / name).read_bytes() == expected, (name, run)
     assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("case", cases())
 def test_second_run_changes_nothing(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
-    (folder / "broken.py").write_bytes(_expected(case))
-    before = _stamp(folder / "broken.py")
+    for name, expected in _pairs(case):
+        (folder / name).write_bytes(expected)
+    before = _stamps(folder, case)
     run = cli(_args(case), folder)
     assert run.code == _exit(case), run
-    assert _stamp(folder / "broken.py") == before
+    assert _stamps(folder, case) == before
     assert run.stdout == ""
 
 
 @pytest.mark.parametrize("case", cases())
 def test_dry_run_and_check_touch_nothing(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
-    before = _stamp(folder / "broken.py")
-    pending = _expected(case) != before[0]
+    before = _stamps(folder, case)
+    pending = any(expected != stamp[0] for (_, expected), stamp in zip(_pairs(case), before))
 
     dry = cli(_args(case) + ["--dry-run"], folder)
-    assert _stamp(folder / "broken.py") == before
+    assert _stamps(folder, case) == before
     assert dry.code == _exit(case), dry
     assert (dry.stdout != "") == pending
 
     check = cli(_args(case) + ["--check"], folder)
-    assert _stamp(folder / "broken.py") == before
+    assert _stamps(folder, case) == before
     assert check.code == (1 if pending else _exit(case)), check
     assert check.stdout == ""
 

@@ -1,0 +1,126 @@
+"""Names in scope that hold a size: the edit its author would write.
+
+When a layer needs 40 channels and the parameter ``n_mels`` is 40 at every
+layer built by that call, ``n_mels`` is the fix, not ``40``; when
+``out_chs`` was written where ``in_chs`` belongs, ``in_chs`` is. A name
+qualifies only if it holds the needed value at *every* construction from the
+call site (a loop builds several layers; a helper is called from several
+places), and only names that plausibly mean a width: loop counters, class
+counts, strides and the like are passed over, since their values match by
+coincidence.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from dimfix.records import Construction, Frame
+
+# Parts of names that hold counts or hyper-parameters other than a width.
+_NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "kernel", "pad",
+                "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
+                "expansion", "ratio", "worker", "device")
+_COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
+# Rank of each kind of name: lower is what an author reaches for first.
+PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT = range(5)
+ALL = frozenset(range(5))
+# A literal becomes a name only if the name says what it is: a parameter,
+# self.x, config.x or a CONSTANT, not a loop's leftover local.
+FOR_LITERALS = frozenset({PARAM, ATTRIBUTE, FIELD, CONSTANT})
+
+
+@dataclass(frozen=True)
+class Found:
+    """Names that hold the needed size at every construction, best rank only."""
+
+    names: Tuple[str, ...]
+    rank: int = CONSTANT
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.names) > 1
+
+
+def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] = (),
+                  ranks: frozenset = ALL) -> Found:
+    """Names (``n_mels``, ``self.hidden``, ``config.hidden_size``, ``EMBED``)
+    whose value equals each construction's required size, at its own call."""
+    needed = [c for c in constructions if c.required is not None and type(c.required) is int]
+    if not needed:
+        return Found(())
+    excluded = set(exclude)
+    best: Dict[str, int] = {}
+    for name, rank in _candidates(needed[0].site.call):
+        if rank not in ranks or name in excluded or not _width_like(name):
+            continue
+        if all(_value(c.site.call, name) == c.required for c in needed):
+            best[name] = rank
+    if not best:
+        return Found(())
+    top = min(best.values())
+    return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
+
+
+def _width_like(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1].lower()
+    if last in _COUNTERS or last.startswith("__"):
+        return False
+    return not any(part in last for part in _NOT_A_WIDTH)
+
+
+def _candidates(frame: Frame) -> List[Tuple[str, int]]:
+    found: List[Tuple[str, int]] = []
+    for name, value in frame.local_values.items():
+        if type(value) is int:
+            rank = ATTRIBUTE if name.startswith("self.") else PARAM if name in frame.params \
+                else LOCAL
+            found.append((name, rank))
+        elif _is_record(value) and name != "self":
+            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value))
+    for name, value in frame.global_values.items():
+        if name in frame.local_values:
+            continue
+        if type(value) is int and name.isupper():
+            found.append((name, CONSTANT))
+        elif _is_record(value):
+            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value))
+    return found
+
+
+def _is_record(value: object) -> bool:
+    """A config-like object: argparse's Namespace, a dataclass, a plain object."""
+    if isinstance(value, (type, types.ModuleType, types.FunctionType, int, float, str, bytes,
+                          tuple, list, dict, set)) or value is None:
+        return False
+    try:
+        import torch.nn as nn
+
+        if isinstance(value, nn.Module):
+            return False
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(getattr(value, "__dict__", None), dict)
+
+
+def _int_fields(value: object) -> List[str]:
+    return [k for k, v in vars(value).items() if type(v) is int and not k.startswith("_")]
+
+
+def _value(frame: Frame, name: str) -> Optional[object]:
+    if name in frame.local_values:
+        return frame.local_values[name]
+    head, _, attr = name.partition(".")
+    values: Mapping[str, object] = frame.local_values if head in frame.local_values \
+        else frame.global_values
+    if head not in values:
+        return None
+    obj = values[head]
+    if not attr:
+        return obj
+    try:
+        return inspect.getattr_static(obj, attr)
+    except AttributeError:
+        return None
