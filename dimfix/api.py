@@ -172,7 +172,7 @@ def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = N
             value, error = None, e
 
 
-def fix_file(path: str, inputs: Iterable[Union[str, InputSpec]] = (), *,
+def fix_file(path: str, inputs: Union[Iterable[Union[str, InputSpec]], Options] = (), *,
              name: Optional[str] = None, num_classes: Optional[int] = None,
              init: Union[Mapping[str, object], Iterable[str]] = (), output: Optional[str] = None,
              format: bool = True, timeout: float = 60.0,
@@ -185,6 +185,11 @@ def fix_file(path: str, inputs: Iterable[Union[str, InputSpec]] = (), *,
     from dimfix.source import decode_source
     from dimfix.target import parse_init, parse_input, parse_size
 
+    if isinstance(inputs, Options):  # fix_file(path, Options("Net", ["1x3x32x32"]))
+        inputs, name, init, num_classes, output, format = (
+            inputs.inputs, inputs.name, inputs.init, inputs.num_classes, inputs.output,
+            inputs.format)
+        max_memory = max_memory or inputs.max_memory
     if name is None:
         path, sep, name = path.rpartition("::") if "::" in path else (path, "", "")
         if not name:
@@ -220,7 +225,12 @@ def check_inputs(options: Options) -> None:
 
 def write_result(result: FileFix) -> Tuple[str, ...]:
     """Write every changed file of a verified ``result``, or none: the paths written."""
-    changes = result.changes
+    return write_changes(result.changes)
+
+
+def write_changes(changes: Sequence[Tuple[SourceFile, str]]) -> Tuple[str, ...]:
+    """Write (file as read, new text) pairs as one transaction: what both
+    ``write_result`` and the CLI write through. The paths written, as shown."""
     if not changes:
         return ()
     write_files([(source, source.encode(text)) for source, text in changes])
@@ -233,5 +243,5 @@ def _replace(obj, **changes):
     return replace(obj, **changes)
 
 
-__all__ = ["FixResult", "FileFix", "fix_file", "fix_steps", "run_steps", "write_result",
-           "DimfixError", "Options"]
+__all__ = ["FixResult", "FileFix", "Edit", "fix_file", "fix_steps", "run_steps",
+           "write_result", "write_changes", "DimfixError", "Options"]

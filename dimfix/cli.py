@@ -35,6 +35,7 @@ _written: list = []
 @click.option("--unbatched", is_flag=True,
               help="The --input shapes have no batch dimension, on purpose.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
+@click.option("--diff", is_flag=True, help="Same as --dry-run (black's name).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a fix is pending.")
 @click.option("--no-format", is_flag=True, help="Do not run black on the changed lines.")
 @click.option("--max-memory", metavar="SIZE",
@@ -42,7 +43,14 @@ _written: list = []
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "lines"]), default="text",
               help="text (diff and reasons), json (one document on stdout), or lines "
                    "(path:line:col: DIM00N message, for editors).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip files matching GLOB (relative to the current folder, the "
+                   "pyproject.toml folder or the target folder, or a file name).")
+@click.option("--force-exclude", is_flag=True,
+              help="Apply --exclude and [tool.dimfix] exclude to files named explicitly too "
+                   "(as pre-commit names them).")
+@click.option("--config", "config_path", metavar="PATH",
+              help="Read [tool.dimfix] from this pyproject.toml instead of the nearest one.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
               help="Worker processes for several files (default: number of cores).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -52,10 +60,12 @@ _written: list = []
                    "to stdout.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print only errors, cannot-fix lines and the diffs --diff asks for.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
-def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, dry_run, check,
-         no_format,
-         max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, verbose) -> None:
+def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, dry_run, diff,
+         check, no_format, max_memory, fmt, exclude, force_exclude, config_path, jobs, timeout,
+         stdin_filename, color, verbose, quiet) -> None:
     """Repair PyTorch layer sizes in source code.
 
     Traces each model on its sample inputs, rewrites every constructor argument
@@ -70,11 +80,11 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
     """
     from dimfix.report import Report
 
-    mode = "check" if check else "dry-run" if dry_run else "write"
+    mode = "check" if check else "dry-run" if dry_run or diff else "write"
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
-    report = Report(mode, fmt, color, verbose, single)
+    report = Report(mode, fmt, color, verbose, single, quiet=quiet)
 
     def limits(config):
         from dimfix.isolate import Limits
@@ -86,10 +96,11 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
 
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
+        explicit = _explicit_config(config_path)
         if stdin_filename:
             sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format,
-                            unbatched))
-        jobs_list, config = _jobs(targets, cli, exclude, not no_format)
+                            explicit, unbatched))
+        jobs_list, config = _jobs(targets, cli, exclude, not no_format, force_exclude, explicit)
         if unbatched:
             jobs_list = [_unbatched(job) for job in jobs_list]
         _check_inputs(jobs_list)
@@ -99,13 +110,23 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
     sys.exit(_run(jobs_list, workers, limits(config), report, mode))
 
 
-def _jobs(targets, cli, exclude, fmt):
+def _explicit_config(path):
+    from dimfix.config import explicit_config
+
+    return explicit_config(path) if path else None
+
+
+def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
     from dimfix.discover import discover
 
     if not targets:
         raise BadUsage("give a target: PATH::NAME --input SHAPE, or files and folders "
                        "whose models have a '# dimfix:' pragma")
-    jobs_list, config = discover(targets, cli, exclude, fmt)
+    jobs_list, config = discover(targets, cli, exclude, fmt, force_exclude, config)
+    if not jobs_list and all(os.path.isfile(t) for t in targets):
+        # Files named one by one (by pre-commit, an editor) that declare no
+        # model: nothing to do, as black and ruff say of files they skip.
+        return jobs_list, config
     if not jobs_list:
         where = ", ".join(targets)
         raise BadUsage(f"{where}: no models found; name one as PATH::NAME or mark it with a "
@@ -116,9 +137,9 @@ def _jobs(targets, cli, exclude, fmt):
 
 
 def _run(jobs_list, workers, limits, report, mode) -> int:
+    from dimfix.api import write_changes
     from dimfix.batch import run_jobs
     from dimfix.report import unified_diff
-    from dimfix.source import write_files
 
     total = sum(len(j.models) + len(j.problems) for j in jobs_list)
     progress = _Progress(total if report.fmt == "text" else 0)
@@ -128,8 +149,7 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
                        for src, text in outcome.changes) or None
         if outcome.changed and mode == "write":
             try:
-                write_files([(src, src.encode(text)) for src, text in outcome.changes])
-                _written.extend(display_path(src.path) for src, _ in outcome.changes)
+                _written.extend(write_changes(outcome.changes))
             except DimfixError as e:
                 outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
                 diff = None
@@ -139,30 +159,33 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, limits, fmt, unbatched=False) -> int:
+def _stdin(filename, targets, cli, report, limits, fmt, config=None, unbatched=False) -> int:
     """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
     or the one that came in."""
     from dimfix.batch import run_here
     from dimfix.discover import discover_source
-    from dimfix.report import unified_diff
+    from dimfix.report import colorize, unified_diff
     from dimfix.source import decode_source
 
     raw = sys.stdin.buffer.read()
     try:
         names = [t.rpartition("::")[2] for t in targets if "::" in t]
         source = decode_source(filename, raw)
-        job, config = discover_source(source, names, cli, fmt)
+        job, config = discover_source(source, names, cli, fmt, config)
         job = _unbatched(job) if unbatched else job
         _check_inputs([job])
         outcome = run_here(job, limits(config))
     except BaseException:
-        _echo_bytes(raw)
+        if report.mode != "dry-run":  # --diff: no diff
+            _echo_bytes(raw)
         raise
     fixed = outcome.changes[0][1] if outcome.changed else None
-    if report.mode == "dry-run" and fixed is not None:
-        click.echo(unified_diff(display_path(filename), source.text, fixed), nl=False)
+    if report.mode == "dry-run":  # --diff/--dry-run: the diff alone, empty if clean
+        if fixed is not None:
+            diff = unified_diff(display_path(filename), source.text, fixed)
+            click.echo(colorize(diff) if report.color else diff, nl=False, color=report.color)
     else:
         _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
     report.add(outcome, None)

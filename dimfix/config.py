@@ -97,6 +97,15 @@ def find_config(path: str) -> Optional[Config]:
         folder = parent
 
 
+def explicit_config(pyproject: str) -> Config:
+    """``--config PATH``: that file's [tool.dimfix] (empty if it has none), not
+    the nearest one."""
+    if not os.path.isfile(pyproject):
+        raise BadUsage(f"--config {pyproject}: no such file")
+    root = os.path.dirname(os.path.abspath(pyproject))
+    return load_config(pyproject) or Config(root, ModelSpec("", ""))
+
+
 def load_config(pyproject: str) -> Optional[Config]:
     try:
         with open(pyproject, "rb") as f:

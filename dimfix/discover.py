@@ -36,10 +36,12 @@ class Job:
 
 
 def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = (),
-             fmt: bool = True) -> Tuple[List[Job], Optional[Config]]:
-    """Jobs for ``targets``; ``cli`` holds what flags set, over config and pragmas."""
+             fmt: bool = True, force_exclude: bool = False,
+             config: Optional[Config] = None) -> Tuple[List[Job], Optional[Config]]:
+    """Jobs for ``targets``, files and models in sorted order; ``cli`` holds what
+    flags set, over config and pragmas. ``force_exclude`` applies the exclude
+    patterns to files named explicitly too (as pre-commit names them)."""
     found: Dict[str, Dict[str, ModelSpec]] = {}
-    config: Optional[Config] = None
     for target in targets:
         path, sep, name = target.rpartition("::")
         if not sep or os.path.exists(target):
@@ -57,13 +59,16 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
             found.setdefault(spec.path, {})[name] = spec
             continue
         patterns = tuple(exclude) + (config.exclude if config else ())
-        for file in _python_files(path, patterns, config):
-            for spec in _models_in(file, config):
+        for file in _python_files(path, patterns, config, force_exclude):
+            specs = _models_in(file, config)
+            if not specs and cli.inputs and os.path.isfile(path):
+                specs = [_only_model(file)]  # --input for a file without a pragma
+            for spec in specs:
                 found.setdefault(spec.path, {}).setdefault(spec.name, spec)
     jobs = []
-    for path, specs in found.items():
+    for path, specs in sorted(found.items()):
         models, problems = [], []
-        for spec in specs.values():
+        for spec in sorted(specs.values(), key=lambda s: s.name):
             if config is not None:
                 spec = spec.over(config.defaults)
             spec = _override(spec, cli)
@@ -77,15 +82,18 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
 
 
 def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
-                    fmt: bool = True) -> Tuple[Job, Optional[Config]]:
+                    fmt: bool = True, config: Optional[Config] = None
+                    ) -> Tuple[Job, Optional[Config]]:
     """The job for text given on stdin as the file ``source.path``: the models
     named, else those its pragmas (or the config) declare."""
-    config = find_config(source.path)
+    config = config or find_config(source.path)
     path = os.path.abspath(source.path)
     declared = {s.name: s for s in (config.models if config else ()) if s.path == path}
     for spec in pragma_models(source.path, source.text):
         declared[spec.name] = spec.over(declared[spec.name]) if spec.name in declared else spec
     specs = [declared.get(n, ModelSpec(path, n)) for n in names] if names else list(declared.values())
+    if not specs and cli.inputs:
+        specs = [_only_model(source.path, source.text)]
     models, problems = [], []
     for spec in specs:
         if config is not None:
@@ -145,9 +153,30 @@ def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
     return list(specs.values())
 
 
-def _python_files(path: str, patterns: Sequence[str], config: Optional[Config]) -> Iterator[str]:
+def _only_model(path: str, text: Optional[str] = None) -> ModelSpec:
+    """The one model class ``path`` defines, read from its syntax (never imported)."""
+    from dimfix.candidates import model_classes
+
+    if text is None:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+    names = model_classes(text)
+    shown = display_path(path)
+    if len(names) == 1:
+        return ModelSpec(os.path.abspath(path), names[0])
+    if names:
+        raise BadUsage(f"{shown}: --input given but no model named; it defines "
+                       f"{', '.join(names)}: name one as {shown}::NAME")
+    raise BadUsage(f"{shown}: no nn.Module subclass found; name the model as "
+                   f"{shown}::NAME (a class, factory or instance)")
+
+
+def _python_files(path: str, patterns: Sequence[str], config: Optional[Config],
+                  force_exclude: bool = False) -> Iterator[str]:
     if os.path.isfile(path):
-        yield os.path.abspath(path)
+        root = config.root if config else os.getcwd()
+        if not (force_exclude and _excluded(path, patterns, root)):
+            yield os.path.abspath(path)
         return
     root = config.root if config else os.path.abspath(path)
     for folder, dirs, files in os.walk(path):
@@ -173,6 +202,8 @@ def _is_regular(path: str) -> bool:
 
 
 def _excluded(path: str, patterns: Sequence[str], root: str) -> bool:
-    rel = os.path.relpath(os.path.abspath(path), root)
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(path), p)
-               for p in patterns)
+    """A pattern matches the path relative to the current folder (as typed),
+    to ``root`` (the config's folder, else the target folder), or the name."""
+    full = os.path.abspath(path)
+    names = {os.path.relpath(full, root), os.path.relpath(full), os.path.basename(full)}
+    return any(fnmatch.fnmatch(n, p) for n in names for p in patterns)

@@ -113,6 +113,23 @@ class Edit:
     path: str = ""  # the file edited, as shown to the user
     old_code: str = ""
 
+    # The names the README's API example uses.
+    @property
+    def file(self) -> str:
+        return self.path
+
+    @property
+    def column(self) -> int:
+        return self.col
+
+    @property
+    def old(self) -> int:
+        return self.mismatch.declared
+
+    @property
+    def new(self) -> int:
+        return self.mismatch.observed
+
 
 @dataclass(frozen=True)
 class Unfixable:
@@ -137,6 +154,14 @@ class Options:
     format: bool = True
     output: Optional[str] = None  # which output holds the classes: a dict key or tuple index
     unbatched: bool = False  # the sample input has no batch dimension, on purpose
+
+    def __post_init__(self) -> None:
+        # The CLI's strings are welcome: Options("Net", ["1x3x32x32"]).
+        if not isinstance(self.inputs, tuple) or any(isinstance(i, str) for i in self.inputs):
+            from dimfix.target import parse_input
+
+            parsed = tuple(parse_input(i) if isinstance(i, str) else i for i in self.inputs)
+            object.__setattr__(self, "inputs", parsed)
 
 
 @dataclass(frozen=True)

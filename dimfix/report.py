@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -59,6 +60,7 @@ class Report:
     color: bool = False
     verbose: bool = False
     single: bool = False  # one model named on the command line: terse, as in v1
+    quiet: bool = False  # -q: errors, cannot-fix lines and asked-for diffs only
     models: List[dict] = field(default_factory=list)
     counts: dict = field(default_factory=lambda: dict(fixed=0, pending=0, clean=0,
                                                       cannot_fix=0, failed=0))
@@ -103,7 +105,7 @@ class Report:
             doc = {"version": JSON_VERSION, "models": self.models, "summary": summary,
                    "exit_code": code}
             click.echo(json.dumps(doc, indent=2))
-        elif self.fmt == "text" and not (self.single and self.counts["failed"]):
+        elif self.fmt == "text" and not (self.single and self.counts["failed"]) and not self.quiet:
             click.echo(self._summary(), err=True)
         return code
 
@@ -141,8 +143,9 @@ class Report:
     # -- formats ------------------------------------------------------------------------------
 
     def _text(self, outcome: Outcome, diff: Optional[str]) -> None:
-        if diff and self.mode != "check":
-            click.echo(colorize(diff) if self.color else diff, nl=False)
+        if diff and self.mode != "check" and not (self.quiet and self.mode == "write"):
+            # color= forces escapes into a pipe when --color was given
+            click.echo(colorize(diff) if self.color else diff, nl=False, color=self.color)
         for model in outcome.models:
             if self.verbose and model.device:
                 click.echo(f"{outcome.display}::{model.name}: traced on {model.device}", err=True)
@@ -152,7 +155,7 @@ class Report:
             if self.verbose and printed:
                 click.echo(f"{outcome.display}::{model.name}: the model's code printed:", err=True)
                 click.echo(printed.rstrip("\n"), err=True)
-            for fix in model.fixes:
+            for fix in model.fixes if not self.quiet else ():
                 click.echo(fix["reason"], err=True)
             for item in model.cannot_fix:
                 where = f"{item['file']}:{item['line']}:{item['col']}" if item["line"] else item["file"]
@@ -171,7 +174,8 @@ class Report:
                 click.echo(f"{item['file']}:{item['line'] or 1}:{item['col'] or 1}: {CANNOT_FIX} "
                            f"cannot fix: {item['reason']}")
             if model.error:
-                click.echo(f"{outcome.display}:1:1: {FAILED} {model.name}: {model.error['message']}")
+                where = _error_location(model.error["message"]) or f"{outcome.display}:1:1"
+                click.echo(f"{where}: {FAILED} {model.name}: {model.error['message']}")
 
     def _json_model(self, outcome: Outcome, model: ModelOutcome, state: str) -> dict:
         if state == "fixed" and self.mode != "write":
@@ -186,6 +190,16 @@ class Report:
             "cannot_fix": [dict(c, code=CANNOT_FIX) for c in model.cannot_fix],
             "error": error,
         }
+
+
+_WHERE = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?: |$)")
+
+
+def _error_location(message: str) -> Optional[str]:
+    """``path:line:1`` when a failure's message starts with the place in user
+    code it names (``m.py:21: in forward: ...``), for problem matchers."""
+    match = _WHERE.match(message)
+    return f"{match['file']}:{match['line']}:1" if match else None
 
 
 def _message(entry: dict) -> str:

@@ -94,6 +94,16 @@ def _check_forward(model: nn.Module, args, kwargs) -> None:
     try:
         sig.bind(*args, **kwargs)
     except TypeError as e:
+        params = sig.parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in params or params[k].kind is params[k].POSITIONAL_ONLY]
+        if unknown and not takes_any:
+            known = ", ".join(n for n, p in params.items()
+                              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+            raise BadUsage(
+                f"--input {unknown[0]}=...: {name}.forward takes no argument {unknown[0]!r}"
+                + (f" (it takes: {known})" if known else "")
+            ) from None
         given = len(args) + len(kwargs)
         raise BadUsage(
             f"{name}.forward{sig} does not accept the {given} --input "

@@ -15,7 +15,7 @@ DATA = ROOT / "tests" / "data"
 
 CASES = {
     "missing file": (["nope.py::Net", "--input", "1x4"], "no such file"),
-    "file without models": (["bad_models.py", "--input", "1x4"], "no models found"),
+    "file, --input, several models": (["bad_models.py", "--input", "1x4"], "name one as bad_models.py::NAME"),
     "folder without models": (["."], "no models found"),
     "folder as PATH::NAME": ([".::Net", "--input", "1x4"], "is a directory"),
     "no target": ([], "give a target"),
