@@ -49,10 +49,13 @@ _written: list = []
               help="Read the source from stdin as if it were PATH; write the fixed source "
                    "to stdout.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
+@click.option("--shapes", is_flag=True,
+              help="Print each model's layer table (declared sizes, shapes in and out, "
+                   "status); write nothing. --format text or json.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
 def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, check, no_format,
-         max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, verbose) -> None:
+         max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, shapes, verbose) -> None:
     """Repair PyTorch layer sizes in source code.
 
     Traces each model on its sample inputs, rewrites every constructor argument
@@ -83,12 +86,18 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, che
 
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
+        if shapes and (stdin_filename or fmt == "lines"):
+            raise BadUsage("--shapes takes a target (not --stdin-filename) and --format text or json")
         if stdin_filename:
             sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format)
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
+    if shapes:
+        from dimfix.table import run_shapes
+
+        sys.exit(run_shapes(jobs_list, limits(config), fmt, color, verbose))
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
     sys.exit(_run(jobs_list, workers, limits(config), report, mode))
 
