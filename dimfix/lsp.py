@@ -45,7 +45,7 @@ def warm_server() -> None:
         import dimfix.plan  # noqa: F401
         import dimfix.rewrite  # noqa: F401
         import dimfix.shapes  # noqa: F401
-        import dimfix.trace  # noqa: F401
+        import dimfix.trace  # noqa: F401  (imported for the children it forks)
         import libcst  # noqa: F401
         import black  # noqa: F401
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, copy_case
+from conftest import copy_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
