@@ -80,8 +80,9 @@ class Gpt:
                              vocab=VOCAB, max_len=MAX_LEN, wrong=self.wrong, n=self.params())
 
     def expected(self) -> str:
+        # d_model, the parameter that holds the width, is the edit its author would make.
         return self.source().replace(f"nn.Linear({self.wrong}, vocab_size",
-                                     f"nn.Linear({self.d_model}, vocab_size")
+                                     "nn.Linear(d_model, vocab_size")
 
 
 GPT_SOURCE = '''\

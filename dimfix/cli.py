@@ -59,13 +59,16 @@ _written: list = []
               help="Read the source from stdin as if it were PATH; write the fixed source "
                    "to stdout.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
+@click.option("--shapes", is_flag=True,
+              help="Print each model's layer table (declared sizes, shapes in and out, "
+                   "status); write nothing. --format text or json.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
 @click.option("-q", "--quiet", is_flag=True,
               help="Print only errors, cannot-fix lines and the diffs --diff asks for.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
 def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, dry_run, diff,
          check, no_format, max_memory, fmt, exclude, force_exclude, config_path, jobs, timeout,
-         stdin_filename, color, verbose, quiet) -> None:
+         stdin_filename, color, shapes, verbose, quiet) -> None:
     """Repair PyTorch layer sizes in source code.
 
     Traces each model on its sample inputs, rewrites every constructor argument
@@ -97,6 +100,8 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
         explicit = _explicit_config(config_path)
+        if shapes and (stdin_filename or fmt == "lines"):
+            raise BadUsage("--shapes takes a target (not --stdin-filename) and --format text or json")
         if stdin_filename:
             sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format,
                             explicit, unbatched))
@@ -106,6 +111,10 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
+    if shapes:
+        from dimfix.table import run_shapes
+
+        sys.exit(run_shapes(jobs_list, limits(config), fmt, color, verbose))
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
     sys.exit(_run(jobs_list, workers, limits(config), report, mode))
 

@@ -22,7 +22,7 @@ from dimfix.records import Construction, Frame
 # Parts of names that hold counts or hyper-parameters other than a width.
 _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "kernel", "pad",
                 "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
-                "expansion", "ratio", "worker", "device")
+                "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab")
 _COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
 # Rank of each kind of name: lower is what an author reaches for first.
 PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT = range(5)

@@ -44,6 +44,23 @@ from dimfix.views import ViewChecker
 CPU_TRACE_BYTES = 256 * 2**20
 MAX_PASSES = 3
 
+# An optional observer of every module call (shapes.py): set by observing().
+_observer = None
+
+
+@contextlib.contextmanager
+def observing(observer):
+    """Within, every _Tracer calls ``observer.start(tracer)`` when it runs, and
+    ``observer.before`` / ``observer.after`` around each module call: before is
+    called ahead of the tracer's own pre-hook (sizes as declared), after behind
+    its post-hook (sizes as resized)."""
+    global _observer
+    previous, _observer = _observer, observer
+    try:
+        yield observer
+    finally:
+        _observer = previous
+
 
 def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
                 book: Optional[SiteBook] = None) -> Trace:
@@ -133,8 +150,11 @@ class _Tracer:
         self.heads: List[nn.Module] = []
         self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...]]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
+        self.observer = _observer
 
     def run(self) -> Trace:
+        if self.observer is not None:
+            self.observer.start(self)
         self.model.eval()
         # Layers are resized as the pass goes, so one pass finds every input
         # mismatch. Another is needed only when the head was resized after it,
@@ -171,10 +191,14 @@ class _Tracer:
             self.recent.append(tuple(a.shape))
         self.inputs = {id(a) for a in [*args, *kwargs.values()]}
         batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
-        hooks = [
+        observer = self.observer
+        hooks = [nn.modules.module.register_module_forward_pre_hook(observer.before)] if observer else []
+        hooks += [
             nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
             nn.modules.module.register_module_forward_hook(self._post_hook),
         ]
+        if observer is not None:
+            hooks.append(nn.modules.module.register_module_forward_hook(observer.after))
         found = len(self.views.found)
         try:
             with torch.no_grad(), torch.device(self.device), self.views.watching(batch), \

@@ -1,0 +1,206 @@
+"""``dimfix-lsp``: a language server over stdio (pygls).
+
+On open and save of a Python file whose models are declared (a ``# dimfix:``
+pragma or ``[tool.dimfix]``), it traces them and publishes DIM001 (a size
+dimfix fixes), DIM002 (a mismatch it cannot fix) and DIM003 (the model failed:
+raised, timed out, ran out of memory) at the wrong argument. The code action
+"Fix layer size" applies the verified fix to every file it edits; hover over
+a layer's constructor call shows the sizes it declares and the shapes that
+arrive, from the last trace.
+
+This process imports torch (and libcst, black, torch's meta kernels) once at
+start and never the user's code: every trace is a child forked from it
+(lsp_check.py), killed at the timeout or memory limit of [tool.dimfix], or as
+soon as a newer save of the same file makes its answer stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import sys
+from typing import Dict, Optional, Set
+
+from dimfix import __version__
+
+FIX_TITLE = "Fix layer size"
+
+
+def warm_server() -> None:
+    """Import what every check needs, so a forked child starts with it."""
+    from dimfix.isolate import warm
+
+    warm()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+        from torch import nn
+
+        import dimfix.api  # noqa: F401
+        import dimfix.formatting  # noqa: F401
+        import dimfix.plan  # noqa: F401
+        import dimfix.rewrite  # noqa: F401
+        import dimfix.shapes  # noqa: F401
+        import dimfix.trace  # noqa: F401  (imported for the children it forks)
+        import libcst  # noqa: F401
+        import black  # noqa: F401
+
+        # torch's Python meta kernels load on first use (about 1.3 s): use
+        # them once here, on torch's own layers, so a big model's trace on
+        # meta in a child does not pay for them.
+        with torch.device("meta"), torch.no_grad():
+            emb, ln = nn.Embedding(16, 8), nn.LayerNorm(8)
+            fc, conv = nn.Linear(8, 8), nn.Conv2d(3, 4, 3)
+            x = ln(emb(torch.zeros(1, 4, dtype=torch.long)))
+            att = torch.softmax(torch.matmul(x, x.transpose(-2, -1)).masked_fill(
+                torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1), float("-inf")), -1)
+            torch.nn.functional.gelu(fc(torch.matmul(att, x)).view(1, 4, 2, 4).reshape(1, 4, 8))
+            conv(torch.empty(1, 3, 8, 8))
+
+
+def make_server():
+    from lsprotocol import types
+    from pygls.lsp.server import LanguageServer
+    from pygls.uris import from_fs_path, to_fs_path
+
+    from dimfix.lsp_check import check, plan_check
+    from dimfix.lsp_convert import diagnostics, hover_rows, hover_text, workspace_edit
+    from dimfix.source import decode_source, read_source
+
+    server = LanguageServer("dimfix", __version__)
+    atexit.register(_kill_children)
+    tasks: Dict[str, asyncio.Task] = {}
+    results: Dict[str, object] = {}  # uri -> lsp_check.Checked of the last finished check
+    published: Dict[str, Set[str]] = {}  # uri -> the uris its diagnostics went to
+
+    def publish(uri: str, by_path) -> None:
+        targets = {from_fs_path(p): d for p, d in by_path.items()}
+        for stale in published.get(uri, set()) - set(targets):
+            targets[stale] = []
+        published[uri] = {u for u, d in targets.items() if d}
+        for target, diags in targets.items():
+            server.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=target, diagnostics=diags))
+
+    async def run_check(uri: str) -> None:
+        path = to_fs_path(uri)
+        doc = server.workspace.get_text_document(uri)
+        text = doc.source
+        try:
+            source = read_source(path)
+            if source.text != text.replace("\r\n", "\n"):
+                source = decode_source(path, text.encode("utf-8"))
+        except Exception:
+            source = decode_source(path, text.encode("utf-8"))
+        from dimfix.errors import DimfixError
+
+        try:
+            job, limits = plan_check(source)
+        except DimfixError as e:  # a bad pragma or [tool.dimfix]: one line, on line 1
+            rng = types.Range(types.Position(0, 0), types.Position(0, 0))
+            publish(uri, {path: [types.Diagnostic(rng, str(e), types.DiagnosticSeverity.Warning,
+                                                  "DIM003", source="dimfix")]})
+            return
+        if job is None:
+            results.pop(uri, None)
+            publish(uri, {path: []})
+            return
+        checked = await check(source, job, limits)
+        results[uri] = checked
+        texts = {p: s.text for p, s in (checked.fix.sources.items() if checked.fix else ())}
+        texts[path] = source.text
+        publish(uri, diagnostics(checked, texts))
+
+    def schedule(uri: str) -> None:
+        if not uri.endswith(".py"):
+            return
+        old = tasks.pop(uri, None)
+        if old is not None:
+            old.cancel()  # a newer text: the running trace's child is killed
+        task = asyncio.ensure_future(run_check(uri))
+        tasks[uri] = task
+        task.add_done_callback(lambda t: tasks.get(uri) is t and tasks.pop(uri, None))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls, params: types.DidOpenTextDocumentParams):
+        schedule(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls, params: types.DidSaveTextDocumentParams):
+        schedule(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls, params: types.DidCloseTextDocumentParams):
+        uri = params.text_document.uri
+        task = tasks.pop(uri, None)
+        if task is not None:
+            task.cancel()
+        results.pop(uri, None)
+        publish(uri, {})
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
+                    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
+    def code_action(ls, params: types.CodeActionParams):
+        uri = params.text_document.uri
+        checked = results.get(uri)
+        if checked is None or checked.fix is None or not checked.fix.changed:
+            return None
+        doc = server.workspace.get_text_document(uri)
+        if doc.source.replace("\r\n", "\n") != checked.source.text:
+            return None  # edited since the trace: the fix is for another text
+        edit = workspace_edit(checked.fix, from_fs_path)
+        ours = [d for d in params.context.diagnostics if d.source == "dimfix"]
+        return [types.CodeAction(title=FIX_TITLE, kind=types.CodeActionKind.QuickFix,
+                                 diagnostics=ours or None, edit=edit, is_preferred=True)]
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls, params: types.HoverParams):
+        uri = params.text_document.uri
+        checked = results.get(uri)
+        if checked is None:
+            return None
+        doc = server.workspace.get_text_document(uri)
+        hits = hover_rows(checked.rows, to_fs_path(uri), doc.source, params.position)
+        if not hits:
+            return None
+        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown,
+                                                        value=hover_text(hits)))
+
+    return server
+
+
+def _kill_children() -> None:
+    from dimfix.isolate import kill_all
+
+    kill_all()
+
+
+def main(argv: Optional[list] = None) -> None:
+    """``dimfix-lsp``: serve over stdio."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print("usage: dimfix-lsp   (a language server on stdin/stdout; see README)")
+        return
+    if args and args[0] == "--version":
+        print(f"dimfix-lsp {__version__}")
+        return
+    if args and args[0] != "--stdio":
+        sys.stderr.write(f"dimfix-lsp: error: unknown argument {args[0]!r} (it serves on stdio)\n")
+        sys.exit(2)
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        sys.stderr.write("dimfix-lsp: error: needs pygls: pip install 'dimfix[lsp]'\n")
+        sys.exit(2)
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    warm_server()
+    make_server().start_io()
+
+
+if __name__ == "__main__":
+    main()
