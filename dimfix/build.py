@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from dimfix.errors import DimfixError, ModelRaised
-from dimfix.load import user_frame_of
+from dimfix.load import cuda_hint, user_frame_of
 from dimfix.records import InputSpec, Options
 from dimfix.target import default_max_memory, input_bytes, size_text  # noqa: F401 - for the tracer
 
@@ -78,4 +78,5 @@ def has_lazy(model: nn.Module) -> bool:
 def what(e: BaseException) -> str:
     text = str(e).strip()
     first = text.splitlines()[0] if text else ""
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+    said = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    return said + cuda_hint(said)

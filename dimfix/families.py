@@ -301,6 +301,22 @@ def family_of(module: nn.Module) -> Optional[Family]:
     return found
 
 
+def overridden_family(module: nn.Module) -> Optional[Family]:
+    """The family ``module`` subclasses while overriding its ``forward``, or None."""
+    kind = type(module)
+    if kind in _OVERRIDDEN:
+        return _OVERRIDDEN[kind]
+    found = None
+    if family_of(module) is None and not issubclass(kind, LazyModuleMixin):
+        found = next((f for f in FAMILIES.values()
+                      if any(issubclass(kind, base) for base in f.classes)), None)
+    _OVERRIDDEN[kind] = found
+    return found
+
+
+_OVERRIDDEN: Dict[type, Optional[Family]] = {}
+
+
 def declared(family: Family, module: nn.Module, arg: str) -> Size:
     """What ``module`` declares for constructor argument ``arg`` right now."""
     for check in family.checks:

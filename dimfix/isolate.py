@@ -237,6 +237,12 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits) -> Non
         sys.stdout = open(1, "w", buffering=1, errors="replace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, errors="replace", closefd=False)
         sys.dont_write_bytecode = True  # nothing may appear beside the user's files
+        if "torch" in sys.modules:
+            # OpenMP's thread pool does not survive fork: a parent that ran
+            # parallel CPU work (an editor's server, a notebook calling the API)
+            # would leave the child hanging in its first parallel op. One
+            # thread, as torch's own DataLoader workers do.
+            sys.modules["torch"].set_num_threads(1)
         _limit_address_space(limits.max_memory)
         import warnings
 

@@ -278,7 +278,19 @@ def _raised(e: BaseException, doing: str) -> ModelRaised:
     where = user_frame_of(e)
     what = f"{type(e).__name__}: {e}".strip().rstrip(":")
     what = what.splitlines()[0] if what else type(e).__name__
-    return ModelRaised(f"{where}{doing} raised {what}")
+    return ModelRaised(f"{where}{doing} raised {what}{cuda_hint(what)}")
+
+
+_CUDA_ERRORS = ("not compiled with CUDA", "No CUDA GPUs", "no NVIDIA driver", "CUDA driver",
+                "Attempting to deserialize object on a CUDA device", "cuda:0")
+
+
+def cuda_hint(message: str) -> str:
+    """What to say when the model insists on a GPU, which dimfix hides from it."""
+    if any(s in message for s in _CUDA_ERRORS):
+        return (" (the model requires CUDA; dimfix traces on the CPU or meta device and hides "
+                "GPUs from the model: choose the device with torch.cuda.is_available())")
+    return ""
 
 
 def user_frame_of(e: BaseException) -> str:

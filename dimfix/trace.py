@@ -32,9 +32,10 @@ from dimfix.build import (
     what,
 )
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
-from dimfix.families import Family, all_args, family_of
+from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
+from dimfix.probe import probe
 from dimfix.records import Construction, Mismatch, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
 from dimfix.views import ViewChecker
@@ -150,6 +151,8 @@ class _Tracer:
         self.heads: List[nn.Module] = []
         self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...]]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
+        # Layers that override a family's forward, as probed: (module, arg, declared, needed)
+        self.probed: Dict[int, Tuple[nn.Module, str, int, int]] = {}
         self.observer = _observer
 
     def run(self) -> Trace:
@@ -231,6 +234,9 @@ class _Tracer:
     def _pre_hook(self, module, args):
         family = family_of(module)
         if family is None:
+            family = overridden_family(module)
+            if family is not None:
+                self._probe(module, family, args)
             return
         if self.inputs and args and id(args[0]) in self.inputs:
             self._check_batched(module, args[0])
@@ -280,8 +286,32 @@ class _Tracer:
             f"--input {spec or shape} looks unbatched to {self._path(module)} "
             f"({type(module).__name__}); did you mean 1x{shape}? (pass --unbatched if not)")
 
-    def _rebuild(self, module: nn.Module, changes) -> None:
-        """Call the layer's own __init__ again with ``changes``; take its state."""
+    def _probe(self, module, family, args) -> None:
+        """A subclass that overrides forward: ask it which size it needs (probe.py)."""
+        found = probe(module, family, args, self.book.inits(module), self._fresh)
+        if found is None:
+            return
+        path = self._path(module)
+        self.probed.setdefault(id(module), (module, found.arg, found.declared, found.declared))
+        if found.runs or not found.working:
+            return  # fits; or fits no size: its own error will say why
+        size = found.working[0]
+        note = ""
+        if len(found.working) > 1:
+            sizes = " or ".join(map(str, found.working))
+            note = f"its own forward runs with {found.arg} {sizes}; dimfix will not guess"
+            self.guess = self.guess or f"it comes after {path}, which cannot be fixed"
+        self.probed[id(module)] = (module, found.arg, found.declared, size)
+        self._take(module, found.fresh)
+        x = args[0]
+        self.mismatches.append(Mismatch(
+            path, family.name, type(module).__name__, found.arg, found.declared, size,
+            f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
+            self.book.get(module), _params(type(module)), note=note))
+
+    def _fresh(self, module: nn.Module, changes) -> nn.Module:
+        """A new layer of ``module``'s class, built with its recorded arguments
+        and ``changes``, on its device."""
         for code, params in reversed(self.book.inits(module)):  # outermost first
             if all(k in params for k in changes):
                 break
@@ -300,6 +330,14 @@ class _Tracer:
         quiet = no_init() if device.type == "meta" else contextlib.nullcontext()
         with torch.device(device), quiet:
             init(fresh, **{**params, **changes})
+        fresh.train(module.training)
+        return fresh
+
+    def _rebuild(self, module: nn.Module, changes) -> None:
+        """Call the layer's own __init__ again with ``changes``; take its state."""
+        self._take(module, self._fresh(module, changes))
+
+    def _take(self, module: nn.Module, fresh: nn.Module) -> None:
         training = module.training
         module.__dict__.clear()
         module.__dict__.update(fresh.__dict__)
@@ -445,6 +483,11 @@ class _Tracer:
                     Construction(path, declared, required, site, arg,
                                  type(module).__name__, _params(type(module)))
                 )
+        for module, arg, declared, required in self.probed.values():
+            site = self.book.get(module)
+            if site is not None:
+                out.append(Construction(self._path(module), declared, required, site, arg,
+                                        type(module).__name__, _params(type(module))))
         return tuple(out) + tuple(self.views.constructions)
 
 

@@ -244,3 +244,25 @@ def test_a_value_written_in_an_installed_package_is_reported_not_edited(tmp_path
     assert run.code == 1, run
     assert "headlib.make_head, installed code that dimfix does not edit" in run.stderr, run
     assert _listing(tmp_path) == before
+
+
+def test_a_model_that_requires_cuda_says_so(folder):
+    run = run_process(["needs_gpu.py::NeedsCuda", "--input", "2x4"], folder)
+    assert run.code == 2, run
+    assert len(run.stderr.splitlines()) == 1
+    assert "the model requires CUDA" in run.stderr, run
+
+
+def test_a_parent_that_ran_parallel_cpu_work_still_gets_results(tmp_path):
+    """OpenMP does not survive fork: an editor's server or a notebook that ran
+    torch on several threads before calling the API must not hang the child."""
+    import torch
+
+    from conftest import copy_case
+    from dimfix.api import fix_file
+
+    torch.set_num_threads(2)
+    torch.ones(512, 512) @ torch.ones(512, 512)
+    case = copy_case("three_wrong_layers", tmp_path)
+    result = fix_file(str(case / "broken.py"), ["2x3x32x32"], name="SmallConvNet", timeout=30)
+    assert len(result.edits) == 3
