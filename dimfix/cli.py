@@ -32,6 +32,11 @@ _written: list = []
                    "tuple: a key or an index (default: 'logits', else the first tensor).")
 @click.option("--init", "init", multiple=True, metavar="KEY=VALUE",
               help="Keyword for the class or factory; VALUE is a Python literal.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A module global that only a statement dimfix skips would set (the file "
+                   "does work at import); VALUE is a Python literal.")
+@click.option("--exec-module", is_flag=True,
+              help="Execute the whole file, as an import would, not its definitions only.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a fix is pending.")
 @click.option("--no-format", is_flag=True, help="Do not run black on the changed lines.")
@@ -51,8 +56,9 @@ _written: list = []
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and notes.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
-def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, check, no_format,
-         max_memory, fmt, exclude, jobs, timeout, stdin_filename, color, verbose) -> None:
+def main(targets: Sequence[str], inputs, num_classes, output, init, sets, exec_module, dry_run,
+         check, no_format, max_memory, fmt, exclude, jobs, timeout, stdin_filename, color,
+         verbose) -> None:
     """Repair PyTorch layer sizes in source code.
 
     Traces each model on its sample inputs, rewrites every constructor argument
@@ -83,9 +89,11 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, dry_run, che
 
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
+        loading = _loading(sets, exec_module)
         if stdin_filename:
-            sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format))
+            sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format, loading))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format)
+        jobs_list = [loading(job) for job in jobs_list]
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
@@ -111,15 +119,14 @@ def _jobs(targets, cli, exclude, fmt):
 
 def _run(jobs_list, workers, limits, report, mode) -> int:
     from dimfix.batch import run_jobs
-    from dimfix.report import unified_diff
+    from dimfix.report import file_diff
     from dimfix.source import write_files
 
     total = sum(len(j.models) + len(j.problems) for j in jobs_list)
     progress = _Progress(total if report.fmt == "text" else 0)
     for outcome in run_jobs(jobs_list, workers, limits):
         progress.clear()
-        diff = "".join(unified_diff(display_path(src.path), src.text, text)
-                       for src, text in outcome.changes) or None
+        diff = "".join(file_diff(src, text) for src, text in outcome.changes) or None
         if outcome.changed and mode == "write":
             try:
                 write_files([(src, src.encode(text)) for src, text in outcome.changes])
@@ -133,14 +140,14 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, limits, fmt) -> int:
+def _stdin(filename, targets, cli, report, limits, fmt, loading) -> int:
     """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
     or the one that came in."""
     from dimfix.batch import run_here
     from dimfix.discover import discover_source
-    from dimfix.report import unified_diff
+    from dimfix.report import file_diff
     from dimfix.source import decode_source
 
     raw = sys.stdin.buffer.read()
@@ -148,6 +155,7 @@ def _stdin(filename, targets, cli, report, limits, fmt) -> int:
         names = [t.rpartition("::")[2] for t in targets if "::" in t]
         source = decode_source(filename, raw)
         job, config = discover_source(source, names, cli, fmt)
+        job = loading(job)
         _check_inputs([job])
         outcome = run_here(job, limits(config))
     except BaseException:
@@ -155,7 +163,7 @@ def _stdin(filename, targets, cli, report, limits, fmt) -> int:
         raise
     fixed = outcome.changes[0][1] if outcome.changed else None
     if report.mode == "dry-run" and fixed is not None:
-        click.echo(unified_diff(display_path(filename), source.text, fixed), nl=False)
+        click.echo(file_diff(source, fixed), nl=False)
     else:
         _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
     report.add(outcome, None)
@@ -174,6 +182,17 @@ def _check_inputs(jobs_list) -> None:
     for job in jobs_list:
         for options in job.models:
             check_inputs(options)
+
+
+def _loading(sets, exec_module):
+    """--set and --exec-module, applied to every model of a job (definitions.py)."""
+    from dataclasses import replace
+
+    from dimfix.target import parse_init
+
+    values = parse_init(sets, "--set")
+    return lambda job: replace(job, models=tuple(
+        replace(o, sets=values, exec_module=exec_module) for o in job.models))
 
 
 def _cli_spec(inputs, num_classes, output, init, max_memory):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Sequence, Tuple
 
+from dimfix.definitions import Loading, explain, plan_loading
 from dimfix.errors import VerifyFailed, DimfixError
 from dimfix.load import Location, check_init, display_path, find_model, import_target
 from dimfix.records import Edit, Options, Unfixable
@@ -35,13 +36,17 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
     display = display_path(path)
-    with recording_sites(is_user_file) as book:
-        module = import_target(loc, texts)
-    target = find_model(module, options.name, display)
-    check_init(target, dict(options.init), f"{display}::{options.name}")
-    trace = trace_model(target, options, is_user_file, book)
+    loading = plan_loading(texts[loc.path], [options.name], options, display)
+    try:
+        with recording_sites(is_user_file) as book:
+            module = _import(loc, texts, loading)
+        target = find_model(module, options.name, display)
+        check_init(target, dict(options.init), f"{display}::{options.name}")
+        trace = trace_model(target, options, is_user_file, book)
+    except DimfixError as e:
+        raise explain(e, loading, [options.name], display) or e
     if not trace.mismatches:
-        return Draft({}, device=trace.device)
+        return Draft({}, notes=loading.notes, device=trace.device)
 
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
@@ -50,10 +55,10 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     text = texts[loc.path]
     plan = plan_edits(text, loc.path, display, trace, options.init)
     new_text = apply_edits(plan.index.module, plan.replacements)
-    notes: Tuple[str, ...] = ()
+    notes = loading.notes
     if new_text != text and options.format:
         new_text, note = format_edit(text, new_text, path)
-        notes = (note,) if note else ()
+        notes += (note,) if note else ()
     changed: Dict[str, str] = {loc.path: new_text} if new_text != text else {}
     return Draft(changed, tuple(_portable(e) for e in plan.edits),
                  tuple(_portable(u) for u in plan.unfixable), notes, trace.device)
@@ -71,8 +76,10 @@ def verify_fix(path: str, texts: Mapping[str, str],
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
+    names = [options.name for options, _ in models]
     try:
-        module = import_target(loc, texts)
+        loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path))
+        module = _import(loc, texts, loading)
     except DimfixError as e:
         raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
     notes = []
@@ -89,6 +96,11 @@ def verify_fix(path: str, texts: Mapping[str, str],
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
         notes.extend(trace.notes)
     return tuple(notes)
+
+
+def _import(loc: Location, texts: Mapping[str, str], loading: Loading):
+    """Import the target executing ``loading.text`` for it (definitions.py)."""
+    return import_target(loc, {**texts, loc.path: loading.text}, {loc.path: loading.seed})
 
 
 def _portable(record):

@@ -132,6 +132,9 @@ class Options:
     max_memory: Optional[int] = None  # bytes allowed for a CPU trace
     format: bool = True
     output: Optional[str] = None  # which output holds the classes: a dict key or tuple index
+    # How the target file is loaded (definitions.py): --set globals, --exec-module.
+    sets: Mapping[str, object] = field(default_factory=dict)
+    exec_module: bool = False
 
 
 @dataclass(frozen=True)
