@@ -15,7 +15,8 @@ it): edit it, or pass it with ``--init``. ``--exec-module`` executes the whole
 file, as Python would import it; ``--set`` then has nothing to replace.
 
 A target that is a module-level instance (``model = ConvNet()``) is bound by a
-skipped statement: that one statement runs again, the rest stays skipped.
+skipped statement: the last such assignment at module level runs, the rest
+stays skipped.
 
 Runs in the child (draft.py); messages name script lines (``train.py:12``),
 which the parent maps into cells for a notebook (``SourceFile.relocate``).
@@ -70,10 +71,10 @@ def plan_loading(text: str, names: Sequence[str], options: Options, display: str
     notes = []
     for name in dict.fromkeys(n.split(".")[0] for n in names):
         if name in missing and name not in sets:
-            restored = _restore(run, text, missing[name])
+            restored, line = _restore(run, text, name)
             if restored is not None:
                 run = restored
-                notes.append(f"{display}:{missing[name]}: runs: it binds the target {name}")
+                notes.append(f"{display}:{line}: runs: it binds the target {name}")
     notes += [f"{display}:{first}: skipped (does work at import): {what}"
               for first, _last, what in plan.skipped]
     notes += [f"{display}:{line}: {what}" for line, what in plan.rewritten]
@@ -108,23 +109,24 @@ def explain(error: DimfixError, loading: Loading, names: Sequence[str],
     return None
 
 
-def _restore(run: str, text: str, line: int) -> Optional[str]:
-    """``run`` with the module-level statement at ``line`` of ``text`` put back,
-    when it is a whole statement standing on lines of its own."""
+def _restore(run: str, text: str, name: str) -> Tuple[Optional[str], int]:
+    """``run`` with the last module-level ``name = ...`` of ``text`` put back, and
+    its line, when it is a whole statement standing on lines of its own."""
     body = ast.parse(text).body
-    for i, stmt in enumerate(body):
-        if stmt.lineno != line or not isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+    for i in reversed(range(len(body))):
+        stmt = body[i]
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else \
+            [stmt.target] if isinstance(stmt, ast.AnnAssign) and stmt.value else []
+        if not any(isinstance(t, ast.Name) and t.id == name for t in targets):
             continue
         alone = (i == 0 or body[i - 1].end_lineno < stmt.lineno) and \
             (i + 1 == len(body) or body[i + 1].lineno > stmt.end_lineno)
-        if not alone:
-            return None
         old, new = _LINES.findall(text), _LINES.findall(run)
-        if len(old) != len(new):
-            return None
+        if not alone or len(old) != len(new):
+            return None, 0
         first, last = stmt.lineno - 1, stmt.end_lineno
-        return "".join(new[:first] + old[first:last] + new[last:])
-    return None
+        return "".join(new[:first] + old[first:last] + new[last:]), stmt.lineno
+    return None, 0
 
 
 def _binding_line(text: str, name: str) -> int:
