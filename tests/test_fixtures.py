@@ -1,4 +1,4 @@
-"""Fixtures are the spec: run the CLI on each broken.py and compare bytes."""
+"""Fixtures are the spec: run the CLI on each broken.py (or broken.ipynb) and compare bytes."""
 
 import os
 import re
@@ -18,8 +18,13 @@ def _exit(case):
     return int(path.read_text()) if path.exists() else 0
 
 
+def _broken(case):
+    """``broken.py``, or ``broken.ipynb`` for a notebook case."""
+    return "broken.ipynb" if (FIXTURES / case / "broken.ipynb").exists() else "broken.py"
+
+
 def _expected(case):
-    return (FIXTURES / case / "expected.py").read_bytes()
+    return (FIXTURES / case / _broken(case).replace("broken", "expected")).read_bytes()
 
 
 def _stamp(path):
@@ -32,34 +37,34 @@ def test_fix_matches_expected(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
     run = cli(_args(case), folder)
     assert run.code == _exit(case), run
-    assert (folder / "broken.py").read_bytes() == _expected(case), run
+    assert (folder / _broken(case)).read_bytes() == _expected(case), run
     assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("case", cases())
 def test_second_run_changes_nothing(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
-    (folder / "broken.py").write_bytes(_expected(case))
-    before = _stamp(folder / "broken.py")
+    (folder / _broken(case)).write_bytes(_expected(case))
+    before = _stamp(folder / _broken(case))
     run = cli(_args(case), folder)
     assert run.code == _exit(case), run
-    assert _stamp(folder / "broken.py") == before
+    assert _stamp(folder / _broken(case)) == before
     assert run.stdout == ""
 
 
 @pytest.mark.parametrize("case", cases())
 def test_dry_run_and_check_touch_nothing(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
-    before = _stamp(folder / "broken.py")
+    before = _stamp(folder / _broken(case))
     pending = _expected(case) != before[0]
 
     dry = cli(_args(case) + ["--dry-run"], folder)
-    assert _stamp(folder / "broken.py") == before
+    assert _stamp(folder / _broken(case)) == before
     assert dry.code == _exit(case), dry
     assert (dry.stdout != "") == pending
 
     check = cli(_args(case) + ["--check"], folder)
-    assert _stamp(folder / "broken.py") == before
+    assert _stamp(folder / _broken(case)) == before
     assert check.code == (1 if pending else _exit(case)), check
     assert check.stdout == ""
 
@@ -75,10 +80,11 @@ def test_check_passes_after_fix(case, tmp_path, cli):
 def test_one_reason_line_per_fix(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
     run = cli(_args(case) + ["--dry-run"], folder)
-    before = (FIXTURES / case / "broken.py").read_text(encoding="utf-8").splitlines()
+    before = (FIXTURES / case / _broken(case)).read_text(encoding="utf-8").splitlines()
     after = _expected(case).decode("utf-8").splitlines()
     changed = sum(a != b for a, b in zip(before, after))
-    reasons = [line for line in run.stderr.splitlines() if re.match(r"broken\.py:\d+:\d+: ", line)]
+    reasons = [line for line in run.stderr.splitlines()
+               if re.match(r"broken\.(py|ipynb:cell \d+):\d+:\d+: ", line)]
     fixes = [line for line in reasons if "cannot fix" not in line]
     # One reason line per fixed argument; a changed line may hold several.
     assert len(fixes) >= changed, run
@@ -91,9 +97,9 @@ def test_every_family_has_a_fixture_that_fixes_it():
     from dimfix.families import FAMILIES
 
     fixed_sources = [
-        (FIXTURES / c / "broken.py").read_text(encoding="utf-8")
+        (FIXTURES / c / _broken(c)).read_text(encoding="utf-8")
         for c in cases()
-        if _expected(c) != (FIXTURES / c / "broken.py").read_bytes()
+        if _expected(c) != (FIXTURES / c / _broken(c)).read_bytes()
     ]
     missing = [
         name
