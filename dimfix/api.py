@@ -18,7 +18,7 @@ from typing import Dict, Generator, Iterable, Mapping, Optional, Sequence, Tuple
 
 from dimfix.errors import BadUsage, DimfixError
 from dimfix.records import Edit, InputSpec, Options, Unfixable
-from dimfix.source import SourceFile, display_path, read_source, write_files
+from dimfix.source import NotebookFile, SourceFile, display_path, read_source, write_files
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     results, errors = [], []
     fallbacks = {}  # model index -> the cautious draft, if its draft was bold
     for options in models:
-        if source.newline is None:
+        if source.newline is None or isinstance(source, NotebookFile):
             options = _replace(options, format=False)
         try:
             draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
@@ -136,6 +136,16 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
             results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
                        for r in results]
         break
+    if changed and isinstance(source, NotebookFile):
+        try:
+            source.encode(texts[path])  # the cells can take the new lines
+        except DimfixError as e:
+            errors.extend((r.options, e) for r in results if r.edits)
+            results = [r for r in results if not r.edits]
+            changed = {}
+    results = [_relocated(r, source) for r in results]
+    for _, e in errors:
+        e.message = source.relocate(e.message)
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
 
 
@@ -152,6 +162,24 @@ def _result(options: Options, draft, printed: str, source: SourceFile) -> FixRes
     if source.newline is None and draft.texts:
         notes += ("mixed line endings: changed lines left unformatted",)
     return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed)
+
+
+def _relocated(result: FixResult, source: SourceFile) -> FixResult:
+    """Positions in a notebook's script become cells and lines in them (source.py)."""
+    if not isinstance(source, NotebookFile):
+        return result
+    shown = display_path(source.path)
+
+    def move(record):
+        if record.path != shown or not record.line:
+            return record
+        cell, line = source.notebook.locate(record.line)
+        return _replace(record, path=f"{shown}:cell {cell}", line=line,
+                        reason=source.relocate(record.reason))
+
+    return _replace(result, edits=tuple(move(e) for e in result.edits),
+                    unfixable=tuple(move(u) for u in result.unfixable),
+                    notes=tuple(source.relocate(n) for n in result.notes))
 
 
 def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = None) -> FileFix:

@@ -34,6 +34,11 @@ _written: list = []
               help="Keyword for the class or factory; VALUE is a Python literal.")
 @click.option("--unbatched", is_flag=True,
               help="The --input shapes have no batch dimension, on purpose.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A module global that only a statement dimfix skips would set (the file "
+                   "does work at import); VALUE is a Python literal.")
+@click.option("--exec-module", is_flag=True,
+              help="Execute the whole file, as an import would, not its definitions only.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
 @click.option("--diff", is_flag=True, help="Same as --dry-run (black's name).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a fix is pending.")
@@ -66,9 +71,9 @@ _written: list = []
 @click.option("-q", "--quiet", is_flag=True,
               help="Print only errors, cannot-fix lines and the diffs --diff asks for.")
 @click.version_option(__version__, "--version", prog_name="dimfix")
-def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, dry_run, diff,
-         check, no_format, max_memory, fmt, exclude, force_exclude, config_path, jobs, timeout,
-         stdin_filename, color, shapes, verbose, quiet) -> None:
+def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, sets,
+         exec_module, dry_run, diff, check, no_format, max_memory, fmt, exclude, force_exclude,
+         config_path, jobs, timeout, stdin_filename, color, shapes, verbose, quiet) -> None:
     """Repair PyTorch layer sizes in source code.
 
     Traces each model on its sample inputs, rewrites every constructor argument
@@ -100,14 +105,14 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, d
     try:
         cli = _cli_spec(inputs, num_classes, output, init, max_memory)
         explicit = _explicit_config(config_path)
+        loading = _loading(sets, exec_module, unbatched)
         if shapes and (stdin_filename or fmt == "lines"):
             raise BadUsage("--shapes takes a target (not --stdin-filename) and --format text or json")
         if stdin_filename:
             sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format,
-                            explicit, unbatched))
+                            explicit, loading))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format, force_exclude, explicit)
-        if unbatched:
-            jobs_list = [_unbatched(job) for job in jobs_list]
+        jobs_list = [loading(job) for job in jobs_list]
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
@@ -148,14 +153,13 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
 def _run(jobs_list, workers, limits, report, mode) -> int:
     from dimfix.api import write_changes
     from dimfix.batch import run_jobs
-    from dimfix.report import unified_diff
+    from dimfix.report import file_diff
 
     total = sum(len(j.models) + len(j.problems) for j in jobs_list)
     progress = _Progress(total if report.fmt == "text" else 0)
     for outcome in run_jobs(jobs_list, workers, limits):
         progress.clear()
-        diff = "".join(unified_diff(display_path(src.path), src.text, text)
-                       for src, text in outcome.changes) or None
+        diff = "".join(file_diff(src, text) for src, text in outcome.changes) or None
         if outcome.changed and mode == "write":
             try:
                 _written.extend(write_changes(outcome.changes))
@@ -168,14 +172,14 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, limits, fmt, config=None, unbatched=False) -> int:
+def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=None) -> int:
     """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
     or the one that came in."""
     from dimfix.batch import run_here
     from dimfix.discover import discover_source
-    from dimfix.report import colorize, unified_diff
+    from dimfix.report import colorize, file_diff
     from dimfix.source import decode_source
 
     raw = sys.stdin.buffer.read()
@@ -183,7 +187,7 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, unbatched=F
         names = [t.rpartition("::")[2] for t in targets if "::" in t]
         source = decode_source(filename, raw)
         job, config = discover_source(source, names, cli, fmt, config)
-        job = _unbatched(job) if unbatched else job
+        job = loading(job) if loading else job
         _check_inputs([job])
         outcome = run_here(job, limits(config))
     except BaseException:
@@ -193,18 +197,12 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, unbatched=F
     fixed = outcome.changes[0][1] if outcome.changed else None
     if report.mode == "dry-run":  # --diff/--dry-run: the diff alone, empty if clean
         if fixed is not None:
-            diff = unified_diff(display_path(filename), source.text, fixed)
+            diff = file_diff(source, fixed)
             click.echo(colorize(diff) if report.color else diff, nl=False, color=report.color)
     else:
         _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
     report.add(outcome, None)
     return report.finish()
-
-
-def _unbatched(job):
-    from dataclasses import replace
-
-    return replace(job, models=tuple(replace(o, unbatched=True) for o in job.models))
 
 
 def _echo_bytes(data: bytes) -> None:
@@ -219,6 +217,18 @@ def _check_inputs(jobs_list) -> None:
     for job in jobs_list:
         for options in job.models:
             check_inputs(options)
+
+
+def _loading(sets, exec_module, unbatched=False):
+    """--set, --exec-module and --unbatched, applied to every model of a job."""
+    from dataclasses import replace
+
+    from dimfix.target import parse_init
+
+    values = parse_init(sets, "--set")
+    return lambda job: replace(job, models=tuple(
+        replace(o, sets=values, exec_module=exec_module, unbatched=unbatched or o.unbatched)
+        for o in job.models))
 
 
 def _cli_spec(inputs, num_classes, output, init, max_memory):

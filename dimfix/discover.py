@@ -14,7 +14,7 @@ from dimfix.config import Config, ModelSpec, find_config, pragma_models
 from dimfix.errors import BadSource, BadUsage
 from dimfix.load import display_path
 from dimfix.records import Options
-from dimfix.source import SourceFile
+from dimfix.source import SourceFile, decode_source
 from dimfix.target import parse_size
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -147,6 +147,8 @@ def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
         return list(specs.values())
     if b"dimfix:" in raw:
         text = raw.decode("utf-8", errors="replace")
+        if path.endswith(".ipynb"):  # pragmas sit in the code cells' script
+            text = decode_source(path, raw).text
         for spec in pragma_models(display_path(path), text):
             # A pragma sits next to the code: it wins over the config table.
             specs[spec.name] = spec.over(specs[spec.name]) if spec.name in specs else spec
@@ -188,7 +190,7 @@ def _python_files(path: str, patterns: Sequence[str], config: Optional[Config],
         )
         for name in sorted(files):
             full = os.path.abspath(os.path.join(folder, name))
-            if name.endswith(".py") and not _excluded(full, patterns, root) \
+            if name.endswith((".py", ".ipynb")) and not _excluded(full, patterns, root) \
                     and _is_regular(full):
                 yield full
 

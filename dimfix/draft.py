@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
+from dimfix.definitions import Loading, explain, plan_loading
 from dimfix.errors import VerifyFailed, DimfixError
 from dimfix.load import Location, check_init, display_path, find_model, import_target
 from dimfix.records import Edit, Options, Unfixable
@@ -40,21 +41,25 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
     display = display_path(path)
-    with recording_sites(is_user_file) as book:
-        module = import_target(loc, texts)
-    target = find_model(module, options.name, display)
-    check_init(target, dict(options.init), f"{display}::{options.name}")
-    trace = trace_model(target, options, is_user_file, book)
+    loading = plan_loading(texts[loc.path], [options.name], options, display)
+    try:
+        with recording_sites(is_user_file) as book:
+            module = _import(loc, texts, loading)
+        target = find_model(module, options.name, display)
+        check_init(target, dict(options.init), f"{display}::{options.name}")
+        trace = trace_model(target, options, is_user_file, book)
+    except DimfixError as e:
+        raise explain(e, loading, [options.name], display) or e
     if not trace.mismatches:
-        return Draft({}, device=trace.device, notes=trace.notes)
+        return Draft({}, notes=loading.notes + trace.notes, device=trace.device)
 
     # Project files may be edited where a value is written; installed ones never.
     editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
     draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True)
     if bold:
         cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
-        draft = replace(draft, fallback=cautious)
-    return draft
+        draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes))
+    return replace(draft, notes=loading.notes + draft.notes)
 
 
 def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, bool]:
@@ -89,8 +94,10 @@ def verify_fix(path: str, texts: Mapping[str, str],
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
+    names = [options.name for options, _ in models]
     try:
-        module = import_target(loc, texts)
+        loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path))
+        module = _import(loc, texts, loading)
     except DimfixError as e:
         raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
     notes = []
@@ -131,6 +138,11 @@ def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tup
         raise VerifyFailed(f"fix did not verify: with the batch doubled, {detail} no longer fits: "
                            "the size depends on the batch size; nothing written")
     return ()
+
+
+def _import(loc: Location, texts: Mapping[str, str], loading: Loading):
+    """Import the target executing ``loading.text`` for it (definitions.py)."""
+    return import_target(loc, {**texts, loc.path: loading.text}, {loc.path: loading.seed})
 
 
 def _portable(record):

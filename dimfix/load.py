@@ -11,7 +11,7 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound
 from dimfix.source import display_path
@@ -67,7 +67,8 @@ class Location:
         return check
 
 
-def import_target(loc: Location, texts: Mapping[str, str]):
+def import_target(loc: Location, texts: Mapping[str, str],
+                  seeds: Optional[Mapping[str, Mapping[str, object]]] = None):
     """Import the file at ``loc`` the way its package imports it, once.
 
     ``texts`` maps absolute paths of the project's files to the text each is to
@@ -75,13 +76,15 @@ def import_target(loc: Location, texts: Mapping[str, str]):
     modules are executed from that text, as the file itself (same ``__file__``,
     same folder), wherever they are imported from: by the package's
     ``__init__``, by a sibling, or by this call. Other modules load as usual.
-    Runs in a child process (see isolate.py): the imports are not undone.
+    ``seeds`` maps some of those paths to globals their module starts with
+    (``--set``). Runs in a child process (see isolate.py): the imports are not undone.
     """
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
     _forget_shadowed(loc)
-    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path})
+    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path},
+                         {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})
     sys.meta_path.insert(0, finder)
     try:
         return importlib.import_module(loc.module)
@@ -100,9 +103,11 @@ def import_target(loc: Location, texts: Mapping[str, str]):
 class _TextFinder(importlib.abc.MetaPathFinder):
     """Serves the given texts for the files at their paths."""
 
-    def __init__(self, texts: Dict[str, str], names: Dict[str, str]) -> None:
+    def __init__(self, texts: Dict[str, str], names: Dict[str, str],
+                 seeds: Optional[Dict[str, Dict[str, object]]] = None) -> None:
         self.texts = texts
         self.names = names  # the target by module name: its file may be notes.txt
+        self.seeds = seeds or {}
 
     def find_spec(self, name, path, target=None):
         if self.names.get(name) in self.texts:
@@ -123,15 +128,20 @@ class _TextFinder(importlib.abc.MetaPathFinder):
     def _spec(self, name, origin, search):
         if search is None and os.path.basename(origin) == "__init__.py":
             search = [os.path.dirname(origin)]
-        loader = _TextLoader(name, origin, self.texts[origin])
+        loader = _TextLoader(name, origin, self.texts[origin], self.seeds.get(origin, {}))
         return importlib.util.spec_from_file_location(
             name, origin, loader=loader, submodule_search_locations=search)
 
 
 class _TextLoader(importlib.machinery.SourceFileLoader):
-    def __init__(self, name: str, path: str, text: str) -> None:
+    def __init__(self, name: str, path: str, text: str, seed: Mapping[str, object]) -> None:
         super().__init__(name, path)
         self.text = text
+        self.seed = seed
+
+    def exec_module(self, module):
+        module.__dict__.update(self.seed)  # --set values, before the first statement
+        super().exec_module(module)
 
     def get_code(self, fullname):
         # Never a cached .pyc: its timestamp says nothing of this text.

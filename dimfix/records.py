@@ -154,6 +154,9 @@ class Options:
     format: bool = True
     output: Optional[str] = None  # which output holds the classes: a dict key or tuple index
     unbatched: bool = False  # the sample input has no batch dimension, on purpose
+    # How the target file is loaded (definitions.py): --set globals, --exec-module.
+    sets: Mapping[str, object] = field(default_factory=dict)
+    exec_module: bool = False
 
     def __post_init__(self) -> None:
         # The CLI's strings are welcome: Options("Net", ["1x3x32x32"]).

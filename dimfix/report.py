@@ -13,6 +13,7 @@ from typing import List, Optional
 import click
 
 from dimfix.batch import ModelOutcome, Outcome
+from dimfix.source import display_path
 
 # Codes for --format lines (and the "code" field of JSON entries).
 FIXABLE, CANNOT_FIX, FAILED = "DIM001", "DIM002", "DIM003"
@@ -24,6 +25,13 @@ def unified_diff(display: str, old_text: str, new_text: str) -> str:
     lines = difflib.unified_diff(old, new, display, f"{display}  (fixed)")
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                    for line in lines)
+
+
+def file_diff(source, new_text: str) -> str:
+    """The diff of one file: a notebook's names each changed cell (``nb.ipynb:cell 4``)."""
+    display = display_path(source.path)
+    return "".join(unified_diff(f"{display}{where}", old, new)
+                   for where, old, new in source.changed_parts(new_text))
 
 
 def _lines(text: str) -> List[str]:

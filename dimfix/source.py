@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import stat
 import tempfile
 import threading
 import tokenize
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from dimfix.errors import BadSource, WriteFailed
 
@@ -36,6 +37,54 @@ class SourceFile:
         if self.newline and self.newline != "\n":
             text = text.replace("\n", self.newline)
         return text.encode(self.encoding)
+
+    def changed_parts(self, text: str) -> List[Tuple[str, str, str]]:
+        """(where, old, new) for a diff: the whole file, named by its path alone."""
+        return [("", self.text, text)]
+
+    def relocate(self, message: str) -> str:
+        """``message`` with this file's ``path:line`` positions as the user reads them."""
+        return message
+
+
+@dataclass(frozen=True)
+class NotebookFile(SourceFile):
+    """A Jupyter notebook: ``text`` is the script of its code cells (notebook.py),
+    and ``encode`` writes changed lines back into their cells, every other byte kept."""
+
+    notebook: Any = None  # notebook.Notebook
+
+    def encode(self, text: str) -> bytes:
+        from dimfix.notebook import write_notebook
+
+        try:
+            return write_notebook(self.notebook, text)
+        except ValueError as e:
+            raise BadSource(f"{display_path(self.path)}: {e}; not written") from None
+
+    def changed_parts(self, text: str) -> List[Tuple[str, str, str]]:
+        new_lines = text.split("\n")
+        parts = []
+        for cell in self.notebook.cells:
+            start = cell.first_line - 1
+            new = [line if line != old else orig for line, old, orig in zip(
+                new_lines[start:start + len(cell.lines)], cell.script_lines, cell.lines)]
+            if new != list(cell.lines):
+                parts.append((f":cell {cell.index + 1}", "\n".join(cell.lines) + "\n",
+                              "\n".join(new) + "\n"))
+        return parts
+
+    def relocate(self, message: str) -> str:
+        """``nb.ipynb:12`` (a script line) -> ``nb.ipynb:cell 4:3`` (a line in that cell)."""
+        def cell(match: "re.Match[str]") -> str:
+            try:
+                number, line = self.notebook.locate(int(match.group(2)))
+            except ValueError:
+                return match.group(0)
+            return f"{match.group(1)}:cell {number}:{line}"
+
+        shown = re.escape(display_path(self.path))
+        return re.sub(rf"(?<![\w./])({shown}):(\d+)", cell, message)
 
 
 MAX_SOURCE_BYTES = 16 * 2**20  # no Python model file is larger; /dev/zero is
@@ -70,6 +119,8 @@ def read_source(path: str) -> SourceFile:
 
 
 def decode_source(path: str, raw: bytes) -> SourceFile:
+    if path.endswith(".ipynb"):
+        return _decode_notebook(path, raw)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
         text = raw.decode(encoding)
@@ -82,6 +133,16 @@ def decode_source(path: str, raw: bytes) -> SourceFile:
     if newline in ("\r\n", "\r"):
         text = text.replace(newline, "\n")
     return SourceFile(path, raw, text, encoding, newline)
+
+
+def _decode_notebook(path: str, raw: bytes) -> NotebookFile:
+    from dimfix.notebook import read_notebook
+
+    try:
+        notebook = read_notebook(raw)
+    except ValueError as e:
+        raise BadSource(f"{display_path(path)}: cannot read the notebook: {e}") from None
+    return NotebookFile(path, raw, notebook.script, "utf-8", "\n", notebook)
 
 
 def _newline_style(text: str) -> Optional[str]:

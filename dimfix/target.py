@@ -76,19 +76,19 @@ def parse_input(text: str) -> InputSpec:
     return InputSpec(tuple(shape), dtype, name)
 
 
-def parse_init(items: Iterable[str]) -> Dict[str, object]:
+def parse_init(items: Iterable[str], flag: str = "--init") -> Dict[str, object]:
     """``KEY=VALUE`` pairs; VALUE must be a Python literal (``ast.literal_eval``)."""
     init: Dict[str, object] = {}
     for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not _IDENT.match(key):
-            raise BadUsage(f"--init {item!r} must be KEY=VALUE, e.g. num_classes=10")
+            raise BadUsage(f"{flag} {item!r} must be KEY=VALUE, e.g. num_classes=10")
         try:
             init[key] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise BadUsage(
-                f"--init {item!r}: {value.strip()!r} is not a Python literal "
+                f"{flag} {item!r}: {value.strip()!r} is not a Python literal "
                 "(numbers, strings, tuples, lists, dicts, True/False/None)"
             ) from None
     return init

@@ -94,7 +94,8 @@ def test_the_models_prints_stay_out_of_json_and_the_editor_buffer(folder):
                           capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == source.replace(b"nn.Linear(4, 2)", b"nn.Linear(6, 2)")
-    verbose = run_process(["prints.py::Chatty", "--input", "2x6", "--check", "-v"], folder)
+    verbose = run_process(["prints.py::Chatty", "--input", "2x6", "--check", "-v",
+                           "--exec-module"], folder)
     assert "hello from import" in verbose.stderr and "forward" in verbose.stderr
 
 
@@ -108,14 +109,20 @@ def test_stdin_mode_gives_the_buffer_back_when_the_model_exits(folder):
 
 
 def test_the_module_runs_once_per_trace_and_data_beside_it_is_found(folder):
+    # Reading a file at import is work: by default it is skipped (definitions.py).
     run = run_process(["beside.py::ReadsConfig", "--input", "2x6"], folder)
+    assert run.code == 2 and "CFG is set by a statement dimfix skips" in run.stderr, run
+    run = run_process(["beside.py::ReadsConfig", "--input", "2x6", "--exec-module"], folder)
     assert run.code == 0, run
     assert 'nn.Linear(6, CFG["classes"])' in (folder / "beside.py").read_text()
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in HOSTILE.iterdir()
                                                               if p.name != "__pycache__")
-    run = run_process(["prints.py::Chatty", "--input", "2x6", "--dry-run", "-v"], folder)
+    run = run_process(["prints.py::Chatty", "--input", "2x6", "--dry-run", "-v",
+                       "--exec-module"], folder)
     # one import for the trace, one for the verification of the new text
     assert run.stderr.count("hello from import") == 2, run.stderr
+    run = run_process(["prints.py::Chatty", "--input", "2x6", "--dry-run", "-v"], folder)
+    assert "\nhello from import" not in run.stderr and "\nbuilding" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("target", ["plain.py::os.makedirs", "plain.py::torch.os.renames",

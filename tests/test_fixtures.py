@@ -1,4 +1,4 @@
-"""Fixtures are the spec: run the CLI on each broken.py and compare bytes."""
+"""Fixtures are the spec: run the CLI on each broken.py (or broken.ipynb) and compare bytes."""
 
 import os
 import re
@@ -18,8 +18,13 @@ def _exit(case):
     return int(path.read_text()) if path.exists() else 0
 
 
+def _broken(case):
+    """``broken.py``, or ``broken.ipynb`` for a notebook case."""
+    return "broken.ipynb" if (FIXTURES / case / "broken.ipynb").exists() else "broken.py"
+
+
 def _expected(case):
-    return (FIXTURES / case / "expected.py").read_bytes()
+    return (FIXTURES / case / _broken(case).replace("broken", "expected")).read_bytes()
 
 
 def _stamp(path):
@@ -30,7 +35,7 @@ def _stamp(path):
 def _pairs(case):
     """(file, its expected bytes) for every file the case's fix edits: broken.py
     (expected.py), and each other project file NAME.py with a NAME.expected."""
-    pairs = [("broken.py", _expected(case))]
+    pairs = [(_broken(case), _expected(case))]
     for other in sorted((FIXTURES / case).glob("*.expected")):
         pairs.append((other.stem + ".py", other.read_bytes()))
     return pairs
@@ -90,10 +95,11 @@ def test_check_passes_after_fix(case, tmp_path, cli):
 def test_one_reason_line_per_fix(case, tmp_path, cli):
     folder = copy_case(case, tmp_path)
     run = cli(_args(case) + ["--dry-run"], folder)
-    before = (FIXTURES / case / "broken.py").read_text(encoding="utf-8").splitlines()
+    before = (FIXTURES / case / _broken(case)).read_text(encoding="utf-8").splitlines()
     after = _expected(case).decode("utf-8").splitlines()
     changed = sum(a != b for a, b in zip(before, after))
-    reasons = [line for line in run.stderr.splitlines() if re.match(r"broken\.py:\d+:\d+: ", line)]
+    reasons = [line for line in run.stderr.splitlines()
+               if re.match(r"broken\.(py|ipynb:cell \d+):\d+:\d+: ", line)]
     fixes = [line for line in reasons if "cannot fix" not in line]
     # One reason line per fixed argument; a changed line may hold several.
     assert len(fixes) >= changed, run
@@ -106,9 +112,9 @@ def test_every_family_has_a_fixture_that_fixes_it():
     from dimfix.families import FAMILIES
 
     fixed_sources = [
-        (FIXTURES / c / "broken.py").read_text(encoding="utf-8")
+        (FIXTURES / c / _broken(c)).read_text(encoding="utf-8")
         for c in cases()
-        if _expected(c) != (FIXTURES / c / "broken.py").read_bytes()
+        if _expected(c) != (FIXTURES / c / _broken(c)).read_bytes()
     ]
     missing = [
         name
