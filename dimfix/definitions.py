@@ -86,7 +86,7 @@ def plan_loading(text: str, names: Sequence[str], options: Options, display: str
 
 
 def explain(error: DimfixError, loading: Loading, names: Sequence[str],
-            display: str) -> Optional[DimfixError]:
+            display: str, text: str = "") -> Optional[DimfixError]:
     """A clearer error when ``error`` comes from a name only a skipped statement binds."""
     seen = set()
     cause: Optional[BaseException] = error
@@ -106,6 +106,20 @@ def explain(error: DimfixError, loading: Loading, names: Sequence[str],
                     f"{display}:{loading.missing[top]}: {top} is set by a statement dimfix skips "
                     "(it does work at import); name the model's class or factory, or pass "
                     "--exec-module")
+    if isinstance(error, TargetNotFound) and "(models in it: " in error.message:
+        # Module-level instances (``model = Net()``) are skipped statements:
+        # name them too, as a target they would be.
+        listed = error.message.rsplit("(models in it: ", 1)[1][:-1].split(", ")
+        lines = text.split("\n")
+        extra = []
+        for n, line in loading.missing.items():
+            built = re.match(rf"\s*{re.escape(n)}\s*=\s*(\w+)\(", lines[line - 1]) \
+                if 0 < line <= len(lines) else None
+            if built and built.group(1) in listed and n not in listed:
+                extra.append(n)
+        if extra:
+            head = error.message.rsplit("(models in it: ", 1)[0]
+            return TargetNotFound(f"{head}(models in it: {', '.join(listed + extra)})")
     return None
 
 

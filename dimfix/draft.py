@@ -49,7 +49,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
         check_init(target, dict(options.init), f"{display}::{options.name}")
         trace = trace_model(target, options, is_user_file, book)
     except DimfixError as e:
-        raise explain(e, loading, [options.name], display) or e
+        raise explain(e, loading, [options.name], display, texts[loc.path]) or e
     if not trace.mismatches:
         return Draft({}, notes=loading.notes + trace.notes, device=trace.device)
 

@@ -137,6 +137,7 @@ _PARSER_METHODS = frozenset(
 )
 _PARSER_MAKERS = frozenset({"add_argument_group", "add_mutually_exclusive_group"})
 _PARSE_CALLS = frozenset({"parse_args", "parse_known_args"})
+_SYS_PATH_CALLS = frozenset({"sys.path.insert", "sys.path.append", "sys.path.extend"})
 _BUILTIN_NAMES = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__"}
 _LINE_SPLIT = re.compile(r"(\r\n|\r|\n)")
 
@@ -348,6 +349,9 @@ class _Planner:
         if isinstance(value, ast.Constant):
             return True
         if isinstance(value, ast.Call) and self.parser_call(value, _PARSER_METHODS):
+            return self.call_args_harmless(value)
+        if isinstance(value, ast.Call) and self.qualname(value.func) in _SYS_PATH_CALLS:
+            # sys.path.insert(0, os.path.dirname(__file__)): the imports after need it.
             return self.call_args_harmless(value)
         return False
 

@@ -577,3 +577,14 @@ def test_descriptions_are_short():
     (first, last, description), = definitions_only(text).skipped
     assert (first, last) == (1, 1)
     assert len(description) <= 64 and description.endswith("...")
+
+
+def test_sys_path_changes_are_kept_for_the_imports_after_them():
+    from dimfix.script import definitions_only
+
+    text = ("import os\nimport sys\n\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), "
+            "'vendor'))\nsys.path.append('lib')\nfrom headlib import make_head\n\ntrain()\n")
+    plan = definitions_only(text)
+    kept = plan.text.splitlines()
+    assert kept[3].startswith("sys.path.insert(0,") and kept[4] == "sys.path.append('lib')"
+    assert kept[7].strip() == "pass"

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""What choosing the edit costs (prints figures; not a test).
+
+For each fixture of issue "The edit its author would make" (names in scope,
+structure, formatting confined, cross-file, probing), side by side in one run:
+
+  fix     the API fixing fixtures/<case>/broken.py in a warm process: trace,
+          candidate edits, rewrite, format, verify (children forked per step)
+  check   the same model already fixed (expected.py): trace only, no search
+  import  python -c "import torch"
+
+"added" is fix - check: what planning, the candidate search and verifying the
+chosen edit add to a run that only traces. Candidates are counted per fix
+(each candidate the planner tried, in order, up to the one it kept), and a
+bold plan that failed verification counts its fallback's verification too.
+Target: median added <= 0.25 x import torch on these small models.
+
+Usage:  python bench/search.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ["scope_param_name", "scope_config_field", "scope_constant", "scope_name_swap",
+         "cat_sum_names", "formatting_confined", "cross_file_edit", "probe_norm_subclass",
+         "origin_shared_constant_one_wrong", "three_wrong_layers"]
+TARGET = 0.25
+
+
+def _args(case):
+    words = (ROOT / "fixtures" / case / "args").read_text().split()
+    target, rest = words[0], words[1:]
+    inputs = [rest[i + 1] for i, w in enumerate(rest) if w == "--input"]
+    return target.split("::")[1], inputs
+
+
+def _timed_fix(folder: Path, name, inputs, which: str):
+    from dimfix.api import fix_file
+
+    start = time.perf_counter()
+    result = fix_file(str(folder / which), inputs, name=name)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    opts = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from dimfix.isolate import warm
+
+    warm()
+    imports = []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in CASES:
+            name, inputs = _args(case)
+            fixes, checks, tried = [], [], []
+            for _ in range(opts.runs):
+                folder = Path(tmp) / case
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(ROOT / "fixtures" / case, folder)
+                for other in folder.glob("*.expected"):
+                    pass
+                t, result = _timed_fix(folder, name, inputs, "broken.py")
+                fixes.append(t)
+                tried.append(sum(e.tried for e in result.edits) or 0)
+                shutil.copy(folder / "expected.py", folder / "broken.py")
+                for other in folder.glob("*.expected"):
+                    shutil.copy(other, folder / (other.stem + ".py"))
+                t, _ = _timed_fix(folder, name, inputs, "broken.py")
+                checks.append(t)
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-c", "import torch"], check=True)
+                imports.append(time.perf_counter() - start)
+            rows.append((case, statistics.median(fixes), statistics.median(checks),
+                         statistics.median(tried), len(result.edits)))
+    imp = statistics.median(imports)
+    print(f"load average {os.getloadavg()[0]:.2f}; import torch {imp * 1000:.0f} ms "
+          f"(median of {len(imports)}); medians of {opts.runs} runs per case")
+    print(f"{'case':34s} {'fixes':>5s} {'tried':>5s} {'fix ms':>7s} {'check ms':>8s} "
+          f"{'added':>7s} {'x import':>8s}")
+    added = []
+    for case, fix, check, tried, n in rows:
+        added.append(fix - check)
+        print(f"{case:34s} {n:5d} {tried:5.0f} {fix * 1000:7.0f} {check * 1000:8.0f} "
+              f"{(fix - check) * 1000:7.0f} {(fix - check) / imp:8.3f}")
+    ratio = statistics.median(added) / imp
+    print(f"median added / import torch: {ratio:.3f}x  target <= {TARGET}x  "
+          f"{'PASS' if ratio <= TARGET else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
