@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import libcst as cst
@@ -175,14 +175,15 @@ class _Planner:
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
         try:
-            for candidate in self._candidates(arg.value, exp, m, local=outside is None):
+            for tried, candidate in enumerate(self._candidates(arg.value, exp, m,
+                                                               local=outside is None), 1):
                 where = next((n for n in candidate.replacements if not self._may_edit(n)), None)
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
                 if self._safe(candidate):
                     self.replacements.update(candidate.replacements)
-                    self.edits.append(self._edit(group, candidate))
+                    self.edits.append(replace(self._edit(group, candidate), tried=tried))
                     return None
         except _Tie as tie:
             names = " or ".join(f"`{n}`" for n in tie.names)
@@ -316,8 +317,6 @@ class _Planner:
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
         """The site's constructions, as if each needed ``value`` (one part of a cat)."""
-        from dataclasses import replace
-
         return [replace(c, required=value) for c in self.by_site.get((m.site.key, m.arg), ())
                 if c.required is not None][:1]
 

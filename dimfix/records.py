@@ -112,6 +112,7 @@ class Edit:
     reason: str
     path: str = ""  # the file edited, as shown to the user
     old_code: str = ""
+    tried: int = 0  # candidate edits the planner weighed, this one included
 
     # The names the README's API example uses.
     @property
