@@ -173,7 +173,7 @@ class Resolver:
         if isinstance(node, (cst.Name, cst.Subscript)):
             yield node
         elif isinstance(node, cst.Attribute):
-            if isinstance(node.value, cst.Name) and node.value.value == "self":
+            if isinstance(node.value, cst.Name):  # self.x, or opt.x of an argparse parser
                 yield node
         elif isinstance(node, cst.BinaryOperation):
             yield from self._resolvable(node.left)
@@ -188,8 +188,31 @@ class Resolver:
         if isinstance(node, cst.Name):
             return self._name(node, site, i, depth, module_level)
         if isinstance(node, cst.Attribute):
-            return self._attribute(node, site, i, depth)
+            if node.value.value == "self":
+                return self._attribute(node, site, i, depth)
+            return self._argparse_default(node, site, i, depth)
         return self._subscript(node, site, i, depth, module_level)
+
+    def _argparse_default(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
+        """``opt.latent_dim`` where ``opt = parser.parse_args()``: the ``default=``
+        of ``parser.add_argument("--latent_dim", ...)``, where the value is written."""
+        scopes, parents = self._scopes(site, i), self._parents(site, i)
+        found = _assignments(scopes, node.value)
+        if len(found) != 1 or not _is_module_scope(found[0]):
+            return None
+        call = _assigned_value(parents, found[0].node)
+        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+                and call.func.attr.value == "parse_args" and isinstance(call.func.value, cst.Name)):
+            return None
+        default = _add_argument_default(self.file(site.chain[i].path).index.module,
+                                        call.func.value.value, node.attr.value)
+        if default is None:
+            return None
+        reads = [n for n in _attribute_reads(self.file(site.chain[i].path).index.module,
+                                             node.value.value, node.attr.value)]
+        binding = Binding(code_of_node(node), tuple(reads))
+        return self._expand(default, site, i, "default", f"default of --{node.attr.value}",
+                            (binding,), depth, module_level=True)
 
     def _name(self, node: cst.Name, site, i, depth, module_level) -> Optional[Expansion]:
         scopes, parents = self._scopes(site, i), self._parents(site, i)
@@ -588,3 +611,44 @@ def _element_values(seq: Expansion) -> List[object]:
     ev = Evaluator(seq.local_values, seq.global_values)
     return [ev.value(e.value) if not isinstance(e, cst.StarredElement) else None
             for e in seq.node.elements]
+
+
+def _add_argument_default(module: cst.Module, parser: str, dest: str) -> Optional[cst.BaseExpression]:
+    """The ``default=`` of the one ``parser.add_argument`` (or one of its groups')
+    whose destination is ``dest``."""
+    found: List[cst.BaseExpression] = []
+
+    class Visit(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            func = call.func
+            if not (isinstance(func, cst.Attribute) and func.attr.value == "add_argument"):
+                return
+            flags = [a.value.evaluated_value for a in call.args
+                     if a.keyword is None and isinstance(a.value, cst.SimpleString)]
+            named = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+            explicit = named.get("dest")
+            target = explicit.evaluated_value if isinstance(explicit, cst.SimpleString) else \
+                next((f.lstrip("-").replace("-", "_") for f in flags if f.startswith("--")),
+                     flags[0].replace("-", "_") if flags else None)
+            if target == dest and "default" in named:
+                found.append(named["default"])
+
+    module.visit(Visit())
+    return found[0] if len(found) == 1 else None
+
+
+def _attribute_reads(module: cst.Module, owner: str, attr: str) -> List[cst.CSTNode]:
+    reads: List[cst.CSTNode] = []
+
+    class Visit(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if isinstance(node.value, cst.Name) and node.value.value == owner \
+                    and node.attr.value == attr:
+                reads.append(node)
+
+    module.visit(Visit())
+    return reads
+
+
+def code_of_node(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)

@@ -82,6 +82,8 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     resolver = Resolver(index, path, dict(init), texts)
     planner = _Planner(index, resolver, path, display, editable, bold)
     planner.expand(trace.constructions)
+    planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
+                        if m.why.startswith("--num-classes")}
     groups: Dict[tuple, List[Mismatch]] = {}
     for m in trace.mismatches:
         key = (m.site.key, m.arg) if m.site is not None else (m.layer_path, m.arg)
@@ -103,6 +105,7 @@ class _Planner:
         self.editable = editable
         self.bold = bold
         self.bold_used = False
+        self.demanded: set = set()  # (layer, argument) set by --num-classes
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
         self.replacements: Replacements = {}
@@ -320,6 +323,10 @@ class _Planner:
         return [replace(c, required=value) for c in self.by_site.get((m.site.key, m.arg), ())
                 if c.required is not None][:1]
 
+    def _is_demanded(self, key: Key) -> bool:
+        """An output size the user asked for (--num-classes) must stay as asked."""
+        return key in self.demanded
+
     def _may_edit(self, node: cst.CSTNode) -> bool:
         if node in self.index.positions:
             return True
@@ -329,8 +336,15 @@ class _Planner:
     def _safe(self, candidate: _Candidate) -> bool:
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
+        # A bold edit where the value is written may change what a layer puts
+        # out (a VAE's decoder following image_size): the layers that read that
+        # output are checked by tracing the edit, not here.
+        follows = self.bold and bool(candidate.label)
         for key, (c, exp) in self.expansions.items():
             if c.required is None or not touched & self.reach[key]:
+                continue
+            if follows and c.arg.startswith("out_") and not self._is_demanded(key):
+                self.bold_used = True
                 continue
             if exp.value(trial) != c.required:
                 return False

@@ -31,6 +31,11 @@ CASES = {
     "too many inputs": (["bad_models.py::Good", "--input", "1x4", "--input", "1x4"],
                         "does not accept the 2 --input tensors"),
     "no --input": (["bad_models.py::Good"], "give a sample input with --input"),
+    "unbatched input": (["bad_models.py::TinyConv", "--input", "3x8x8"],
+                        "--input 3x8x8 looks unbatched to conv (Conv2d); did you mean 1x3x8x8? "
+                        "(pass --unbatched if not)"),
+    "several outputs, no --output": (["bad_models.py::TwoHeads", "--input", "2x4", "--num-classes",
+                                      "3"], "name the one holding the classes with --output KEY"),
     "shape 3xAx4": (["bad_models.py::Good", "--input", "3xAx4"], "'A' is not a positive whole number"),
     "shape 0x3": (["bad_models.py::Good", "--input", "0x3"], "sizes must be at least 1"),
     "shape -1x3": (["bad_models.py::Good", "--input", "-1x3"], "'-1' is not a positive whole number"),

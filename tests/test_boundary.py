@@ -273,3 +273,15 @@ def test_a_parent_that_ran_parallel_cpu_work_still_gets_results(tmp_path):
     case = copy_case("three_wrong_layers", tmp_path)
     result = fix_file(str(case / "broken.py"), ["2x3x32x32"], name="SmallConvNet", timeout=30)
     assert len(result.edits) == 3
+
+
+def test_the_guards_step_aside_when_told(tmp_path):
+    """Negative controls: --unbatched and --output say the input and output are meant."""
+    shutil.copy(ROOT / "tests" / "data" / "bad_models.py", tmp_path / "bad_models.py")
+    run = run_process(["bad_models.py::TinyConv", "--input", "3x8x8", "--unbatched", "--check"],
+                      tmp_path)
+    assert run.code == 0, run
+    run = run_process(["bad_models.py::TwoHeads", "--input", "2x4", "--num-classes", "3",
+                       "--output", "scores", "--dry-run"], tmp_path)
+    assert run.code == 0 and "scores (Linear) out_features 5 -> 3" in run.stderr, run
+    assert "box" not in run.stdout.replace("self.box", "")

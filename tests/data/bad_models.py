@@ -72,3 +72,23 @@ class Forever(nn.Module):
     def forward(self, x):
         while True:
             pass
+
+
+class TinyConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(-3))
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scores = nn.Linear(4, 5)
+        self.box = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return {"scores": self.scores(x), "box": self.box(x)}
