@@ -31,6 +31,7 @@ class FixResult:
     notes: Tuple[str, ...] = ()
     device: str = ""
     printed: str = ""  # what the model's own code printed (for --verbose)
+    output_shape: Tuple[int, ...] = ()  # the output the fix must keep
 
     @property
     def name(self) -> str:
@@ -117,7 +118,7 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
         if not (changed and results):
             break
         checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
-                                         for u in r.unfixable)) for r in results)
+                                         for u in r.unfixable), r.output_shape) for r in results)
         try:
             notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
         except DimfixError as e:
@@ -161,7 +162,8 @@ def _result(options: Options, draft, printed: str, source: SourceFile) -> FixRes
     notes = draft.notes
     if source.newline is None and draft.texts:
         notes += ("mixed line endings: changed lines left unformatted",)
-    return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed)
+    return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed,
+                     draft.output_shape)
 
 
 def _relocated(result: FixResult, source: SourceFile) -> FixResult:

@@ -46,9 +46,17 @@ class Loading:
     missing: Mapping[str, int] = field(default_factory=dict)  # name -> line binding it
 
 
-def plan_loading(text: str, names: Sequence[str], options: Options, display: str) -> Loading:
-    """The text to execute for ``text``, whose models are ``names``."""
+def plan_loading(text: str, names: Sequence[str], options: Options, display: str,
+                 in_package: bool = False) -> Loading:
+    """The text to execute for ``text``, whose models are ``names``.
+
+    A module of a package (``in_package``) is a library file: its package
+    imports it whole anyway, and its module-level calls build configs and
+    registries (timm's ``model_cfgs = dict(...)``), so it runs as written.
+    Definitions-only loading is for scripts and notebooks, which stand alone."""
     sets = dict(options.sets)
+    if in_package and not sets:
+        return Loading(text)
     if options.exec_module:
         if sets:
             raise BadUsage("--set gives values to statements dimfix skips; with "

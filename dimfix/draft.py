@@ -4,6 +4,7 @@ plan and rewrite (``draft_fix``), or trace a rewritten text again
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Sequence, Tuple
@@ -23,6 +24,7 @@ class Draft:
     unfixable: Tuple[Unfixable, ...] = ()
     notes: Tuple[str, ...] = ()
     device: str = ""
+    output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # A cautious plan, when this one changes a value where it is written
     # although reads the trace cannot see follow it: used if this one fails
     # verification.
@@ -41,7 +43,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
     display = display_path(path)
-    loading = plan_loading(texts[loc.path], [options.name], options, display)
+    loading = plan_loading(texts[loc.path], [options.name], options, display, loc.in_package)
     try:
         with recording_sites(is_user_file) as book:
             module = _import(loc, texts, loading)
@@ -51,15 +53,17 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     except DimfixError as e:
         raise explain(e, loading, [options.name], display, texts[loc.path]) or e
     if not trace.mismatches:
-        return Draft({}, notes=loading.notes + trace.notes, device=trace.device)
+        return Draft({}, notes=loading.notes + trace.notes, device=trace.device,
+                     output_shape=trace.output)
 
     # Project files may be edited where a value is written; installed ones never.
     editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
     draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True)
     if bold:
         cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
-        draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes))
-    return replace(draft, notes=loading.notes + draft.notes)
+        draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,
+                                                output_shape=trace.output))
+    return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output)
 
 
 def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, bool]:
@@ -83,7 +87,8 @@ def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, b
 
 
 def verify_fix(path: str, texts: Mapping[str, str],
-               models: Sequence[Tuple[Options, Tuple[Tuple[str, str], ...]]]) -> Tuple[str, ...]:
+               models: Sequence[Tuple[Options, Tuple[Tuple[str, str], ...], Tuple[int, ...]]]
+               ) -> Tuple[str, ...]:
     """Import the rewritten ``texts`` as the files themselves and trace every
     model again; raise VerifyFailed unless only the ``allowed`` (layer path,
     argument) mismatches of each are left. Returns notes for --verbose."""
@@ -94,14 +99,15 @@ def verify_fix(path: str, texts: Mapping[str, str],
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
-    names = [options.name for options, _ in models]
+    names = [options.name for options, _, _ in models]
     try:
-        loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path))
+        loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path),
+                               loc.in_package)
         module = _import(loc, texts, loading)
     except DimfixError as e:
         raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
     notes = []
-    for options, allowed in models:
+    for options, allowed, output in models:
         try:
             target = find_model(module, options.name, display_path(path))
             trace = trace_model(target, options, is_user_file)
@@ -112,10 +118,25 @@ def verify_fix(path: str, texts: Mapping[str, str],
             detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
             raise VerifyFailed(
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
+        _check_output(options, output, trace.output)
         notes.extend(trace.notes)
         if trace.device != "meta":  # on meta a second trace costs seconds; skipped
             notes.extend(_check_doubled_batch(target, options, is_user_file, allowed))
     return tuple(notes)
+
+
+def _check_output(options: Options, before: Tuple[int, ...], after: Tuple[int, ...]) -> None:
+    """An edit may not change what the model puts out (that is the user's
+    contract), except to the shape of its input: a reconstruction (an
+    autoencoder adapted to a new image size) follows its input."""
+    if not before or not after or before == after:
+        return
+    if after[0] == before[0] and any(math.prod(after[1:]) == math.prod(s.shape[1:])
+                                     for s in options.inputs if len(s.shape) > 1):
+        return
+    shown = "x".join(map(str, before)), "x".join(map(str, after))
+    raise VerifyFailed(f"fix did not verify: it changes the model's output from {shown[0]} to "
+                       f"{shown[1]}; nothing written")
 
 
 def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[str, ...]:

@@ -41,6 +41,11 @@ class Location:
             parts = [stem]
         return cls(path, folder, ".".join(parts))
 
+    @property
+    def in_package(self) -> bool:
+        """A module of a package (a folder with ``__init__.py``), not a loose script."""
+        return "." in self.module or os.path.basename(self.path) == "__init__.py"
+
     def is_user_file(self) -> Callable[[str], bool]:
         """Files of the user's project: under the import root, not installed."""
         root = self.root.rstrip(os.sep) + os.sep

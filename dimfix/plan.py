@@ -313,10 +313,33 @@ class _Planner:
         found = names_holding(self.by_site.get((m.site.key, m.arg), ()),
                               exclude=names_in(expr) + [code_of(expr)], ranks=ranks)
         if found.ambiguous:
-            raise _Tie(found.names)
+            nearest = self._nearest_use(found.names, m)
+            if nearest is None:
+                raise _Tie(found.names)
+            found = replace(found, names=(nearest,))
         if found.names:
             yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
                              f"`{found.names[0]}` holds {m.observed} at every layer built here")
+
+    def _nearest_use(self, names: Sequence[str], m: Mismatch) -> Optional[str]:
+        """Of names that hold the size equally, the one the same statement already
+        uses in another call (``norm_layer(lastconv_output_channels)`` beside the
+        wrong ``nn.Linear(...)`` in one ``nn.Sequential``), if exactly one is."""
+        f = self.resolver.file(m.site.call.path)
+        call = f.index.find(m.site.call) if f is not None else None
+        if call is None:
+            return None
+        statement = call
+        while statement is not None and not isinstance(
+                statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            statement = f.parents.get(statement)
+        if statement is None:
+            return None
+        own = set(_descendants(call))
+        used = {code_of(n) for n in _descendants(statement)
+                if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
+        hits = [n for n in names if n in used]
+        return hits[0] if len(hits) == 1 else None
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
         """The site's constructions, as if each needed ``value`` (one part of a cat)."""
@@ -510,3 +533,15 @@ def _contains(expr: cst.CSTNode, kinds) -> bool:
 
     expr.visit(Find())
     return bool(found)
+
+
+def _descendants(node: cst.CSTNode) -> List[cst.CSTNode]:
+    found: List[cst.CSTNode] = []
+
+    class Collect(cst.CSTVisitor):
+        def on_visit(self, n: cst.CSTNode) -> bool:
+            found.append(n)
+            return True
+
+    node.visit(Collect())
+    return found

@@ -99,6 +99,7 @@ class Trace:
     constructions: Tuple[Construction, ...]
     device: str
     notes: Tuple[str, ...] = ()  # for --verbose: what the train-mode pass met
+    output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
 
 
 @dataclass(frozen=True)

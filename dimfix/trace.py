@@ -163,10 +163,12 @@ class _Tracer:
         # mismatch. Another is needed only when the head was resized after it,
         # to see what follows the head; verify traces the new source anyway.
         for _ in range(MAX_PASSES):
-            if not self._check_classes(self._forward()):
+            output = self._forward()
+            if not self._check_classes(output):
                 break
+        shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
         notes = self._train_pass()
-        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes)
+        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape)
 
     def _train_pass(self) -> Tuple[str, ...]:
         """One more pass in train mode: branches taken only in training (an
