@@ -26,6 +26,7 @@ from dimfix.locate import CallIndex, find_argument
 from dimfix.records import Site
 
 MAX_DEPTH = 12
+_DEFAULT = object()  # a parameter no caller gave: its default applies
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,10 @@ class Resolver:
                 return None
             arg = _bound_argument(call, func, name, _is_method(parents, func))
             if arg is MISSING:
-                return None
+                passed = self._through_kwargs(name, site, i + 1, depth, binding)
+                if passed is not _DEFAULT:
+                    return passed
+                arg = None
             if arg is not None:
                 label = f"argument {name} of {_callee(call)}()"
                 return self._expand(arg, site, i + 1, "call-site", label, (binding,), depth)
@@ -287,6 +291,35 @@ class Resolver:
             return None
         return self._expand(param.default, site, i, "default", f"default of {name}",
                             (binding,), depth, module_level=True)
+
+    def _through_kwargs(self, name: str, site, j: int, depth, binding):
+        """``name`` passed on through ``**kwargs`` (torchvision's ``densenet121(**kwargs)``
+        -> ``_densenet(..., **kwargs)`` -> ``DenseNet(..., **kwargs)``): the dict each
+        frame unpacked, as it was, says whether ``name`` was in it. Returns the
+        expansion of the keyword a caller wrote, _DEFAULT when no caller gave it
+        (the parameter's default applies), or None when it cannot be told."""
+        while j < len(site.chain):
+            frame = site.chain[j]
+            f = self.file(frame.path)
+            call = f.index.find(frame) if f is not None else None
+            if call is None:
+                return None
+            written = next((a for a in call.args if a.keyword is not None
+                            and a.keyword.value == name), None)
+            if written is not None:
+                label = f"argument {name} of {_callee(call)}()"
+                return self._expand(written.value, site, j, "call-site", label, (binding,), depth)
+            stars = [a for a in call.args if a.star == "**"]
+            if len(stars) != 1 or any(a.star == "*" for a in call.args) \
+                    or not isinstance(stars[0].value, cst.Name):
+                return None
+            passed = frame.local_values.get(stars[0].value.value)
+            if not isinstance(passed, dict):
+                return None
+            if name not in passed:
+                return _DEFAULT
+            j += 1  # it came into this frame's own **kwargs from the next caller out
+        return None
 
     def _attribute(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
         parents = self._parents(site, i)
