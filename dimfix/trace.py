@@ -217,6 +217,8 @@ class _Tracer:
             for h in hooks:
                 h.remove()
         self.mismatches.extend(m for m, _ in self.views.found[found:])
+        if self.model.training:
+            return None  # train mode's outputs (GoogLeNet's aux heads) are not the classes
         if self.options.num_classes is not None and self.options.output is None:
             _require_output(output)
         return _pick_output(output, self.options.output)
