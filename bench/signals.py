@@ -9,7 +9,10 @@ sends SIGINT or SIGTERM after a random delay, and then checks:
   temp      a ``.*.dimfix`` file beside it, or a ``dimfix-*`` entry in the temp folder
   orphans   a dimfix process (a forked child) still running afterwards
   message   the last stderr line is wrong for what happened: "interrupted;
-            nothing written" when the file was fixed, or a traceback
+            nothing written" when the file was fixed, or a traceback from dimfix
+            (a SIGINT in the first milliseconds, while Python itself starts and
+            before any dimfix code runs, prints Python's traceback: counted
+            apart, as "startup")
 
 Delays are drawn from 0-80 ms (before torch is even imported) and from the
 whole length of an uninterrupted run (measured first), half the rounds each.
@@ -87,7 +90,8 @@ def main() -> None:
         assert code == 0 and (folder / "broken.py").read_bytes() == expected, err
         print(f"an uninterrupted run takes {length:.2f} s; load average {os.getloadavg()[0]:.2f}")
 
-        totals = dict(rounds=0, fixed=0, untouched=0, partial=0, temp=0, orphans=0, message=0)
+        totals = dict(rounds=0, fixed=0, untouched=0, partial=0, temp=0, orphans=0, message=0,
+                      startup=0)
         for sig in (signal.SIGINT, signal.SIGTERM):
             for i in range(opts.rounds):
                 shutil.rmtree(folder)
@@ -106,7 +110,12 @@ def main() -> None:
                 else:
                     totals["partial"] += 1
                     bad = True
-                if "Traceback" in err:
+                if "Traceback" in err and "/dimfix/" not in err and data == original:
+                    # Python itself was still starting (site, encodings): no
+                    # dimfix code had run to install a handler.
+                    totals["startup"] += 1
+                    bad = False
+                elif "Traceback" in err:
                     bad = True
                 totals["message"] += bad
                 if bad and opts.verbose:
@@ -119,7 +128,8 @@ def main() -> None:
                 totals["orphans"] += _orphans("broken.py::SmallConvNet")
 
     print(f"rounds: {totals['rounds']} ({opts.rounds} SIGINT, {opts.rounds} SIGTERM)")
-    print(f"  file fixed: {totals['fixed']}, untouched: {totals['untouched']}")
+    print(f"  file fixed: {totals['fixed']}, untouched: {totals['untouched']}; interrupted while "
+          f"Python itself started (its own traceback, nothing touched): {totals['startup']}")
     for key in ("partial", "temp", "orphans", "message"):
         verdict = "PASS" if totals[key] == 0 else "MISS"
         print(f"  {key:9s}: {totals[key]:4d}   target 0  {verdict}")

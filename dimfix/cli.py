@@ -16,8 +16,7 @@ from dimfix import __version__
 from dimfix.errors import BadUsage, DimfixError
 from dimfix.source import display_path
 
-# Files written by this run: what an interrupt must not deny.
-_written: list = []
+
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,7 +161,7 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
         diff = "".join(file_diff(src, text) for src, text in outcome.changes) or None
         if outcome.changed and mode == "write":
             try:
-                _written.extend(write_changes(outcome.changes))
+                write_changes(outcome.changes)
             except DimfixError as e:
                 outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
                 diff = None
@@ -282,7 +281,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     # objects costs 0.2-0.5 s (bench/latency.py).
     gc.disable()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)
     except SystemExit:
@@ -298,14 +297,19 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
 
         kill_all()
         code = 143 if isinstance(e, _Terminated) else 130
-        if _written:
-            click.echo(f"dimfix: interrupted; written before that: {', '.join(_written)}",
+        from dimfix.source import WRITTEN
+
+        if WRITTEN:
+            click.echo(f"dimfix: interrupted; written before that: {', '.join(WRITTEN)}",
                        err=True)
         else:
             click.echo("dimfix: interrupted; nothing written", err=True)
         sys.exit(code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # The run is over and has said so; an interrupt now would only put a
+        # traceback from torch's exit-time finalizers under the summary.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -57,9 +57,16 @@ def warm() -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import torch  # noqa: F401
+    # An interrupt raised inside torch's import can surface as another error
+    # (a RuntimeError from a class being created): it waits the second the
+    # import takes, then arrives as itself.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torch  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class Child:
@@ -70,10 +77,15 @@ class Child:
         self.capture = tempfile.TemporaryFile(prefix="dimfix-out-")
         self.conn, child_conn = Pipe(duplex=False)
         _live.add(self)
+        # Until the child has its own process group and default handlers, a
+        # Ctrl-C for the parent's group must not reach it (as KeyboardInterrupt
+        # in a copy of the parent's code): held across the fork, released after.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - runs in the child
             self.conn.close()
-            _child_main(fn, args, child_conn, self.capture.fileno(), limits)
+            _child_main(fn, args, child_conn, self.capture.fileno(), limits, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         child_conn.close()
         try:
             os.setpgid(self.pid, self.pid)
@@ -220,7 +232,8 @@ _live: "set[Child]" = set()
 # -- the child side ------------------------------------------------------------------------
 
 
-def _child_main(fn, args, conn: Connection, capture: int, limits: Limits) -> None:  # pragma: no cover
+def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
+                held) -> None:  # pragma: no cover
     code = 0
     try:
         os.setpgid(0, 0)  # the terminal's Ctrl-C goes to the parent, which kills us
@@ -229,6 +242,7 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits) -> Non
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(capture, 1)

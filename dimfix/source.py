@@ -87,6 +87,9 @@ class NotebookFile(SourceFile):
         return re.sub(rf"(?<![\w./])({shown}):(\d+)", cell, message)
 
 
+# Every file write_files replaced in this process, as shown: what a Ctrl-C
+# arriving at any moment reports as written.
+WRITTEN: List[str] = []
 MAX_SOURCE_BYTES = 16 * 2**20  # no Python model file is larger; /dev/zero is
 
 
@@ -186,6 +189,9 @@ def write_files(changes: Sequence[Tuple[SourceFile, bytes]]) -> None:
                 for item in reversed(done):
                     item.rollback()
                 raise
+            # Still with the signals held: an interrupt delivered as they are
+            # released must know these files were written.
+            WRITTEN.extend(item.shown for item in done)
     finally:
         for item in staged:
             item.discard()
