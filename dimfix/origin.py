@@ -21,7 +21,7 @@ import libcst as cst
 from libcst.metadata import ParentNodeProvider, ScopeProvider
 from libcst.metadata.scope_provider import Assignment
 
-from dimfix.exprs import MISSING, Evaluator
+from dimfix.exprs import MISSING, Evaluator, code_of
 from dimfix.locate import CallIndex, find_argument
 from dimfix.records import Site
 
@@ -211,7 +211,7 @@ class Resolver:
             return None
         reads = [n for n in _attribute_reads(self.file(site.chain[i].path).index.module,
                                              node.value.value, node.attr.value)]
-        binding = Binding(code_of_node(node), tuple(reads))
+        binding = Binding(code_of(node), tuple(reads))
         return self._expand(default, site, i, "default", f"default of --{node.attr.value}",
                             (binding,), depth, module_level=True)
 
@@ -682,6 +682,3 @@ def _attribute_reads(module: cst.Module, owner: str, attr: str) -> List[cst.CSTN
     module.visit(Visit())
     return reads
 
-
-def code_of_node(node: cst.CSTNode) -> str:
-    return cst.Module(body=[]).code_for_node(node)

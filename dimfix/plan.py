@@ -346,10 +346,6 @@ class _Planner:
         return [replace(c, required=value) for c in self.by_site.get((m.site.key, m.arg), ())
                 if c.required is not None][:1]
 
-    def _is_demanded(self, key: Key) -> bool:
-        """An output size the user asked for (--num-classes) must stay as asked."""
-        return key in self.demanded
-
     def _may_edit(self, node: cst.CSTNode) -> bool:
         if node in self.index.positions:
             return True
@@ -366,7 +362,7 @@ class _Planner:
         for key, (c, exp) in self.expansions.items():
             if c.required is None or not touched & self.reach[key]:
                 continue
-            if follows and c.arg.startswith("out_") and not self._is_demanded(key):
+            if follows and c.arg.startswith("out_") and key not in self.demanded:
                 self.bold_used = True
                 continue
             if exp.value(trial) != c.required:
