@@ -109,11 +109,21 @@ def make_server():
             results.pop(uri, None)
             publish(uri, {path: []})
             return
-        checked = await check(source, job, limits)
+        def drafted(early) -> None:
+            early_texts = {path: source.text}
+            publish(uri, diagnostics(early, early_texts))
+
+        checked = await check(source, job, limits, drafted)
         results[uri] = checked
         texts = {p: s.text for p, s in (checked.fix.sources.items() if checked.fix else ())}
         texts[path] = source.text
         publish(uri, diagnostics(checked, texts))
+
+    async def _settled(uri: str) -> None:
+        """Wait for the check in flight for ``uri``, if any (a newer save may cancel it)."""
+        task = tasks.get(uri)
+        if task is not None:
+            await asyncio.wait([task])
 
     def schedule(uri: str) -> None:
         if not uri.endswith(".py"):
@@ -144,8 +154,9 @@ def make_server():
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
                     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
-    def code_action(ls, params: types.CodeActionParams):
+    async def code_action(ls, params: types.CodeActionParams):
         uri = params.text_document.uri
+        await _settled(uri)  # diagnostics come after the draft; the fix once verified
         checked = results.get(uri)
         if checked is None or checked.fix is None or not checked.fix.changed:
             return None
@@ -158,8 +169,9 @@ def make_server():
                                  diagnostics=ours or None, edit=edit, is_preferred=True)]
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
-    def hover(ls, params: types.HoverParams):
+    async def hover(ls, params: types.HoverParams):
         uri = params.text_document.uri
+        await _settled(uri)
         checked = results.get(uri)
         if checked is None:
             return None

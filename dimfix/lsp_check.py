@@ -46,14 +46,19 @@ def plan_check(source: SourceFile):
     return job, Limits(timeout, parse_size(memory) if memory else None)
 
 
-async def check(source: SourceFile, job, limits: Limits) -> Checked:
-    from dimfix.api import fix_steps
+async def check(source: SourceFile, job, limits: Limits, drafted=None) -> Checked:
+    """``drafted(checked)``, if given, is called once every model is drafted and
+    before the fix is verified: what the trace found can be shown at once
+    (verifying a 5B model's fix is a second trace); the result returned is
+    the verified one."""
+    from dimfix.api import FileFix, FixResult, fix_steps
     from dimfix.draft import draft_fix
     from dimfix.shapes import ShapedDraft, shape_draft
 
     checked = Checked(source, problems=job.problems, models=tuple(o.name for o in job.models))
     steps = fix_steps(job.path, job.models, source)
     value, error = None, None
+    drafts, failed = [], []
     try:
         while True:
             try:
@@ -61,11 +66,21 @@ async def check(source: SourceFile, job, limits: Limits) -> Checked:
             except StopIteration as stop:
                 checked.fix = stop.value
                 return checked
+            if step.fn is not draft_fix and drafted is not None:
+                results = tuple(FixResult(o, d.edits, d.unfixable) for o, d in drafts)
+                drafted(Checked(source, FileFix(job.path, {job.path: source}, {}, results,
+                                                tuple(failed)),
+                                dict(checked.rows), checked.problems, checked.models))
             fn = shape_draft if step.fn is draft_fix else step.fn
             try:
                 value, error = await run_child(fn, step.args, limits), None
             except DimfixError as e:
                 value, error = None, e
+            if step.fn is draft_fix:
+                if error is None:
+                    drafts.append((step.args[2], value[0]))
+                else:
+                    failed.append((step.args[2], error))
             if isinstance(value and value[0], ShapedDraft):
                 checked.rows[step.name] = value[0].rows
     finally:
