@@ -75,18 +75,26 @@ class Child:
     def __init__(self, fn: Callable, args: Sequence[object], limits: Limits) -> None:
         self.limits = limits
         self.capture = tempfile.TemporaryFile(prefix="dimfix-out-")
+        self.pid = -1
         self.conn, child_conn = Pipe(duplex=False)
-        _live.add(self)
         # Until the child has its own process group and default handlers, a
         # Ctrl-C for the parent's group must not reach it (as KeyboardInterrupt
         # in a copy of the parent's code): held across the fork, released after.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        self.pid = os.fork()
-        if self.pid == 0:  # pragma: no cover - runs in the child
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:  # pragma: no cover - runs in the child
+                self.conn.close()
+                _child_main(fn, args, child_conn, self.capture.fileno(), limits, held)
+            _live.add(self)
+        except OSError:
             self.conn.close()
-            _child_main(fn, args, child_conn, self.capture.fileno(), limits, held)
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        child_conn.close()
+            self.capture.close()
+            raise
+        finally:
+            if self.pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            child_conn.close()
         try:
             os.setpgid(self.pid, self.pid)
         except OSError:
