@@ -4,7 +4,6 @@ CPU; sizes and limits for choosing where to trace."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 from torch import nn
@@ -12,8 +11,7 @@ from torch.nn.parameter import is_lazy
 
 from dimfix.errors import DimfixError, ModelRaised
 from dimfix.load import cuda_hint, user_frame_of
-from dimfix.records import InputSpec, Options
-from dimfix.target import default_max_memory, input_bytes, size_text  # noqa: F401 - for the tracer
+from dimfix.records import Options
 
 
 _INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",

@@ -14,9 +14,6 @@ import click
 
 from dimfix import __version__
 from dimfix.errors import BadUsage, DimfixError
-from dimfix.source import display_path
-
-
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, Pipe, wait
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from dimfix.errors import DimfixError
+from dimfix.target import size_text
 
 CAPTURE_LIMIT = 64 * 1024  # bytes of the user's own output kept for --verbose
 POLL = 0.05  # seconds between memory checks
@@ -133,7 +134,7 @@ class Child:
         if limit and self.base_rss and _rss(self.pid) - self.base_rss > limit + OWN_MEMORY:
             self._kill()
             self.result = (False, Failed(
-                f"the model used more memory than --max-memory allows ({_size(limit)}); "
+                f"the model used more memory than --max-memory allows ({size_text(limit)}); "
                 "killed", "TooBig"))
             self._end()
             return True
@@ -348,12 +349,6 @@ def _rss(pid: int) -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _size(n: int) -> str:
-    from dimfix.target import size_text
-
-    return size_text(n)
 
 
 __all__ = ["Child", "Failed", "Limits", "kill_all", "run_isolated", "warm"]

@@ -19,18 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from dimfix.build import (
-    build,
-    default_max_memory,
-    has_lazy,
-    input_bytes,
-    materialize,
-    nbytes,
-    no_init,
-    size_text,
-    threads,
-    what,
-)
+from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, what
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
 from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
@@ -38,6 +27,7 @@ from dimfix.load import user_frame_of
 from dimfix.probe import probe
 from dimfix.records import Construction, Mismatch, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
+from dimfix.target import default_max_memory, input_bytes, size_text
 from dimfix.views import ViewChecker
 
 # Below this many bytes of weights a CPU trace is faster than meta's ~1.3 s

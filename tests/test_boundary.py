@@ -284,4 +284,5 @@ def test_the_guards_step_aside_when_told(tmp_path):
     run = run_process(["bad_models.py::TwoHeads", "--input", "2x4", "--num-classes", "3",
                        "--output", "scores", "--dry-run"], tmp_path)
     assert run.code == 0 and "scores (Linear) out_features 5 -> 3" in run.stderr, run
+    assert "box (Linear)" not in run.stderr, run  # the regressor keeps its 4 outputs
     assert "box" not in run.stdout.replace("self.box", "")
