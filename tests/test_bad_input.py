@@ -114,7 +114,10 @@ def test_ctrl_c_during_the_trace_writes_nothing(folder):
     """A real SIGINT to the process group, as a terminal sends it: the model's
     child is killed, the parent says so, nothing is written."""
     before = _snapshot(folder)
-    proc = subprocess.Popen([sys.executable, "-m", "dimfix", "bad_models.py::Forever",
+    # The absolute path makes the command line this test's own: another run
+    # of the suite on the machine must not count as a leftover child.
+    target = f"{folder / 'bad_models.py'}::Forever"
+    proc = subprocess.Popen([sys.executable, "-m", "dimfix", target,
                              "--input", "1x4"], cwd=folder, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(4)  # torch imported, the model's forward spinning in its child
@@ -124,7 +127,7 @@ def test_ctrl_c_during_the_trace_writes_nothing(folder):
     assert err.strip() == "dimfix: interrupted; nothing written"
     assert _snapshot(folder) == before
     time.sleep(0.2)
-    assert _running("bad_models.py::Forever") == [], "a child outlived the interrupt"
+    assert _running(target) == [], "a child outlived the interrupt"
 
 
 def test_a_model_raising_keyboard_interrupt_is_the_models_error(folder):
