@@ -91,7 +91,51 @@ class Evaluator:
                 return None
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
             return self._call(node)
+        if isinstance(node, (cst.IfExp, cst.BooleanOperation)):
+            taken = self.taken(node)
+            return None if taken is None else self.value(taken)
+        if isinstance(node, cst.Comparison):
+            return self._compare(node)
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+            value = self.value(node.expression)
+            return None if value is None and not _is_none(node.expression) else not value
         return None
+
+    def taken(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        """The operand whose value ``a if test else b`` or ``a or b`` takes, if
+        the test can be told; ``node`` itself for any other expression."""
+        node = self.override.get(node, node)
+        if isinstance(node, cst.IfExp):
+            test = self._truth(node.test)
+            return None if test is None else node.body if test else node.orelse
+        if isinstance(node, cst.BooleanOperation):
+            left = self._truth(node.left)
+            if left is None:
+                return None
+            if isinstance(node.operator, cst.Or):
+                return node.left if left else node.right
+            return node.right if left else node.left
+        return node
+
+    def _truth(self, node: cst.CSTNode) -> Optional[bool]:
+        value = self.value(node)
+        if value is None and not _is_none(node):
+            return None  # unknown, not None
+        if isinstance(value, (bool, int, float, str, tuple, list, dict)) or value is None:
+            return bool(value)
+        return None
+
+    def _compare(self, node: cst.Comparison) -> object:
+        left = self.value(node.left)
+        for target in node.comparisons:
+            right = self.value(target.comparator)
+            op = _COMPARE.get(type(target.operator))
+            if op is None or not (_is_plain(left) and _is_plain(right)):
+                return None
+            if not op(left, right):
+                return False
+            left = right
+        return True
 
     def _name(self, name: str) -> object:
         if name in self.local_values:
@@ -111,6 +155,27 @@ class Evaluator:
             return _CALLS[func](*values)
         except (TypeError, ValueError, ArithmeticError):
             return None
+
+
+_COMPARE: Dict[type, Callable[[object, object], bool]] = {
+    cst.Equal: lambda a, b: a == b,
+    cst.NotEqual: lambda a, b: a != b,
+    cst.LessThan: lambda a, b: a < b,
+    cst.LessThanEqual: lambda a, b: a <= b,
+    cst.GreaterThan: lambda a, b: a > b,
+    cst.GreaterThanEqual: lambda a, b: a >= b,
+    cst.Is: lambda a, b: a is b,
+    cst.IsNot: lambda a, b: a is not b,
+}
+
+
+def _is_plain(value: object) -> bool:
+    """Values a comparison may be evaluated on without running user code."""
+    return value is None or type(value) in (int, float, bool, str)
+
+
+def _is_none(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
 
 
 def _is_number(value: object) -> bool:

@@ -49,6 +49,7 @@ class Expansion:
     bindings: Tuple[Binding, ...] = ()  # bindings crossed to reach this expression
     subs: Dict[cst.CSTNode, "Expansion"] = field(default_factory=dict)
     path: str = ""  # the file the expression is written in
+    frame: Optional[int] = None  # index in the site's chain of the frame it is read in
 
     def value(self, override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None,
               used: Optional[List[Tuple[cst.Integer, Tuple["Expansion", ...]]]] = None,
@@ -85,10 +86,44 @@ class Expansion:
 
     def passthrough(self) -> "Expansion":
         """Follow bare names to the expression they stand for."""
-        exp = self
-        while exp.node in exp.subs:
-            exp = exp.subs[exp.node]
-        return exp
+        return self.chain()[-1]
+
+    def live(self) -> List["Expansion"]:
+        """The sub-expansions the value reads (not the branch ``a if t else b``
+        did not take)."""
+        read: List[Expansion] = []
+
+        def hook(n):
+            sub = self.subs.get(n)
+            if sub is None:
+                return MISSING
+            read.append(sub)
+            return sub.value()
+
+        Evaluator(self.local_values, self.global_values, hook).value(self.node)
+        return read
+
+    def chain(self) -> List["Expansion"]:
+        """This expansion and each one its bare name stands for, outward."""
+        found = [self]
+        while found[-1].bare() in found[-1].subs:
+            found.append(found[-1].subs[found[-1].bare()])
+        return found
+
+    def bare(self) -> cst.CSTNode:
+        """The part of the expression its value is: the branch ``a if test else b``
+        took, the operand of ``a or b``; the expression itself otherwise."""
+        node = self.node
+        while isinstance(node, (cst.IfExp, cst.BooleanOperation)):
+            def hook(n):
+                sub = self.subs.get(n)
+                return MISSING if sub is None else sub.value()
+
+            taken = Evaluator(self.local_values, self.global_values, hook).taken(node)
+            if taken is None:
+                return node
+            node = taken
+        return node
 
 
 class _File:
@@ -158,7 +193,7 @@ class Resolver:
         frame = site.chain[i]
         local_values = {} if module_level else frame.local_values
         exp = Expansion(node, kind, label, local_values, frame.global_values, bindings,
-                        path=os.path.abspath(frame.path))
+                        path=os.path.abspath(frame.path), frame=None if module_level else i)
         if self.file(frame.path) is None:
             return exp
         if depth < MAX_DEPTH:
@@ -181,6 +216,12 @@ class Resolver:
             yield from self._resolvable(node.right)
         elif isinstance(node, cst.UnaryOperation):
             yield from self._resolvable(node.expression)
+        elif isinstance(node, cst.IfExp):  # ``in_chs if i == 0 else out_chs``
+            yield from self._resolvable(node.body)
+            yield from self._resolvable(node.orelse)
+        elif isinstance(node, cst.BooleanOperation):  # ``out_chs or in_chs``
+            yield from self._resolvable(node.left)
+            yield from self._resolvable(node.right)
         elif isinstance(node, cst.Call):
             for arg in node.args:
                 yield from self._resolvable(arg.value)
@@ -227,6 +268,8 @@ class Resolver:
             current = (frame.global_values if module_level else
                        {**frame.global_values, **frame.local_values}).get(node.value)
             found = [a for a in found if self._gives(a, parents, site, i, current)]
+            if len(found) > 1:
+                found = self._in_force(found, node, site, i)
             if len(found) != 1:
                 return None
         assignment = found[0]
@@ -246,6 +289,29 @@ class Resolver:
             return self._loop_element(node, loop, site, i, depth, binding)
         return None
 
+    def _in_force(self, found: List[Assignment], read: cst.Name, site, i) -> List[Assignment]:
+        """Of bindings that all hold the value, the ones that can reach ``read``
+        on this pass of its loop: on the first pass (the frame's first run of
+        the call), those before the loop; on later passes, those in the loop.
+        A binding in the loop body above the read is in force on every pass."""
+        parents = self._parents(site, i)
+        positions = self.file(site.chain[i].path).index.positions
+        loop = _enclosing(parents, read, (cst.For, cst.While))
+        if loop is None or _enclosing(parents, read, cst.FunctionDef) is not \
+                _enclosing(parents, loop, cst.FunctionDef):
+            return found
+
+        def at(node):
+            return (positions[node].start.line, positions[node].start.column)
+
+        inside = [a for a in found if _within(parents, a.node, loop)]
+        above = [a for a in inside if at(a.node) < at(read)]
+        if above:
+            return above
+        if site.chain[i].visit == 0:
+            return [a for a in found if a not in inside]
+        return inside
+
     def _gives(self, assignment, parents, site, i, current) -> bool:
         """Could ``assignment`` be the binding that holds ``current`` at frame i?"""
         if type(current) is not int:
@@ -254,13 +320,28 @@ class Resolver:
         frame = site.chain[i]
         if isinstance(target, cst.Param):
             if target.default is None:
-                return False  # passed by the caller: any value could be
+                return self._passed(target, parents, site, i) == current
             value = Evaluator({}, frame.global_values).value(target.default)
             return value == current
         value_node = _assigned_value(parents, target)
         if value_node is None:
             return False
         return Evaluator(frame.local_values, frame.global_values).value(value_node) == current
+
+    def _passed(self, param: cst.Param, parents, site, i) -> object:
+        """The value frame i's caller passed for ``param``, if it can be told."""
+        func = _enclosing(parents, param, cst.FunctionDef)
+        if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
+            return MISSING
+        caller = site.chain[i + 1]
+        caller_file = self.file(caller.path)
+        call = caller_file.index.find(caller) if caller_file else None
+        if call is None:
+            return MISSING
+        arg = _bound_argument(call, func, param.name.value, _is_method(parents, func))
+        if arg is None or arg is MISSING:
+            return MISSING
+        return Evaluator(caller.local_values, caller.global_values).value(arg)
 
     def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
         parents = self._parents(site, i)
@@ -490,6 +571,14 @@ def _enclosing(parents, node, kind):
     while node is not None and not isinstance(node, kind):
         node = parents.get(node)
     return node
+
+
+def _within(parents, node, ancestor) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = parents.get(node)
+    return False
 
 
 def _is_method(parents, func: cst.FunctionDef) -> bool:

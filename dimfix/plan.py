@@ -65,6 +65,7 @@ class _Candidate:
     node: cst.CSTNode  # the node whose position the reason line names
     label: str  # "" for an edit of the argument itself, else the origin's name
     because: str = ""  # why this form, for the reason line
+    bindings: tuple = ()  # bindings the new value flows through, besides the literals'
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
@@ -142,7 +143,8 @@ class _Planner:
             literals = exp.literals()
             self.expansions[key] = (c, exp)
             self.literals[key] = literals
-            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals)])
+            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals),
+                                         *_expanded_nodes(exp)])
 
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
@@ -260,6 +262,8 @@ class _Planner:
         if isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             # ``out_chs`` written where ``in_chs`` belongs: the name that holds it.
             yield from self._scope_names(expr, m)
+            # ... or written by a caller that passes it on to here.
+            yield from self._outer_names(exp, m)
         # Arithmetic: solve for one literal, nearest to the layer first and,
         # among those as near, the one that changes least.
         for lit, value, stack in self._solutions(exp, m):
@@ -321,6 +325,28 @@ class _Planner:
             yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
                              f"`{found.names[0]}` holds {m.observed} at every layer built here")
 
+    def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
+        """A name swap further out: the value reaches the layer unchanged through
+        parameters from a name a caller wrote (``Block(in_chs=out_chs)`` where
+        ``prev_chs`` belongs). In that caller's scope, the one name that holds the
+        size at every layer built through that call."""
+        chain = exp.chain()
+        for depth, outer in enumerate(chain[1:], 1):
+            node = outer.bare()
+            if outer.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+                continue
+            # Only the layers whose value flows through this node follow it.
+            group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
+                     for c in self.by_site.get((m.site.key, m.arg), ())
+                     if node in self.reach.get((c.layer_path, c.arg), ())]
+            found = names_holding(group, exclude=names_in(node) + [code_of(node)])
+            if found.ambiguous or not found.names:
+                continue
+            name = found.names[0]
+            bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
+            yield _Candidate({node: cst.parse_expression(name)}, node, outer.label or code_of(node),
+                             f"`{name}` holds {m.observed} there", bindings)
+
     def _nearest_use(self, names: Sequence[str], m: Mismatch) -> Optional[str]:
         """Of names that hold the size equally, the one the same statement already
         uses in another call (``norm_layer(lastconv_output_channels)`` beside the
@@ -367,8 +393,9 @@ class _Planner:
                 continue
             if exp.value(trial) != c.required:
                 return False
+        bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
-                     for node in touched for binding in self._bindings_to(node))
+                     for binding in bindings)
         if unseen and self.bold and candidate.label:
             self.bold_used = True  # the cause, not the symptom: verification decides
             return True
@@ -512,6 +539,14 @@ def _opaque(expr: cst.BaseExpression, declared) -> str:
             "by a call); dimfix changes values written in the file"
         )
     return f"cannot tell how `{code}` gives {declared}"
+
+
+def _expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:
+    """Every expression an expansion was followed through (a caller's argument,
+    a local's value): the nodes an edit further out replaces."""
+    for sub in exp.live():
+        yield sub.node
+        yield from _expanded_nodes(sub)
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
