@@ -91,6 +91,10 @@ class Evaluator:
                 return None
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
             return self._call(node)
+        if isinstance(node, cst.Subscript):
+            return self._subscript(node)
+        if isinstance(node, cst.SimpleString):
+            return node.evaluated_value
         if isinstance(node, (cst.IfExp, cst.BooleanOperation)):
             taken = self.taken(node)
             return None if taken is None else self.value(taken)
@@ -99,6 +103,19 @@ class Evaluator:
         if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
             value = self.value(node.expression)
             return None if value is None and not _is_none(node.expression) else not value
+        return None
+
+    def _subscript(self, node: cst.Subscript) -> object:
+        """``channels[2]``, ``cfg["width"]``: an element of a plain list, tuple
+        or dict the frame holds (exact types only: no user ``__getitem__`` runs)."""
+        if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+            return None
+        base = self.value(node.value)
+        key = self.value(node.slice[0].slice.value)
+        if type(base) in (list, tuple) and type(key) is int and -len(base) <= key < len(base):
+            return base[key]
+        if type(base) is dict and type(key) in (str, int):
+            return base.get(key)
         return None
 
     def taken(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:

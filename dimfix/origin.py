@@ -27,6 +27,7 @@ from dimfix.records import Site
 
 MAX_DEPTH = 12
 _DEFAULT = object()  # a parameter no caller gave: its default applies
+_OUTWARD = object()  # a name that came in through the frame's own **kwargs
 
 
 @dataclass(frozen=True)
@@ -55,26 +56,31 @@ class Expansion:
               used: Optional[List[Tuple[cst.Integer, Tuple["Expansion", ...]]]] = None,
               stack: Tuple["Expansion", ...] = ()) -> Optional[int]:
         """Evaluate, with ``override`` swapping nodes; record literals in ``used``."""
+        result = self.number(override, used, stack)
+        return result if type(result) is int else None
+
+    def number(self, override=None, used=None, stack=()) -> object:
+        """The value, also when it is not an int (``bottleneck_multiplier=1.0``)."""
         stack = stack + (self,)
 
         def hook(node):
             sub = self.subs.get(node)
             if sub is None:
                 return MISSING
-            return sub.value(override, used, stack)
+            return sub.number(override, used, stack)
 
         ev = Evaluator(self.local_values, self.global_values, hook, override)
         result = ev.value(self.node)
         if used is not None:
             used.extend((literal, stack) for literal in ev.used)
-        return result if type(result) is int else None
+        return result
 
     def value_of(self, node: cst.CSTNode) -> object:
         """The value of ``node``, a part of this expression, in its context."""
 
         def hook(n):
             sub = self.subs.get(n)
-            return MISSING if sub is None else sub.value()
+            return MISSING if sub is None else sub.number()
 
         return Evaluator(self.local_values, self.global_values, hook).value(node)
 
@@ -98,7 +104,7 @@ class Expansion:
             if sub is None:
                 return MISSING
             read.append(sub)
-            return sub.value()
+            return sub.number()
 
         Evaluator(self.local_values, self.global_values, hook).value(self.node)
         return read
@@ -117,7 +123,7 @@ class Expansion:
         while isinstance(node, (cst.IfExp, cst.BooleanOperation)):
             def hook(n):
                 sub = self.subs.get(n)
-                return MISSING if sub is None else sub.value()
+                return MISSING if sub is None else sub.number()
 
             taken = Evaluator(self.local_values, self.global_values, hook).taken(node)
             if taken is None:
@@ -197,9 +203,10 @@ class Resolver:
         if self.file(frame.path) is None:
             return exp
         if depth < MAX_DEPTH:
+            plain = Evaluator(local_values, frame.global_values)
             for sub_node in self._resolvable(node):
                 sub = self._resolve(sub_node, site, i, depth + 1, module_level)
-                if sub is not None:
+                if sub is not None and not _disagrees(sub.number(), plain.value(sub_node)):
                     exp.subs[sub_node] = sub
                     self.traversed.add(sub_node)
         return exp
@@ -376,9 +383,12 @@ class Resolver:
     def _through_kwargs(self, name: str, site, j: int, depth, binding):
         """``name`` passed on through ``**kwargs`` (torchvision's ``densenet121(**kwargs)``
         -> ``_densenet(..., **kwargs)`` -> ``DenseNet(..., **kwargs)``): the dict each
-        frame unpacked, as it was, says whether ``name`` was in it. Returns the
-        expansion of the keyword a caller wrote, _DEFAULT when no caller gave it
-        (the parameter's default applies), or None when it cannot be told."""
+        frame unpacked, as it was, says whether ``name`` was in it. A frame's own
+        ``**kwargs`` came from the next caller out; a dict it built itself
+        (``model_args = dict(num_features=...)``, ``**dict(model_args, **kwargs)``)
+        holds the expression written for it. Returns the expansion of that
+        expression, _DEFAULT when no caller gave it (the parameter's default
+        applies), or None when it cannot be told."""
         while j < len(site.chain):
             frame = site.chain[j]
             f = self.file(frame.path)
@@ -391,16 +401,66 @@ class Resolver:
                 label = f"argument {name} of {_callee(call)}()"
                 return self._expand(written.value, site, j, "call-site", label, (binding,), depth)
             stars = [a for a in call.args if a.star == "**"]
-            if len(stars) != 1 or any(a.star == "*" for a in call.args) \
-                    or not isinstance(stars[0].value, cst.Name):
+            if len(stars) != 1 or any(a.star == "*" for a in call.args):
                 return None
-            passed = frame.local_values.get(stars[0].value.value)
-            if not isinstance(passed, dict):
+            found = self._dict_entry(stars[0].value, name, site, j, depth, binding, 0)
+            if found is not _OUTWARD:
+                return found
+            j += 1  # it came into this frame's own **kwargs from the next caller out
+        return None
+
+    def _dict_entry(self, node, name: str, site, j: int, depth, binding, hops: int):
+        """The expression a dict unpacked in frame j holds for key ``name``: an
+        expansion, _DEFAULT if the dict does not hold it, _OUTWARD if it came in
+        through the frame's own ``**kwargs``, or None if it cannot be told."""
+        frame = site.chain[j]
+        if hops > 4:
+            return None
+        if isinstance(node, cst.Name):
+            passed = Evaluator(frame.local_values, frame.global_values).value(node)
+            if type(passed) is not dict:
                 return None
             if name not in passed:
                 return _DEFAULT
-            j += 1  # it came into this frame's own **kwargs from the next caller out
-        return None
+            if node.value == self._varkw(site, j):
+                return _OUTWARD
+            found = _assignments(self._scopes(site, j), node)
+            if len(found) != 1 or isinstance(found[0].node, cst.Param):
+                return None
+            value = _assigned_value(self._parents(site, j), found[0].node)
+            if value is None or not self._in_frame_function(found[0].node, site, j):
+                return None
+            self.traversed.add(node)
+            found = self._dict_entry(value, name, site, j, depth, binding, hops + 1)
+            return None if found is _DEFAULT else found  # set later (``args["x"] = ...``)
+        if _is_call_to(node, "dict"):
+            entries = [(a.keyword.value if a.keyword else None, a.star, a.value) for a in node.args]
+        elif isinstance(node, cst.Dict):
+            entries = [(e.key.evaluated_value if isinstance(e, cst.DictElement)
+                        and isinstance(e.key, cst.SimpleString) else None,
+                        "**" if isinstance(e, cst.StarredDictElement) else "", e.value)
+                       for e in node.elements]
+        else:
+            return None
+        for key, star, value in reversed(entries):  # later entries win
+            if key == name:
+                label = f"{name} in the dict built here"
+                return self._expand(value, site, j, "call-site", label, (binding,), depth)
+            if key is None and (star == "**" or isinstance(node, cst.Call)):
+                inner = self._dict_entry(value, name, site, j, depth, binding, hops + 1)
+                if inner is not _DEFAULT:
+                    return inner
+        return _DEFAULT
+
+    def _varkw(self, site, j: int) -> Optional[str]:
+        """The name of frame j's ``**kwargs`` parameter, if its function has one."""
+        f = self.file(site.chain[j].path)
+        call = f.index.find(site.chain[j]) if f is not None else None
+        func = _enclosing(f.parents, call, cst.FunctionDef) if call is not None else None
+        if func is None or func.name.value != site.chain[j].function:
+            return None
+        star = func.params.star_kwarg
+        return star.name.value if isinstance(star, cst.Param) else None
 
     def _attribute(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
         parents = self._parents(site, i)
@@ -571,6 +631,14 @@ def _enclosing(parents, node, kind):
     while node is not None and not isinstance(node, kind):
         node = parents.get(node)
     return node
+
+
+def _disagrees(followed: object, held: object) -> bool:
+    """A followed value that is not what the frame held: the expansion went
+    wrong somewhere (a value it cannot evaluate), so the name stays a leaf."""
+    if type(held) not in (int, float, bool):
+        return False
+    return type(followed) not in (int, float, bool) or followed != held
 
 
 def _within(parents, node, ancestor) -> bool:

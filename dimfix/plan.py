@@ -292,7 +292,7 @@ class _Planner:
         name's size (``HIDDEN * 2``), or the name's size and others that names
         in scope hold (``embedding_dim + hidden_dim``); never ``num_classes * 4``."""
         want = m.observed
-        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
+        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)) or _read_at_run_time(exp):
             return
         current = exp.value()
         parts = list(m.parts)
@@ -443,12 +443,14 @@ class _Planner:
                 if os.path.abspath(frame.path) == self.path:
                     line, col = frame.line, self.index.char_col(frame.line, frame.col) + 1
                     break
-        reason = f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {why}"
         for x in group:
+            reason = f"{x.layer_path} ({x.kind}) {x.arg} {x.declared} -> {x.observed} ({x.why}): {why}"
             self.unfixable.append(Unfixable(x, path, line, col, reason))
 
     def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
         code = code_of(expr)
+        if _read_at_run_time(exp):
+            return _opaque(exp.passthrough().bare(), m.declared)
         origin = exp.passthrough()
         if origin is not exp:
             return (
@@ -547,6 +549,13 @@ def _expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:
     for sub in exp.live():
         yield sub.node
         yield from _expanded_nodes(sub)
+
+
+def _read_at_run_time(exp: Expansion) -> bool:
+    """The value is an element of a container built at run time (a JSON
+    config's ``CONFIG["hidden"]``): no place in the files writes it."""
+    leaf = exp.passthrough().bare()
+    return isinstance(leaf, cst.Subscript) and leaf not in exp.passthrough().subs
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
