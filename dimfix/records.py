@@ -103,6 +103,7 @@ class Trace:
     device: str
     notes: Tuple[str, ...] = ()  # for --verbose: what the train-mode pass met
     output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
+    stopped: str = ""  # the forward raised after these mismatches (errors.Stopped)
 
 
 @dataclass(frozen=True)
