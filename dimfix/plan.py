@@ -314,16 +314,11 @@ class _Planner:
         """The one name in scope that holds the size at every layer built here."""
         if m.site is None:
             return
-        found = names_holding(self.by_site.get((m.site.key, m.arg), ()),
-                              exclude=names_in(expr) + [code_of(expr)], ranks=ranks)
-        if found.ambiguous:
-            nearest = self._nearest_use(found.names, m)
-            if nearest is None:
-                raise _Tie(found.names)
-            found = replace(found, names=(nearest,))
-        if found.names:
-            yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
-                             f"`{found.names[0]}` holds {m.observed} at every layer built here")
+        name = self._holding(self.by_site.get((m.site.key, m.arg), ()), m.site.call, expr,
+                             ranks, tie=True)
+        if name:
+            yield _Candidate({expr: cst.parse_expression(name)}, expr, "",
+                             f"`{name}` holds {m.observed} at every layer built here")
 
     def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A name swap further out: the value reaches the layer unchanged through
@@ -339,33 +334,55 @@ class _Planner:
             group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
                      for c in self.by_site.get((m.site.key, m.arg), ())
                      if node in self.reach.get((c.layer_path, c.arg), ())]
-            found = names_holding(group, exclude=names_in(node) + [code_of(node)])
-            if found.ambiguous or not found.names:
-                continue
-            name = found.names[0]
-            bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
-            yield _Candidate({node: cst.parse_expression(name)}, node, outer.label or code_of(node),
-                             f"`{name}` holds {m.observed} there", bindings)
+            name = self._holding(group, m.site.chain[outer.frame], node, ALL, tie=False)
+            if name:
+                bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
+                yield _Candidate({node: cst.parse_expression(name)}, node,
+                                 outer.label or code_of(node), f"`{name}` holds {m.observed} there",
+                                 bindings)
 
-    def _nearest_use(self, names: Sequence[str], m: Mismatch) -> Optional[str]:
-        """Of names that hold the size equally, the one the same statement already
-        uses in another call (``norm_layer(lastconv_output_channels)`` beside the
-        wrong ``nn.Linear(...)`` in one ``nn.Sequential``), if exactly one is."""
-        f = self.resolver.file(m.site.call.path)
-        call = f.index.find(m.site.call) if f is not None else None
+    def _holding(self, constructions, frame, expr, ranks, tie: bool) -> Optional[str]:
+        """The name for ``expr`` at the call ``frame`` runs: of the names that hold
+        each construction's size, one the same statement already uses elsewhere
+        (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
+        in one ``nn.Sequential``) before any other, and never a loop variable
+        read after its loop. Two that tie raise _Tie if ``tie``, else None."""
+        used, leftovers = self._context(frame)
+        found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
+                              ranks=ranks, prefer=used)
+        if found.ambiguous:
+            if tie:
+                raise _Tie(found.names)
+            return None
+        return found.names[0] if found.names else None
+
+    def _context(self, frame) -> Tuple[set, set]:
+        """(names the statement of ``frame``'s call uses outside the call, loop
+        variables of loops in its function that the call is not in)."""
+        f = self.resolver.file(frame.path)
+        call = f.index.find(frame) if f is not None else None
         if call is None:
-            return None
-        statement = call
-        while statement is not None and not isinstance(
-                statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            statement = f.parents.get(statement)
-        if statement is None:
-            return None
+            return set(), set()
+        statement, loops, node = None, set(), call
+        while node is not None:
+            if statement is None and isinstance(node, (cst.SimpleStatementLine,
+                                                       cst.BaseCompoundStatement)):
+                statement = node
+            if isinstance(node, cst.For):
+                loops.add(node)
+            if isinstance(node, cst.FunctionDef):
+                break
+            node = f.parents.get(node)
         own = set(_descendants(call))
-        used = {code_of(n) for n in _descendants(statement)
+        used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
-        hits = [n for n in names if n in used]
-        return hits[0] if len(hits) == 1 else None
+        leftovers = set()
+        if node is not None:
+            for loop in _descendants(node.body):
+                if isinstance(loop, cst.For) and loop not in loops:
+                    leftovers.update(n.value for n in _descendants(loop.target)
+                                     if isinstance(n, cst.Name))
+        return used, leftovers
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
         """The site's constructions, as if each needed ``value`` (one part of a cat)."""
