@@ -66,6 +66,11 @@ class _Candidate:
     label: str  # "" for an edit of the argument itself, else the origin's name
     because: str = ""  # why this form, for the reason line
     bindings: tuple = ()  # bindings the new value flows through, besides the literals'
+    phase: int = 2  # _WRITTEN, _NAME or _OTHER: see _Planner.plan
+
+
+_WRITTEN, _NAME, _OTHER = range(3)
+_STRICT, _LENIENT = 1, 2
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
@@ -179,22 +184,33 @@ class _Planner:
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
+        # An edit where the value is written that only verification can judge
+        # (reads the trace cannot see follow it) waits behind the names in
+        # scope: a name swapped for another is fixed by the right name, not by
+        # changing what the wrong one holds everywhere.
+        held = None
         try:
             for tried, candidate in enumerate(self._candidates(arg.value, exp, m,
                                                                local=outside is None), 1):
+                if held is not None and candidate.phase == _OTHER:
+                    break
                 where = next((n for n in candidate.replacements if not self._may_edit(n)), None)
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
-                if self._safe(candidate):
-                    self.replacements.update(candidate.replacements)
-                    self.edits.append(replace(self._edit(group, candidate), tried=tried))
-                    return None
+                verdict = self._safe(candidate)
+                if verdict == _LENIENT and candidate.phase == _WRITTEN:
+                    held = held or (tried, candidate)
+                elif verdict:
+                    return self._take(group, candidate, tried, verdict)
         except _Tie as tie:
-            names = " or ".join(f"`{n}`" for n in tie.names)
-            return self._refuse(group, arg.value,
-                                f"`{code_of(arg.value)}` could be {names}: each holds "
-                                f"{m.observed} at every layer built here; dimfix will not guess")
+            if held is None:
+                names = " or ".join(f"`{n}`" for n in tie.names)
+                return self._refuse(group, arg.value,
+                                    f"`{code_of(arg.value)}` could be {names}: each holds "
+                                    f"{m.observed} at every layer built here; dimfix will not guess")
+        if held is not None:
+            return self._take(group, held[1], held[0], _LENIENT)
         if outside is not None:
             return self._refuse(group, *outside)
         if elsewhere is not None:
@@ -204,6 +220,11 @@ class _Planner:
                                 f"the value is written in {shown}, installed code that dimfix "
                                 "does not edit")
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
+
+    def _take(self, group, candidate: _Candidate, tried: int, verdict: int) -> None:
+        self.bold_used = self.bold_used or verdict == _LENIENT
+        self.replacements.update(candidate.replacements)
+        self.edits.append(replace(self._edit(group, candidate), tried=tried))
 
     def _plan_tuple(self, group: Sequence[Mismatch], arg: cst.Arg) -> None:
         """A shape written as a tuple or list of literals: change the elements."""
@@ -258,7 +279,8 @@ class _Planner:
         if origin is not exp and isinstance(origin.node, cst.Integer):
             # The value is written elsewhere, unchanged on its way: fix it there.
             lit = origin.node
-            yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label)
+            yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label,
+                             phase=_WRITTEN)
         if isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             # ``out_chs`` written where ``in_chs`` belongs: the name that holds it.
             yield from self._scope_names(expr, m)
@@ -318,7 +340,7 @@ class _Planner:
                              ranks, tie=True)
         if name:
             yield _Candidate({expr: cst.parse_expression(name)}, expr, "",
-                             f"`{name}` holds {m.observed} at every layer built here")
+                             f"`{name}` holds {m.observed} at every layer built here", phase=_NAME)
 
     def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A name swap further out: the value reaches the layer unchanged through
@@ -339,7 +361,7 @@ class _Planner:
                 bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
                 yield _Candidate({node: cst.parse_expression(name)}, node,
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
-                                 bindings)
+                                 bindings, phase=_NAME)
 
     def _holding(self, constructions, frame, expr, ranks, tie: bool) -> Optional[str]:
         """The name for ``expr`` at the call ``frame`` runs: of the names that hold
@@ -395,28 +417,33 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate) -> bool:
+    def _safe(self, candidate: _Candidate) -> int:
+        """_STRICT if every read of what the candidate changes is a traced layer
+        argument that gets its size; _LENIENT if a bold plan may try it (reads
+        the trace cannot see, or outputs that change: verification decides);
+        else 0."""
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
         # out (a VAE's decoder following image_size): the layers that read that
         # output are checked by tracing the edit, not here.
         follows = self.bold and bool(candidate.label)
+        verdict = _STRICT
         for key, (c, exp) in self.expansions.items():
             if c.required is None or not touched & self.reach[key]:
                 continue
             if follows and c.arg.startswith("out_") and key not in self.demanded:
-                self.bold_used = True
+                verdict = _LENIENT
                 continue
             if exp.value(trial) != c.required:
-                return False
+                return 0
         bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for binding in bindings)
-        if unseen and self.bold and candidate.label:
-            self.bold_used = True  # the cause, not the symptom: verification decides
-            return True
-        return not unseen
+        if unseen:
+            # the cause, not the symptom: verification decides
+            return _LENIENT if self.bold and candidate.label else 0
+        return verdict
 
     def _bindings_to(self, node):
         for literals in self.literals.values():
