@@ -75,7 +75,8 @@ _STRICT, _LENIENT = 1, 2
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
                init: Mapping[str, object] = (), texts: Mapping[str, str] = (),
-               editable: Callable[[str], bool] = lambda p: False, bold: bool = False) -> Plan:
+               editable: Callable[[str], bool] = lambda p: False, bold: bool = False,
+               names_only: bool = False) -> Plan:
     """Edits for ``trace``'s mismatches in the file ``path`` holding ``text``.
 
     Values written in other files may be edited where ``editable(path)`` says
@@ -83,10 +84,13 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     text of files that differ from disk. With ``bold``, a value is changed
     where it is written even when reads the trace cannot see (a label list, a
     view in an untraced branch) would follow: the caller verifies that plan by
-    tracing it and keeps a cautious one (``bold=False``) to fall back on."""
+    tracing it and keeps a cautious one (``bold=False``) to fall back on. With
+    ``names_only`` too, only a name swap may be bold (a text traced again
+    rather than verified next: no value changed where it is written)."""
     index = CallIndex(text, display)
     resolver = Resolver(index, path, dict(init), texts)
     planner = _Planner(index, resolver, path, display, editable, bold)
+    planner.names_only = names_only
     planner.expand(trace.constructions)
     planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
                         if m.why.startswith("--num-classes")}
@@ -111,6 +115,7 @@ class _Planner:
         self.editable = editable
         self.bold = bold
         self.bold_used = False
+        self.names_only = False  # bold for name swaps only
         self.demanded: set = set()  # (layer, argument) set by --num-classes
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
@@ -200,7 +205,8 @@ class _Planner:
                     continue  # installed packages and the standard library are never edited
                 verdict = self._safe(candidate)
                 if verdict == _LENIENT and candidate.phase == _WRITTEN:
-                    held = held or (tried, candidate)
+                    if not self.names_only:
+                        held = held or (tried, candidate)
                 elif verdict:
                     return self._take(group, candidate, tried, verdict)
         except _Tie as tie:
@@ -367,9 +373,9 @@ class _Planner:
         """The name for ``expr`` at the call ``frame`` runs: of the names that hold
         each construction's size, one the same statement already uses elsewhere
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
-        in one ``nn.Sequential``) before any other, and never a loop variable
-        read after its loop. Two that tie raise _Tie if ``tie``, else None."""
-        used, leftovers = self._context(frame)
+        in one ``nn.Sequential``) before any other, and never a loop variable read after its loop. Two
+        that tie raise _Tie if ``tie``, else None."""
+        used, leftovers = self._context(frame, expr)
         found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
                               ranks=ranks, prefer=used)
         if found.ambiguous:
@@ -378,7 +384,7 @@ class _Planner:
             return None
         return found.names[0] if found.names else None
 
-    def _context(self, frame) -> Tuple[set, set]:
+    def _context(self, frame, expr) -> Tuple[set, set]:
         """(names the statement of ``frame``'s call uses outside the call, loop
         variables of loops in its function that the call is not in)."""
         f = self.resolver.file(frame.path)
@@ -395,7 +401,7 @@ class _Planner:
             if isinstance(node, cst.FunctionDef):
                 break
             node = f.parents.get(node)
-        own = set(_descendants(call))
+        own = set(_descendants(call))  # not its own arguments: in == out is no sign
         used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
         leftovers = set()
