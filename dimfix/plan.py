@@ -36,6 +36,7 @@ class Plan:
     index: CallIndex
     resolver: Resolver
     bold: bool = False  # an origin edit relies on verification, not on accounted reads
+    bold_written: bool = False  # ... and one of them changed a value where it is written
 
     def new_texts(self) -> Dict[str, str]:
         """The new text of every file the replacements touch, by absolute path."""
@@ -102,7 +103,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         planner.plan(group)
     edits = sorted(planner.edits, key=lambda e: (e.path != display, e.path, e.line, e.col))
     return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
-                resolver, planner.bold_used)
+                resolver, planner.bold_used, planner.bold_written)
 
 
 class _Planner:
@@ -116,6 +117,7 @@ class _Planner:
         self.bold = bold
         self.bold_used = False
         self.names_only = False  # bold for name swaps only
+        self.bold_written = False  # a bold edit changed a value where it is written
         self.demanded: set = set()  # (layer, argument) set by --num-classes
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
@@ -229,6 +231,7 @@ class _Planner:
 
     def _take(self, group, candidate: _Candidate, tried: int, verdict: int) -> None:
         self.bold_used = self.bold_used or verdict == _LENIENT
+        self.bold_written = self.bold_written or (verdict == _LENIENT and candidate.phase == _WRITTEN)
         self.replacements.update(candidate.replacements)
         self.edits.append(replace(self._edit(group, candidate), tried=tried))
 
@@ -375,7 +378,7 @@ class _Planner:
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
         in one ``nn.Sequential``) before any other, and never a loop variable read after its loop. Two
         that tie raise _Tie if ``tie``, else None."""
-        used, leftovers = self._context(frame, expr)
+        used, leftovers = self._context(frame)
         found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
                               ranks=ranks, prefer=used)
         if found.ambiguous:
@@ -384,7 +387,7 @@ class _Planner:
             return None
         return found.names[0] if found.names else None
 
-    def _context(self, frame, expr) -> Tuple[set, set]:
+    def _context(self, frame) -> Tuple[set, set]:
         """(names the statement of ``frame``'s call uses outside the call, loop
         variables of loops in its function that the call is not in)."""
         f = self.resolver.file(frame.path)
@@ -442,6 +445,12 @@ class _Planner:
                 verdict = _LENIENT
                 continue
             if exp.value(trial) != c.required:
+                if follows and candidate.phase == _NAME and c.required == c.declared:
+                    # A layer that fit what arrived: what arrives follows the
+                    # right name too (a block built with the wrong width gave
+                    # its norm that width). Verification decides.
+                    verdict = _LENIENT
+                    continue
                 return 0
         bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
