@@ -407,13 +407,15 @@ class _Planner:
         own = set(_descendants(call))  # not its own arguments: in == out is no sign
         used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
+        def targets(loop):
+            return {n.value for n in _descendants(loop.target) if isinstance(n, cst.Name)}
+
         leftovers = set()
         if node is not None:
             for loop in _descendants(node.body):
                 if isinstance(loop, cst.For) and loop not in loops:
-                    leftovers.update(n.value for n in _descendants(loop.target)
-                                     if isinstance(n, cst.Name))
-        return used, leftovers
+                    leftovers |= targets(loop)
+        return used, leftovers - {name for loop in loops for name in targets(loop)}
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
         """The site's constructions, as if each needed ``value`` (one part of a cat)."""
