@@ -209,6 +209,8 @@ class _Planner:
                 if verdict == _LENIENT and candidate.phase == _WRITTEN:
                     if not self.names_only:
                         held = held or (tried, candidate)
+                elif verdict == _LENIENT and held is not None:
+                    continue  # a name verification must judge does not beat the cause
                 elif verdict:
                     return self._take(group, candidate, tried, verdict)
         except _Tie as tie:
@@ -440,6 +442,7 @@ class _Planner:
         # output are checked by tracing the edit, not here.
         follows = self.bold and bool(candidate.label)
         verdict = _STRICT
+        fixed, knocked = 0, 0
         for key, (c, exp) in self.expansions.items():
             if c.required is None or not touched & self.reach[key]:
                 continue
@@ -450,10 +453,14 @@ class _Planner:
                 if follows and candidate.phase == _NAME and c.required == c.declared:
                     # A layer that fit what arrived: what arrives follows the
                     # right name too (a block built with the wrong width gave
-                    # its norm that width). Verification decides.
+                    # its norm that width), a few at most. Verification decides.
+                    knocked += 1
                     verdict = _LENIENT
                     continue
                 return 0
+            fixed += c.required != c.declared
+        if knocked > 2 * fixed:
+            return 0
         bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for binding in bindings)
