@@ -18,7 +18,8 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import libcst as cst
 
-from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
+from dimfix.exprs import (MISSING, Evaluator, Replacements, code_of, names_in,
+                          product_factors, refit_product)
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
@@ -270,17 +271,22 @@ class _Planner:
             yield from self._local(expr, exp, m)
 
     def _solutions(self, exp: Expansion, m: Mismatch, nearest_only: bool = False):
+        # Keep the form: in ``128 * ds_size ** 2`` fed 128x2x2 the 128 already
+        # reads as the channels; the spatial factor, and where it comes from, is
+        # what differs. Literals of factors that agree come last.
+        settled = _settled(exp, m.factors)
         found = []
         for lit, stack in self.literals[(m.layer_path, m.arg)]:
             value = _solve(exp, lit, m.observed, self.replacements)
             if value is not None:
                 old = int(lit.evaluated_value)
                 change = abs(math.log(value / old)) if old > 0 else math.inf
-                found.append((len(stack), change, lit, value, stack))
-        found.sort(key=lambda f: (f[0], f[1]))
+                agrees = (lit if len(stack) == 1 else _sub_key(exp, stack[1])) in settled
+                found.append((agrees, len(stack), change, lit, value, stack))
+        found.sort(key=lambda f: f[:3])
         if nearest_only and found:
             found = found[:1]
-        return [(lit, value, stack) for _, _, lit, value, stack in found]
+        return [(lit, value, stack) for _, _, _, lit, value, stack in found]
 
     def _local(self, expr, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A new expression at this call. Arithmetic on a name only where the
@@ -439,7 +445,9 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
         return exp.value({**base, lit: lit.with_changes(value=str(v))})
 
     here, nxt = at(old), at(old + 1)
-    guesses = []
+    # Where ``//`` leaves a range of answers (``img_size // 16 == 2`` for 32..47),
+    # the one that divides exactly (32), as its author would: solved with ``/``.
+    guesses = _exact_guesses(exp, lit, want, base)
     if here is not None and nxt is not None and nxt != here and (want - here) % (nxt - here) == 0:
         guesses.append(old + (want - here) // (nxt - here))
     if here:
@@ -448,6 +456,90 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
         if v > 0 and v != old and at(v) == want:
             return v
     return None
+
+
+def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> List[int]:
+    """Values of ``lit`` near which ``exp``, with ``//`` read as ``/``, gives
+    exactly ``want`` (a few secant steps: powers and products converge fast)."""
+    old = int(lit.evaluated_value)
+    swaps = dict(base)
+    for node in _floor_divisions(exp):
+        swaps.setdefault(node, node.with_changes(operator=cst.Divide()))
+
+    def f(v: int) -> Optional[float]:
+        return _real_value(exp, {**swaps, lit: lit.with_changes(value=str(v))})
+
+    x0, x1 = old, old + 1
+    f0, f1 = f(x0), f(x1)
+    for _ in range(16):
+        if f0 is None or f1 is None or f1 == f0:
+            return []
+        x2 = x1 + (want - f1) * (x1 - x0) / (f1 - f0)
+        if not math.isfinite(x2) or abs(x2) > 2**40:
+            return []
+        v = round(x2)
+        if v == x1 or v == x0:
+            return [v] if f(v) == want else []
+        if f(v) == want:
+            return [v]
+        x0, f0, x1, f1 = x1, f1, v, f(v)
+    return []
+
+
+def _real_value(exp: Expansion, override: Replacements) -> Optional[float]:
+    """``exp``'s value as a number (not only an integer), with ``override``."""
+
+    def hook(node):
+        sub = exp.subs.get(node)
+        return MISSING if sub is None else _real_value(sub, override)
+
+    value = Evaluator(exp.local_values, exp.global_values, hook, override).value(exp.node)
+    return value if type(value) in (int, float) else None
+
+
+def _floor_divisions(exp: Expansion) -> List[cst.BinaryOperation]:
+    found = [n for n in _descendants(exp.node)
+             if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.FloorDivide)]
+    for sub in exp.subs.values():
+        found += _floor_divisions(sub)
+    return found
+
+
+def _settled(exp: Expansion, dims) -> set:
+    """The factors of a product that already read as their dimensions of the
+    tensor flattened into it, in the one best alignment of factors to
+    dimensions (``128 * ds_size ** 2`` with 128x2x2: the 128); nodes."""
+    terms = _terms(exp.node)
+    if not dims or len(terms) < 2 or len(terms) > 8:
+        return set()
+    values = [exp.value_of(t) for t in terms]
+    if any(type(v) is not int or v <= 0 for v in values):
+        return set()
+    best, found = 0, []
+    for target in {tuple(dims), tuple(d for d in dims if d != 1)}:
+        for k in range(2, min(len(terms), len(target)) + 1):
+            for cuts in itertools.combinations(range(1, len(terms)), k - 1):
+                for dcuts in itertools.combinations(range(1, len(target)), k - 1):
+                    tb, db = (0, *cuts, len(terms)), (0, *dcuts, len(target))
+                    groups = [(terms[tb[g]:tb[g + 1]], math.prod(values[tb[g]:tb[g + 1]])
+                               == math.prod(target[db[g]:db[g + 1]])) for g in range(k)]
+                    agree = frozenset(t for group, ok in groups if ok for t in group)
+                    matched = sum(ok for _, ok in groups)
+                    if matched and matched > best:
+                        best, found = matched, [agree]
+                    elif matched and matched == best and agree not in found:
+                        found.append(agree)
+    if not found:
+        return set()
+    common = frozenset.intersection(*found)  # alignments that differ settle nothing
+    nodes = set()
+    for term in common:
+        nodes.update(_descendants(term))
+    return nodes
+
+
+def _sub_key(exp: Expansion, sub: Expansion) -> Optional[cst.CSTNode]:
+    return next((n for n, e in exp.subs.items() if e is sub), None)
 
 
 def _refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Replacements]:
