@@ -104,6 +104,9 @@ class Evaluator:
         func = node.func.value
         if func not in _CALLS or any(a.keyword or a.star for a in node.args):
             return None
+        if func == "len":  # ``len(filter_sizes) * n_filters``: a sequence's length
+            seq = self.value(node.args[0].value) if len(node.args) == 1 else None
+            return len(seq) if isinstance(seq, (list, tuple)) else None
         values = [self.value(a.value) for a in node.args]
         if not values or not all(_is_number(v) for v in values):
             return None
@@ -117,7 +120,7 @@ def _is_number(value: object) -> bool:
     return type(value) in (int, float)
 
 
-_CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs}
+_CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs, "len": len}
 
 
 def names_in(node: cst.CSTNode) -> List[str]:

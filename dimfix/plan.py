@@ -23,7 +23,7 @@ from dimfix.exprs import (MISSING, Evaluator, Replacements, code_of, names_in,
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
-from dimfix.scope import ALL, FOR_LITERALS, names_holding
+from dimfix.scope import ALL, FOR_LITERALS, names_holding, sequences_of_length
 from dimfix.source import display_path
 
 Key = Tuple[str, str]  # (layer path, argument)
@@ -265,6 +265,8 @@ class _Planner:
         # among those as near, the one that changes least.
         for lit, value, stack in self._solutions(exp, m):
             label = "" if len(stack) == 1 else stack[-1].label
+            if len(stack) == 1:
+                yield from self._part_count(exp, lit, value, m)
             yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
         # The origin is shared: write a new expression at this call instead.
         if local:
@@ -311,6 +313,22 @@ class _Planner:
                     yield _Candidate({expr: cst.parse_expression(total)}, expr, "",
                                      f"torch.cat joins {joined}")
         yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+
+    def _part_count(self, exp: Expansion, lit: cst.Integer, value: int,
+                    m: Mismatch) -> Iterator[_Candidate]:
+        """``4 * n_filters`` fed a torch.cat of 3 tensors of n_filters: the 4 counts
+        the parts, and a list in scope as long as the count (``filter_sizes``,
+        one conv per element) says so: ``len(filter_sizes) * n_filters``."""
+        parts = m.parts
+        if m.site is None or value < 2 or len(parts) != value or len(set(parts)) != 1:
+            return
+        if exp.value({**self.replacements, lit: lit.with_changes(value="1")}) != parts[0]:
+            return  # the literal does not count tensors of one part's size
+        found = sequences_of_length(self.by_site.get((m.site.key, m.arg), ()), value)
+        if found.names and not found.ambiguous:
+            name = found.names[0]
+            yield _Candidate({lit: cst.parse_expression(f"len({name})")}, lit, "",
+                             f"torch.cat joins len({name}) tensors of {parts[0]}")
 
     def _scope_names(self, expr, m: Mismatch, ranks: frozenset = ALL) -> Iterator[_Candidate]:
         """The one name in scope that holds the size at every layer built here."""

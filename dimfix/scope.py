@@ -64,6 +64,26 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
     return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
 
 
+def sequences_of_length(constructions: Sequence[Construction], length: int) -> Found:
+    """Lists or tuples in scope (``filter_sizes``) whose length is ``length`` at
+    every construction: what ``len(...)`` of a count the trace saw can name.
+    Parameters, ``self.x`` and constants only, best rank."""
+    needed = [c for c in constructions if c.required is not None]
+    if not needed:
+        return Found(())
+    best: Dict[str, int] = {}
+    for name, rank in _candidates(needed[0].site.call, sequences=True):
+        if rank not in FOR_LITERALS or name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        values = [_value(c.site.call, name) for c in needed]
+        if all(isinstance(v, (list, tuple)) and len(v) == length for v in values):
+            best[name] = rank
+    if not best:
+        return Found(())
+    top = min(best.values())
+    return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
+
+
 def _width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
     if last in _COUNTERS or last.startswith("__"):
@@ -71,22 +91,28 @@ def _width_like(name: str) -> bool:
     return not any(part in last for part in _NOT_A_WIDTH)
 
 
-def _candidates(frame: Frame) -> List[Tuple[str, int]]:
+def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
+    """Names visible at ``frame`` with their rank: integers, or with
+    ``sequences`` lists and tuples."""
     found: List[Tuple[str, int]] = []
+
+    def wanted(value: object) -> bool:
+        return isinstance(value, (list, tuple)) if sequences else type(value) is int
+
     for name, value in frame.local_values.items():
-        if type(value) is int:
+        if wanted(value):
             rank = ATTRIBUTE if name.startswith("self.") else PARAM if name in frame.params \
                 else LOCAL
             found.append((name, rank))
         elif _is_record(value) and name != "self":
-            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value))
+            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
     for name, value in frame.global_values.items():
         if name in frame.local_values:
             continue
-        if type(value) is int and name.isupper():
+        if wanted(value) and name.isupper():
             found.append((name, CONSTANT))
         elif _is_record(value):
-            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value))
+            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
     return found
 
 
@@ -105,8 +131,8 @@ def _is_record(value: object) -> bool:
     return isinstance(getattr(value, "__dict__", None), dict)
 
 
-def _int_fields(value: object) -> List[str]:
-    return [k for k, v in vars(value).items() if type(v) is int and not k.startswith("_")]
+def _int_fields(value: object, wanted=lambda v: type(v) is int) -> List[str]:
+    return [k for k, v in vars(value).items() if wanted(v) and not k.startswith("_")]
 
 
 def _value(frame: Frame, name: str) -> Optional[object]:
