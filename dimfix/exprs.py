@@ -91,7 +91,25 @@ class Evaluator:
                 return None
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
             return self._call(node)
+        if isinstance(node, cst.Subscript):
+            return self._subscript(node)
         return None
+
+    def _subscript(self, node: cst.Subscript) -> object:
+        """``hidden_dims[-1]``: an element of a list or tuple the frame held (not
+        a dict: a config read stays a value read at run time). The index is no
+        place for a fix: its literals are not recorded as used."""
+        if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+            return None
+        seq = self.value(node.value)
+        if not isinstance(seq, (list, tuple)):
+            return None
+        used = len(self.used)
+        index = self.value(node.slice[0].slice.value)
+        del self.used[used:]
+        if type(index) is not int or not -len(seq) <= index < len(seq):
+            return None
+        return seq[index]
 
     def _name(self, name: str) -> object:
         if name in self.local_values:

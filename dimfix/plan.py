@@ -178,6 +178,11 @@ class _Planner:
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
+        # ``hidden_dims[-1]`` read from the frame, not followed to where it is
+        # written: a value read at run time, which no edit replaces (its
+        # literals around it may change: ``hidden_dims[-1]*2`` -> ``*4``).
+        run_time = _frame_reads(arg.value, exp)
+        held = False
         try:
             for tried, candidate in enumerate(self._candidates(arg.value, exp, m,
                                                                local=outside is None), 1):
@@ -185,6 +190,9 @@ class _Planner:
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
+                if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
+                    held = True
+                    continue
                 if self._safe(candidate):
                     self.replacements.update(candidate.replacements)
                     self.edits.append(replace(self._edit(group, candidate), tried=tried))
@@ -196,6 +204,8 @@ class _Planner:
                                 f"{m.observed} at every layer built here; dimfix will not guess")
         if outside is not None:
             return self._refuse(group, *outside)
+        if held:
+            return self._refuse(group, arg.value, _opaque(arg.value, m.declared))
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
             shown = display_path(found[0]) if found else "another file"
@@ -622,6 +632,15 @@ def _opaque(expr: cst.BaseExpression, declared) -> str:
             "by a call); dimfix changes values written in the file"
         )
     return f"cannot tell how `{code}` gives {declared}"
+
+
+def _frame_reads(expr: cst.CSTNode, exp: Expansion) -> set:
+    """Subscripts in ``expr`` whose value was read from the frame, not followed
+    to where it is written."""
+    followed = set()
+    for node in exp.subs:
+        followed.update(_descendants(node))
+    return {n for n in _descendants(expr) if isinstance(n, cst.Subscript) and n not in followed}
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
