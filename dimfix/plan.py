@@ -506,6 +506,8 @@ def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacemen
         if not math.isfinite(x2) or abs(x2) > 2**40:
             return []
         v = round(x2)
+        if v <= 0:
+            return []
         if v == x1 or v == x0:
             return [v] if f(v) == want else []
         if f(v) == want:
