@@ -306,6 +306,8 @@ class _Planner:
         name's size (``HIDDEN * 2``), or the name's size and others that names
         in scope hold (``embedding_dim + hidden_dim``); never ``num_classes * 4``."""
         want = m.observed
+        if isinstance(expr, cst.BinaryOperation):
+            yield from self._sum_of_parts(expr, exp, m)
         if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             return
         current = exp.value()
@@ -323,6 +325,40 @@ class _Planner:
                     yield _Candidate({expr: cst.parse_expression(total)}, expr, "",
                                      f"torch.cat joins {joined}")
         yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+
+    def _sum_of_parts(self, expr: cst.BinaryOperation, exp: Expansion,
+                      m: Mismatch) -> Iterator[_Candidate]:
+        """``hidden_size+embedding_length`` fed torch.cat of a bidirectional RNN's
+        output and the embedding: each term stands for one part, and the one that
+        differs is the RNN's, two directions of it: ``2*hidden_size+embedding_length``."""
+        parts, blocks = m.parts, m.blocks
+        terms = _addends(expr)
+        if len(parts) < 2 or len(blocks) != len(parts) or len(terms) != len(parts):
+            return
+        values = [exp.value_of(t) for t in terms]
+        if any(type(v) is not int for v in values):
+            return
+        unmatched, odd = list(range(len(parts))), []
+        for i, v in enumerate(values):
+            j = next((j for j in unmatched if parts[j] == v), None)
+            if j is None:
+                odd.append(i)
+            else:
+                unmatched.remove(j)
+        if len(odd) != 1 or len(unmatched) != 1:
+            return
+        term, value, j = terms[odd[0]], values[odd[0]], unmatched[0]
+        k = blocks[j]
+        if k < 2 or parts[j] != k * value or not isinstance(
+                term, (cst.Name, cst.Attribute, cst.Subscript)):
+            return
+        space = expr.operator.whitespace_before
+        scaled = cst.BinaryOperation(
+            left=cst.Integer(str(k)), right=term.deep_clone(),
+            operator=cst.Multiply(whitespace_before=space, whitespace_after=space))
+        yield _Candidate({expr: expr.deep_replace(term, scaled)}, expr, "",
+                         f"torch.cat joins {' + '.join(map(str, parts))}; {parts[j]} is a "
+                         f"bidirectional RNN's output, {k} directions of `{code_of(term)}`")
 
     def _part_count(self, exp: Expansion, lit: cst.Integer, value: int,
                     m: Mismatch) -> Iterator[_Candidate]:
@@ -611,6 +647,13 @@ def _terms(node) -> List[cst.BaseExpression]:
     if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply) \
             and not node.lpar:
         return _terms(node.left) + _terms(node.right)
+    return [node]
+
+
+def _addends(node) -> List[cst.BaseExpression]:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) \
+            and not node.lpar:
+        return _addends(node.left) + _addends(node.right)
     return [node]
 
 
