@@ -107,6 +107,10 @@ class _Planner:
         self.bold = bold
         self.bold_used = False
         self.demanded: set = set()  # (layer, argument) set by --num-classes
+        # Mismatches an accepted bold edit is expected to fix as a knock-on (a
+        # DoubleConv after the concatenation whose ConvTranspose2d it resized):
+        # no edit of their own; verification traces them.
+        self.deferred: set = set()
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
         self.replacements: Replacements = {}
@@ -117,6 +121,7 @@ class _Planner:
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
+        self._knock_ons: set = set()  # what the last _safe left to verification
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -175,6 +180,8 @@ class _Planner:
         construction, exp = self.expansions[key]
         if exp.value(self.replacements) == m.observed:
             return None  # an edit made for another layer already fixed this one
+        if all((x.layer_path, x.arg) in self.deferred for x in group):
+            return None  # a knock-on of an edit made for a layer before it
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
@@ -193,7 +200,11 @@ class _Planner:
                 if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
                     held = True
                     continue
-                if self._safe(candidate):
+                if self._safe(candidate, {(x.layer_path, x.arg) for x in group}):
+                    if self._knock_ons:
+                        self.deferred |= self._knock_ons
+                        shown = ", ".join(f"{p} {a}" for p, a in sorted(self._knock_ons))
+                        candidate = replace(candidate, because=f"{shown} follows, as traced")
                     self.replacements.update(candidate.replacements)
                     self.edits.append(replace(self._edit(group, candidate), tried=tried))
                     return None
@@ -422,20 +433,30 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate) -> bool:
+    def _safe(self, candidate: _Candidate, own: frozenset = frozenset()) -> bool:
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
         # out (a VAE's decoder following image_size): the layers that read that
         # output are checked by tracing the edit, not here.
         follows = self.bold and bool(candidate.label)
-        for key, (c, exp) in self.expansions.items():
-            if c.required is None or not touched & self.reach[key]:
-                continue
+        reached = [(key, c, exp) for key, (c, exp) in self.expansions.items()
+                   if c.required is not None and touched & self.reach[key]]
+        # When it does, a layer after it that is wrong now may be wrong only
+        # because of the first (``Up(256, ...)`` given 512: the DoubleConv after
+        # the cat with the skip gets 384): what it needs is the trace's to say.
+        resizes = follows and any(
+            c.arg.startswith("out_") and key not in self.demanded
+            and exp.value(trial) != exp.value(self.replacements) for key, c, exp in reached)
+        self._knock_ons = set()
+        for key, c, exp in reached:
             if follows and c.arg.startswith("out_") and key not in self.demanded:
                 self.bold_used = True
                 continue
             if exp.value(trial) != c.required:
+                if resizes and key not in own and c.declared != c.required:
+                    self._knock_ons.add(key)
+                    continue
                 return False
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for node in touched for binding in self._bindings_to(node))
@@ -464,7 +485,8 @@ class _Planner:
         if candidate.label:
             reason = (
                 f"{shown}:{line}:{col}: {candidate.label} {code_of(original)} -> "
-                f"{code_of(new)} (used by {layer} {m.arg}; {m.why})"
+                f"{code_of(new)} (used by {layer} {m.arg}; {m.why}"
+                + (f"; {candidate.because})" if candidate.because else ")")
             )
         else:
             reason = f"{shown}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
