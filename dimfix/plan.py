@@ -702,12 +702,19 @@ def _opaque(expr: cst.BaseExpression, declared) -> str:
 
 
 def _frame_reads(expr: cst.CSTNode, exp: Expansion) -> set:
-    """Subscripts in ``expr`` whose value was read from the frame, not followed
+    """Nodes of ``expr`` whose value is, or is bound to, a subscript read from the
+    frame (``hidden_dims[-1]``; ``width`` after ``width = dims[2]``), not followed
     to where it is written."""
     followed = set()
     for node in exp.subs:
         followed.update(_descendants(node))
-    return {n for n in _descendants(expr) if isinstance(n, cst.Subscript) and n not in followed}
+    found = set()
+    for n in _descendants(expr):
+        if isinstance(n, cst.Subscript) and n not in followed:
+            found.add(n)
+        elif n in exp.subs and _frame_reads(exp.subs[n].node, exp.subs[n]):
+            found.add(n)
+    return found
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
