@@ -381,11 +381,34 @@ class _Planner:
             return
         if exp.value({**self.replacements, lit: lit.with_changes(value="1")}) != parts[0]:
             return  # the literal does not count tensors of one part's size
-        found = sequences_of_length(self.by_site.get((m.site.key, m.arg), ()), value)
+        # Only a list the code that built the layer iterates (``for fs in
+        # filter_sizes``): a kernel size or a mean of the same length is no count.
+        found = sequences_of_length(self.by_site.get((m.site.key, m.arg), ()), value,
+                                    among=self._iterated(m))
         if found.names and not found.ambiguous:
             name = found.names[0]
             yield _Candidate({lit: cst.parse_expression(f"len({name})")}, lit, "",
                              f"torch.cat joins len({name}) tensors of {parts[0]}")
+
+    def _iterated(self, m: Mismatch) -> set:
+        """Names the function holding the layer's call loops over (``for x in
+        NAME``, ``zip(NAME, ...)``, ``enumerate(NAME)``, comprehensions too)."""
+        f = self.resolver.file(m.site.call.path)
+        call = f.index.find(m.site.call) if f is not None else None
+        func = call
+        while func is not None and not isinstance(func, cst.FunctionDef):
+            func = f.parents.get(func)
+        if func is None:
+            return set()
+        found = set()
+        for node in _descendants(func):
+            if isinstance(node, (cst.For, cst.CompFor)):
+                sources = [node.iter]
+                if isinstance(node.iter, cst.Call) and isinstance(node.iter.func, cst.Name) \
+                        and node.iter.func.value in ("zip", "enumerate", "reversed", "sorted"):
+                    sources = [a.value for a in node.iter.args]
+                found.update(code_of(x) for x in sources if isinstance(x, (cst.Name, cst.Attribute)))
+        return found
 
     def _scope_names(self, expr, m: Mismatch, ranks: frozenset = ALL) -> Iterator[_Candidate]:
         """The one name in scope that holds the size at every layer built here."""

@@ -64,16 +64,18 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
     return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
 
 
-def sequences_of_length(constructions: Sequence[Construction], length: int) -> Found:
-    """Lists or tuples in scope (``filter_sizes``) whose length is ``length`` at
-    every construction: what ``len(...)`` of a count the trace saw can name.
-    Parameters, ``self.x`` and constants only, best rank."""
+def sequences_of_length(constructions: Sequence[Construction], length: int,
+                        among: Iterable[str] = ()) -> Found:
+    """Lists or tuples in scope (``filter_sizes``), of the names ``among``, whose
+    length is ``length`` at every construction: what ``len(...)`` of a count the
+    trace saw can name. Parameters, ``self.x`` and constants only, best rank."""
     needed = [c for c in constructions if c.required is not None]
-    if not needed:
+    allowed = set(among)
+    if not needed or not allowed:
         return Found(())
     best: Dict[str, int] = {}
     for name, rank in _candidates(needed[0].site.call, sequences=True):
-        if rank not in FOR_LITERALS or name.rsplit(".", 1)[-1].startswith("_"):
+        if rank not in FOR_LITERALS or name not in allowed:
             continue
         values = [_value(c.site.call, name) for c in needed]
         if all(isinstance(v, (list, tuple)) and len(v) == length for v in values):
