@@ -14,7 +14,8 @@ import itertools
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import libcst as cst
 
@@ -456,7 +457,7 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate, own: frozenset = frozenset()) -> bool:
+    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> bool:
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
@@ -589,11 +590,12 @@ def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacemen
         v = round(x2)
         if v <= 0:
             return []
-        if v == x1 or v == x0:
-            return [v] if f(v) == want else []
-        if f(v) == want:
+        fv = f(v)
+        if fv == want:
             return [v]
-        x0, f0, x1, f1 = x1, f1, v, f(v)
+        if v == x1 or v == x0:
+            return []
+        x0, f0, x1, f1 = x1, f1, v, fv
     return []
 
 
@@ -636,7 +638,7 @@ def _settled(exp: Expansion, dims) -> set:
                                == math.prod(target[db[g]:db[g + 1]])) for g in range(k)]
                     agree = frozenset(t for group, ok in groups if ok for t in group)
                     matched = sum(ok for _, ok in groups)
-                    if matched and matched > best:
+                    if matched > best:
                         best, found = matched, [agree]
                     elif matched and matched == best and agree not in found:
                         found.append(agree)
