@@ -41,7 +41,7 @@ CASES = ["scope_param_name", "scope_config_field", "scope_constant", "scope_name
          "head_shared_class_constant", "head_vit_user_call", "literal_not_name_divided",
          "scope_norm_layer_factory", "origin_dcgan_img_size", "origin_seq2seq_output_dim",
          "structure_textcnn_filter_sizes", "literal_se_reduction", "subscript_vae_hidden_dims",
-         "structure_bidirectional_cat_sum", "knock_on_unet_up"]
+         "structure_bidirectional_cat_sum", "knock_on_unet_up", "structure_cat_count_literal"]
 TARGET = 0.25
 
 
