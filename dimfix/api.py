@@ -16,9 +16,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Generator, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from dimfix.errors import BadUsage, DimfixError
+from dimfix.errors import BadUsage, DimfixError, ModelRaised
 from dimfix.records import Edit, InputSpec, Options, Unfixable
 from dimfix.source import NotebookFile, SourceFile, display_path, read_source, write_files
+
+
+MAX_ROUNDS = 4  # drafts of one model when a forward error hid what lay behind it
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,27 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     for options in models:
         if source.newline is None or isinstance(source, NotebookFile):
             options = _replace(options, format=False)
+        before = dict(texts)
         try:
             draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
+            _take(draft, texts, sources)
+            rounds = 1
+            while draft.stopped and rounds < MAX_ROUNDS:
+                # The forward raised after the layers just fixed: trace the new
+                # text for what that error hid.
+                again, more = yield Step(draft_fix, (path, dict(texts), options, True),
+                                         options.name)
+                _take(again, texts, sources)
+                draft = _replace(again, edits=draft.edits + again.edits,
+                                 notes=draft.notes + again.notes, fallback=None)
+                printed += more
+                rounds += 1
+            if draft.stopped:
+                raise ModelRaised(draft.stopped)
         except DimfixError as e:
+            texts = before
             errors.append((options, e))
             continue
-        _take(draft, texts, sources)
         if draft.fallback is not None and len(models) == 1:
             fallbacks[len(results)] = draft.fallback
         results.append(_result(options, draft, printed, source))

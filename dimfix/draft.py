@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from dimfix.definitions import Loading, explain, plan_loading
-from dimfix.errors import VerifyFailed, DimfixError
+from dimfix.errors import DimfixError, ModelRaised, Stopped, VerifyFailed
 from dimfix.load import Location, check_init, display_path, find_model, import_target
 from dimfix.records import Edit, Options, Unfixable
 
@@ -25,15 +25,21 @@ class Draft:
     notes: Tuple[str, ...] = ()
     device: str = ""
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
+    # The forward raised after the layers fixed here: trace the new text again.
+    stopped: str = ""
     # A cautious plan, when this one changes a value where it is written
     # although reads the trace cannot see follow it: used if this one fails
     # verification.
     fallback: Optional["Draft"] = None
 
 
-def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
+def draft_fix(path: str, texts: Mapping[str, str], options: Options,
+              cautious: bool = False) -> Draft:
     """Trace ``options.name`` in ``path`` (whose text, and that of other project
-    files being edited, is in ``texts``), then plan, rewrite and format."""
+    files being edited, is in ``texts``), then plan, rewrite and format.
+    ``cautious`` plans only edits whose every read the trace accounts for:
+    for a text an earlier draft already changed, whose verification is not
+    the next step."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -49,7 +55,10 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
             module = _import(loc, texts, loading)
         target = find_model(module, options.name, display)
         check_init(target, dict(options.init), f"{display}::{options.name}")
-        trace = trace_model(target, options, is_user_file, book)
+        try:
+            trace = trace_model(target, options, is_user_file, book)
+        except Stopped as stopped:
+            trace = stopped.trace
     except DimfixError as e:
         raise explain(e, loading, [options.name], display, texts[loc.path]) or e
     if not trace.mismatches:
@@ -58,7 +67,15 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
 
     # Project files may be edited where a value is written; installed ones never.
     editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
-    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True)
+    # A trace stopped by an error is not verified next, but traced again: only
+    # edits the trace accounts for, never one that verification would judge.
+    cautious = cautious or bool(trace.stopped)
+    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=not cautious)
+    if trace.stopped:
+        if not draft.texts:
+            raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
+        note = f"then the forward raised ({trace.stopped}): traced again after these fixes"
+        return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped)
     if bold:
         cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
         draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,

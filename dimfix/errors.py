@@ -32,6 +32,16 @@ class ModelRaised(DimfixError):
     """The user's model raised for a reason dimfix does not fix."""
 
 
+class Stopped(ModelRaised):
+    """The forward raised after the trace had found wrong layers: most likely
+    their knock-on (a residual add of a block built with the wrong width).
+    Carries the trace so far, so those can be fixed first and traced again."""
+
+    def __init__(self, message: str, trace) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
 class TooBig(DimfixError):
     """Tracing on CPU would exceed the memory limit."""
 

@@ -93,23 +93,68 @@ class Evaluator:
             return self._call(node)
         if isinstance(node, cst.Subscript):
             return self._subscript(node)
+        if isinstance(node, cst.SimpleString):
+            return node.evaluated_value
+        if isinstance(node, (cst.IfExp, cst.BooleanOperation)):
+            taken = self.taken(node)
+            return None if taken is None else self.value(taken)
+        if isinstance(node, cst.Comparison):
+            return self._compare(node)
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+            value = self.value(node.expression)
+            return None if value is None and not _is_none(node.expression) else not value
         return None
 
     def _subscript(self, node: cst.Subscript) -> object:
-        """``hidden_dims[-1]``: an element of a list or tuple the frame held (not
-        a dict: a config read stays a value read at run time). The index is no
-        place for a fix: its literals are not recorded as used."""
+        """``channels[2]``, ``cfg["width"]``: an element of a plain list, tuple
+        or dict the frame holds (exact types only: no user ``__getitem__`` runs)."""
         if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
             return None
-        seq = self.value(node.value)
-        if not isinstance(seq, (list, tuple)):
-            return None
+        base = self.value(node.value)
         used = len(self.used)
-        index = self.value(node.slice[0].slice.value)
-        del self.used[used:]
-        if type(index) is not int or not -len(seq) <= index < len(seq):
-            return None
-        return seq[index]
+        key = self.value(node.slice[0].slice.value)
+        del self.used[used:]  # the index is no place for a fix
+        if type(base) in (list, tuple) and type(key) is int and -len(base) <= key < len(base):
+            return base[key]
+        if type(base) is dict and type(key) in (str, int):
+            return base.get(key)
+        return None
+
+    def taken(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        """The operand whose value ``a if test else b`` or ``a or b`` takes, if
+        the test can be told; ``node`` itself for any other expression."""
+        node = self.override.get(node, node)
+        if isinstance(node, cst.IfExp):
+            test = self._truth(node.test)
+            return None if test is None else node.body if test else node.orelse
+        if isinstance(node, cst.BooleanOperation):
+            left = self._truth(node.left)
+            if left is None:
+                return None
+            if isinstance(node.operator, cst.Or):
+                return node.left if left else node.right
+            return node.right if left else node.left
+        return node
+
+    def _truth(self, node: cst.CSTNode) -> Optional[bool]:
+        value = self.value(node)
+        if value is None and not _is_none(node):
+            return None  # unknown, not None
+        if isinstance(value, (bool, int, float, str, tuple, list, dict)) or value is None:
+            return bool(value)
+        return None
+
+    def _compare(self, node: cst.Comparison) -> object:
+        left = self.value(node.left)
+        for target in node.comparisons:
+            right = self.value(target.comparator)
+            op = _COMPARE.get(type(target.operator))
+            if op is None or not (_is_plain(left) and _is_plain(right)):
+                return None
+            if not op(left, right):
+                return False
+            left = right
+        return True
 
     def _name(self, name: str) -> object:
         if name in self.local_values:
@@ -132,6 +177,27 @@ class Evaluator:
             return _CALLS[func](*values)
         except (TypeError, ValueError, ArithmeticError):
             return None
+
+
+_COMPARE: Dict[type, Callable[[object, object], bool]] = {
+    cst.Equal: lambda a, b: a == b,
+    cst.NotEqual: lambda a, b: a != b,
+    cst.LessThan: lambda a, b: a < b,
+    cst.LessThanEqual: lambda a, b: a <= b,
+    cst.GreaterThan: lambda a, b: a > b,
+    cst.GreaterThanEqual: lambda a, b: a >= b,
+    cst.Is: lambda a, b: a is b,
+    cst.IsNot: lambda a, b: a is not b,
+}
+
+
+def _is_plain(value: object) -> bool:
+    """Values a comparison may be evaluated on without running user code."""
+    return value is None or type(value) in (int, float, bool, str)
+
+
+def _is_none(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
 
 
 def _is_number(value: object) -> bool:

@@ -149,8 +149,11 @@ def _conv_resize(m, changes, rebuild):
     groups, out, note = m.groups, m.out_channels, ""
     changed: Changes = {"in_channels": size}
     if groups > 1 and groups == m.in_channels:  # depthwise: one group per channel
+        # ``Conv2d(c, c, 3, groups=c)``: out follows; a separate out size that
+        # the new groups still divide (PiT's pooling, 96 -> 192) stays.
         multiplier = m.out_channels // m.groups
-        groups, out = size, size * multiplier
+        groups = size
+        out = m.out_channels if multiplier > 1 and m.out_channels % size == 0 else size * multiplier
         changed["groups"] = groups
         if out != m.out_channels:
             changed["out_channels"] = out

@@ -27,6 +27,7 @@ from dimfix.records import Site
 
 MAX_DEPTH = 12
 _DEFAULT = object()  # a parameter no caller gave: its default applies
+_OUTWARD = object()  # a name that came in through the frame's own **kwargs
 
 
 @dataclass(frozen=True)
@@ -49,31 +50,37 @@ class Expansion:
     bindings: Tuple[Binding, ...] = ()  # bindings crossed to reach this expression
     subs: Dict[cst.CSTNode, "Expansion"] = field(default_factory=dict)
     path: str = ""  # the file the expression is written in
+    frame: Optional[int] = None  # index in the site's chain of the frame it is read in
 
     def value(self, override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None,
               used: Optional[List[Tuple[cst.Integer, Tuple["Expansion", ...]]]] = None,
               stack: Tuple["Expansion", ...] = ()) -> Optional[int]:
         """Evaluate, with ``override`` swapping nodes; record literals in ``used``."""
+        result = self.number(override, used, stack)
+        return result if type(result) is int else None
+
+    def number(self, override=None, used=None, stack=()) -> object:
+        """The value, also when it is not an int (``bottleneck_multiplier=1.0``)."""
         stack = stack + (self,)
 
         def hook(node):
             sub = self.subs.get(node)
             if sub is None:
                 return MISSING
-            return sub.value(override, used, stack)
+            return sub.number(override, used, stack)
 
         ev = Evaluator(self.local_values, self.global_values, hook, override)
         result = ev.value(self.node)
         if used is not None:
             used.extend((literal, stack) for literal in ev.used)
-        return result if type(result) is int else None
+        return result
 
     def value_of(self, node: cst.CSTNode) -> object:
         """The value of ``node``, a part of this expression, in its context."""
 
         def hook(n):
             sub = self.subs.get(n)
-            return MISSING if sub is None else sub.value()
+            return MISSING if sub is None else sub.number()
 
         return Evaluator(self.local_values, self.global_values, hook).value(node)
 
@@ -85,10 +92,44 @@ class Expansion:
 
     def passthrough(self) -> "Expansion":
         """Follow bare names to the expression they stand for."""
-        exp = self
-        while exp.node in exp.subs:
-            exp = exp.subs[exp.node]
-        return exp
+        return self.chain()[-1]
+
+    def live(self) -> List["Expansion"]:
+        """The sub-expansions the value reads (not the branch ``a if t else b``
+        did not take)."""
+        read: List[Expansion] = []
+
+        def hook(n):
+            sub = self.subs.get(n)
+            if sub is None:
+                return MISSING
+            read.append(sub)
+            return sub.number()
+
+        Evaluator(self.local_values, self.global_values, hook).value(self.node)
+        return read
+
+    def chain(self) -> List["Expansion"]:
+        """This expansion and each one its bare name stands for, outward."""
+        found = [self]
+        while found[-1].bare() in found[-1].subs:
+            found.append(found[-1].subs[found[-1].bare()])
+        return found
+
+    def bare(self) -> cst.CSTNode:
+        """The part of the expression its value is: the branch ``a if test else b``
+        took, the operand of ``a or b``; the expression itself otherwise."""
+        node = self.node
+        while isinstance(node, (cst.IfExp, cst.BooleanOperation)):
+            def hook(n):
+                sub = self.subs.get(n)
+                return MISSING if sub is None else sub.number()
+
+            taken = Evaluator(self.local_values, self.global_values, hook).taken(node)
+            if taken is None:
+                return node
+            node = taken
+        return node
 
 
 class _File:
@@ -158,13 +199,14 @@ class Resolver:
         frame = site.chain[i]
         local_values = {} if module_level else frame.local_values
         exp = Expansion(node, kind, label, local_values, frame.global_values, bindings,
-                        path=os.path.abspath(frame.path))
+                        path=os.path.abspath(frame.path), frame=None if module_level else i)
         if self.file(frame.path) is None:
             return exp
         if depth < MAX_DEPTH:
+            plain = Evaluator(local_values, frame.global_values)
             for sub_node in self._resolvable(node):
                 sub = self._resolve(sub_node, site, i, depth + 1, module_level)
-                if sub is not None:
+                if sub is not None and not _disagrees(sub.number(), plain.value(sub_node)):
                     exp.subs[sub_node] = sub
                     self.traversed.add(sub_node)
         return exp
@@ -181,6 +223,12 @@ class Resolver:
             yield from self._resolvable(node.right)
         elif isinstance(node, cst.UnaryOperation):
             yield from self._resolvable(node.expression)
+        elif isinstance(node, cst.IfExp):  # ``in_chs if i == 0 else out_chs``
+            yield from self._resolvable(node.body)
+            yield from self._resolvable(node.orelse)
+        elif isinstance(node, cst.BooleanOperation):  # ``out_chs or in_chs``
+            yield from self._resolvable(node.left)
+            yield from self._resolvable(node.right)
         elif isinstance(node, cst.Call):
             for arg in node.args:
                 yield from self._resolvable(arg.value)
@@ -227,6 +275,8 @@ class Resolver:
             current = (frame.global_values if module_level else
                        {**frame.global_values, **frame.local_values}).get(node.value)
             found = [a for a in found if self._gives(a, parents, site, i, current)]
+            if len(found) > 1:
+                found = self._in_force(found, node, site, i)
             if len(found) != 1:
                 return None
         assignment = found[0]
@@ -246,6 +296,29 @@ class Resolver:
             return self._loop_element(node, loop, site, i, depth, binding)
         return None
 
+    def _in_force(self, found: List[Assignment], read: cst.Name, site, i) -> List[Assignment]:
+        """Of bindings that all hold the value, the ones that can reach ``read``
+        on this pass of its loop: on the first pass (the frame's first run of
+        the call), those before the loop; on later passes, those in the loop.
+        A binding in the loop body above the read is in force on every pass."""
+        parents = self._parents(site, i)
+        positions = self.file(site.chain[i].path).index.positions
+        loop = _enclosing(parents, read, (cst.For, cst.While))
+        if loop is None or _enclosing(parents, read, cst.FunctionDef) is not \
+                _enclosing(parents, loop, cst.FunctionDef):
+            return found
+
+        def at(node):
+            return (positions[node].start.line, positions[node].start.column)
+
+        inside = [a for a in found if _within(parents, a.node, loop)]
+        above = [a for a in inside if at(a.node) < at(read)]
+        if above:
+            return above
+        if site.chain[i].visit == 0:
+            return [a for a in found if a not in inside]
+        return inside
+
     def _gives(self, assignment, parents, site, i, current) -> bool:
         """Could ``assignment`` be the binding that holds ``current`` at frame i?"""
         if type(current) is not int:
@@ -254,13 +327,28 @@ class Resolver:
         frame = site.chain[i]
         if isinstance(target, cst.Param):
             if target.default is None:
-                return False  # passed by the caller: any value could be
+                return self._passed(target, parents, site, i) == current
             value = Evaluator({}, frame.global_values).value(target.default)
             return value == current
         value_node = _assigned_value(parents, target)
         if value_node is None:
             return False
         return Evaluator(frame.local_values, frame.global_values).value(value_node) == current
+
+    def _passed(self, param: cst.Param, parents, site, i) -> object:
+        """The value frame i's caller passed for ``param``, if it can be told."""
+        func = _enclosing(parents, param, cst.FunctionDef)
+        if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
+            return MISSING
+        caller = site.chain[i + 1]
+        caller_file = self.file(caller.path)
+        call = caller_file.index.find(caller) if caller_file else None
+        if call is None:
+            return MISSING
+        arg = _bound_argument(call, func, param.name.value, _is_method(parents, func))
+        if arg is None or arg is MISSING:
+            return MISSING
+        return Evaluator(caller.local_values, caller.global_values).value(arg)
 
     def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
         parents = self._parents(site, i)
@@ -295,9 +383,12 @@ class Resolver:
     def _through_kwargs(self, name: str, site, j: int, depth, binding):
         """``name`` passed on through ``**kwargs`` (torchvision's ``densenet121(**kwargs)``
         -> ``_densenet(..., **kwargs)`` -> ``DenseNet(..., **kwargs)``): the dict each
-        frame unpacked, as it was, says whether ``name`` was in it. Returns the
-        expansion of the keyword a caller wrote, _DEFAULT when no caller gave it
-        (the parameter's default applies), or None when it cannot be told."""
+        frame unpacked, as it was, says whether ``name`` was in it. A frame's own
+        ``**kwargs`` came from the next caller out; a dict it built itself
+        (``model_args = dict(num_features=...)``, ``**dict(model_args, **kwargs)``)
+        holds the expression written for it. Returns the expansion of that
+        expression, _DEFAULT when no caller gave it (the parameter's default
+        applies), or None when it cannot be told."""
         while j < len(site.chain):
             frame = site.chain[j]
             f = self.file(frame.path)
@@ -310,16 +401,66 @@ class Resolver:
                 label = f"argument {name} of {_callee(call)}()"
                 return self._expand(written.value, site, j, "call-site", label, (binding,), depth)
             stars = [a for a in call.args if a.star == "**"]
-            if len(stars) != 1 or any(a.star == "*" for a in call.args) \
-                    or not isinstance(stars[0].value, cst.Name):
+            if len(stars) != 1 or any(a.star == "*" for a in call.args):
                 return None
-            passed = frame.local_values.get(stars[0].value.value)
-            if not isinstance(passed, dict):
+            found = self._dict_entry(stars[0].value, name, site, j, depth, binding, 0)
+            if found is not _OUTWARD:
+                return found
+            j += 1  # it came into this frame's own **kwargs from the next caller out
+        return None
+
+    def _dict_entry(self, node, name: str, site, j: int, depth, binding, hops: int):
+        """The expression a dict unpacked in frame j holds for key ``name``: an
+        expansion, _DEFAULT if the dict does not hold it, _OUTWARD if it came in
+        through the frame's own ``**kwargs``, or None if it cannot be told."""
+        frame = site.chain[j]
+        if hops > 4:
+            return None
+        if isinstance(node, cst.Name):
+            passed = Evaluator(frame.local_values, frame.global_values).value(node)
+            if type(passed) is not dict:
                 return None
             if name not in passed:
                 return _DEFAULT
-            j += 1  # it came into this frame's own **kwargs from the next caller out
-        return None
+            if node.value == self._varkw(site, j):
+                return _OUTWARD
+            found = _assignments(self._scopes(site, j), node)
+            if len(found) != 1 or isinstance(found[0].node, cst.Param):
+                return None
+            value = _assigned_value(self._parents(site, j), found[0].node)
+            if value is None or not self._in_frame_function(found[0].node, site, j):
+                return None
+            self.traversed.add(node)
+            found = self._dict_entry(value, name, site, j, depth, binding, hops + 1)
+            return None if found is _DEFAULT else found  # set later (``args["x"] = ...``)
+        if _is_call_to(node, "dict"):
+            entries = [(a.keyword.value if a.keyword else None, a.star, a.value) for a in node.args]
+        elif isinstance(node, cst.Dict):
+            entries = [(e.key.evaluated_value if isinstance(e, cst.DictElement)
+                        and isinstance(e.key, cst.SimpleString) else None,
+                        "**" if isinstance(e, cst.StarredDictElement) else "", e.value)
+                       for e in node.elements]
+        else:
+            return None
+        for key, star, value in reversed(entries):  # later entries win
+            if key == name:
+                label = f"{name} in the dict built here"
+                return self._expand(value, site, j, "call-site", label, (binding,), depth)
+            if key is None and (star == "**" or isinstance(node, cst.Call)):
+                inner = self._dict_entry(value, name, site, j, depth, binding, hops + 1)
+                if inner is not _DEFAULT:
+                    return inner
+        return _DEFAULT
+
+    def _varkw(self, site, j: int) -> Optional[str]:
+        """The name of frame j's ``**kwargs`` parameter, if its function has one."""
+        f = self.file(site.chain[j].path)
+        call = f.index.find(site.chain[j]) if f is not None else None
+        func = _enclosing(f.parents, call, cst.FunctionDef) if call is not None else None
+        if func is None or func.name.value != site.chain[j].function:
+            return None
+        star = func.params.star_kwarg
+        return star.name.value if isinstance(star, cst.Param) else None
 
     def _attribute(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
         parents = self._parents(site, i)
@@ -490,6 +631,22 @@ def _enclosing(parents, node, kind):
     while node is not None and not isinstance(node, kind):
         node = parents.get(node)
     return node
+
+
+def _disagrees(followed: object, held: object) -> bool:
+    """A followed value that is not what the frame held: the expansion went
+    wrong somewhere (a value it cannot evaluate), so the name stays a leaf."""
+    if type(held) not in (int, float, bool):
+        return False
+    return type(followed) not in (int, float, bool) or followed != held
+
+
+def _within(parents, node, ancestor) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = parents.get(node)
+    return False
 
 
 def _is_method(parents, func: cst.FunctionDef) -> bool:

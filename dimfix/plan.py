@@ -19,8 +19,7 @@ from typing import (Callable, Collection, Dict, Iterator, List, Mapping, Optiona
 
 import libcst as cst
 
-from dimfix.exprs import (MISSING, Evaluator, Replacements, code_of, names_in,
-                          product_factors, refit_product)
+from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
@@ -67,6 +66,7 @@ class _Candidate:
     node: cst.CSTNode  # the node whose position the reason line names
     label: str  # "" for an edit of the argument itself, else the origin's name
     because: str = ""  # why this form, for the reason line
+    bindings: tuple = ()  # bindings the new value flows through, besides the literals'
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
@@ -149,7 +149,8 @@ class _Planner:
             literals = exp.literals()
             self.expansions[key] = (c, exp)
             self.literals[key] = literals
-            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals)])
+            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals),
+                                         *_expanded_nodes(exp)])
 
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
@@ -217,7 +218,7 @@ class _Planner:
         if outside is not None:
             return self._refuse(group, *outside)
         if held:
-            return self._refuse(group, arg.value, _opaque(arg.value, m.declared))
+            return self._refuse(group, arg.value, _opaque(exp.passthrough().bare(), m.declared))
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
             shown = display_path(found[0]) if found else "another file"
@@ -283,6 +284,8 @@ class _Planner:
         if isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             # ``out_chs`` written where ``in_chs`` belongs: the name that holds it.
             yield from self._scope_names(expr, m)
+            # ... or written by a caller that passes it on to here.
+            yield from self._outer_names(exp, m)
         # Arithmetic: solve for one literal, nearest to the layer first and,
         # among those as near, the one that changes least.
         for lit, value, stack in self._solutions(exp, m):
@@ -320,7 +323,7 @@ class _Planner:
         want = m.observed
         if isinstance(expr, cst.BinaryOperation):
             yield from self._sum_of_parts(expr, exp, m)
-        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
+        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)) or _read_at_run_time(exp):
             return
         current = exp.value()
         parts = list(m.parts)
@@ -426,6 +429,28 @@ class _Planner:
             yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
                              f"`{found.names[0]}` holds {m.observed} at every layer built here")
 
+    def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
+        """A name swap further out: the value reaches the layer unchanged through
+        parameters from a name a caller wrote (``Block(in_chs=out_chs)`` where
+        ``prev_chs`` belongs). In that caller's scope, the one name that holds the
+        size at every layer built through that call."""
+        chain = exp.chain()
+        for depth, outer in enumerate(chain[1:], 1):
+            node = outer.bare()
+            if outer.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+                continue
+            # Only the layers whose value flows through this node follow it.
+            group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
+                     for c in self.by_site.get((m.site.key, m.arg), ())
+                     if node in self.reach.get((c.layer_path, c.arg), ())]
+            found = names_holding(group, exclude=names_in(node) + [code_of(node)])
+            if found.ambiguous or not found.names:
+                continue
+            name = found.names[0]
+            bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
+            yield _Candidate({node: cst.parse_expression(name)}, node, outer.label or code_of(node),
+                             f"`{name}` holds {m.observed} there", bindings)
+
     def _nearest_use(self, names: Sequence[str], m: Mismatch) -> Optional[str]:
         """Of names that hold the size equally, the one the same statement already
         uses in another call (``norm_layer(lastconv_output_channels)`` beside the
@@ -482,8 +507,9 @@ class _Planner:
                     self._knock_ons.add(key)
                     continue
                 return False
+        bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
-                     for node in touched for binding in self._bindings_to(node))
+                     for binding in bindings)
         if unseen and self.bold and candidate.label:
             self.bold_used = True  # the cause, not the symptom: verification decides
             return True
@@ -532,12 +558,14 @@ class _Planner:
                 if os.path.abspath(frame.path) == self.path:
                     line, col = frame.line, self.index.char_col(frame.line, frame.col) + 1
                     break
-        reason = f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {why}"
         for x in group:
+            reason = f"{x.layer_path} ({x.kind}) {x.arg} {x.declared} -> {x.observed} ({x.why}): {why}"
             self.unfixable.append(Unfixable(x, path, line, col, reason))
 
     def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
         code = code_of(expr)
+        if _read_at_run_time(exp):
+            return _opaque(exp.passthrough().bare(), m.declared)
         origin = exp.passthrough()
         if origin is not exp:
             return (
@@ -601,12 +629,7 @@ def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacemen
 
 def _real_value(exp: Expansion, override: Replacements) -> Optional[float]:
     """``exp``'s value as a number (not only an integer), with ``override``."""
-
-    def hook(node):
-        sub = exp.subs.get(node)
-        return MISSING if sub is None else _real_value(sub, override)
-
-    value = Evaluator(exp.local_values, exp.global_values, hook, override).value(exp.node)
+    value = exp.number(override)
     return value if type(value) in (int, float) else None
 
 
@@ -740,6 +763,21 @@ def _frame_reads(expr: cst.CSTNode, exp: Expansion) -> set:
         elif n in exp.subs and _frame_reads(exp.subs[n].node, exp.subs[n]):
             found.add(n)
     return found
+
+
+def _expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:
+    """Every expression an expansion was followed through (a caller's argument,
+    a local's value): the nodes an edit further out replaces."""
+    for sub in exp.live():
+        yield sub.node
+        yield from _expanded_nodes(sub)
+
+
+def _read_at_run_time(exp: Expansion) -> bool:
+    """The value is an element of a container built at run time (a JSON
+    config's ``CONFIG["hidden"]``): no place in the files writes it."""
+    leaf = exp.passthrough().bare()
+    return isinstance(leaf, cst.Subscript) and leaf not in exp.passthrough().subs
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:

@@ -25,6 +25,9 @@ class Frame:
     local_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
     global_values: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False, repr=False)
     params: Tuple[str, ...] = field(default=(), compare=False, hash=False, repr=False)
+    # How many times this frame had run this call before (0 on a loop's first
+    # pass): which of ``x = 3`` before a loop and ``x = v`` in it was in force.
+    visit: int = field(default=0, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Trace:
     device: str
     notes: Tuple[str, ...] = ()  # for --verbose: what the train-mode pass met
     output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
+    stopped: str = ""  # the forward raised after these mismatches (errors.Stopped)
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,13 @@ def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
 
     book = SiteBook()
     original = nn.Module.__init__
+    visits = _Visits()
 
     def init_and_record(self, *args, **kwargs):
         original(self, *args, **kwargs)
         if not book.known(self):
             inits: InitFrames = []
-            site = _site_of(self, sys._getframe(1), is_user_file, inits)
+            site = _site_of(self, sys._getframe(1), is_user_file, inits, visits)
             book.add(self, site, inits)
 
     def deepcopy_and_record(self, memo):
@@ -91,6 +92,7 @@ def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
     try:
         yield book
     finally:
+        visits.clear()
         nn.Module.__init__ = original
         if had_deepcopy is None:
             del nn.Module.__deepcopy__
@@ -98,12 +100,35 @@ def recording_sites(is_user_file: Callable[[str], bool]) -> Iterator[SiteBook]:
             nn.Module.__deepcopy__ = had_deepcopy
 
 
-def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
+class _Visits:
+    """Counts the executions of each call in each live frame: the n-th distinct
+    callee frame seen under (frame, call span) is visit n. Frames are held
+    while recording so that their ids stay unique."""
+
+    def __init__(self) -> None:
+        self._callees: Dict[Tuple[int, tuple], List[int]] = {}
+        self._alive: List[object] = []
+
+    def of(self, frame, span, callee) -> int:
+        seen = self._callees.setdefault((id(frame), span), [])
+        if id(callee) not in seen:
+            seen.append(id(callee))
+            self._alive += (frame, callee)
+        return seen.index(id(callee))
+
+    def clear(self) -> None:
+        self._callees.clear()
+        self._alive.clear()
+
+
+def _site_of(module, frame, is_user_file, inits: InitFrames,
+             visits: Optional[_Visits] = None) -> Optional[Site]:
     # Skip the module's own __init__ and the super().__init__ calls in it,
     # keeping the arguments each was called with.
+    callee = sys._getframe(1)  # any frame below the first user one tells executions apart
     while frame is not None and _is_init_of(frame, module):
         inits.append((frame.f_code, _arguments(frame)))
-        frame = frame.f_back
+        callee, frame = frame, frame.f_back
     if frame is None:
         return None
     via = None
@@ -117,13 +142,14 @@ def _site_of(module, frame, is_user_file, inits: InitFrames) -> Optional[Site]:
                 break
             code = frame.f_code
             params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            visit = visits.of(frame, span, callee) if visits is not None and callee else 0
             chain.append(
                 Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals,
-                      params)
+                      params, visit)
             )
         elif chain:
             break  # user code was called from outside (the loader): chain ends
-        frame = frame.f_back
+        callee, frame = frame, frame.f_back
     if not chain:
         return None
     return Site(tuple(chain), via)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, what
-from dimfix.errors import BadUsage, DimfixError, ModelRaised, TooBig
+from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig
 from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
@@ -155,7 +155,15 @@ class _Tracer:
         # mismatch. Another is needed only when the head was resized after it,
         # to see what follows the head; verify traces the new source anyway.
         for _ in range(MAX_PASSES):
-            output = self._forward()
+            try:
+                output = self._forward()
+            except ModelRaised as e:
+                if not self.mismatches or self.guess:
+                    raise
+                # Raised after layers were found wrong: fix those, then trace again.
+                trace = Trace(tuple(self.mismatches), self._constructions(), self.device,
+                              stopped=str(e))
+                raise Stopped(str(e), trace) from e
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
