@@ -35,6 +35,8 @@ class FixResult:
     device: str = ""
     printed: str = ""  # what the model's own code printed (for --verbose)
     output_shape: Tuple[int, ...] = ()  # the output the fix must keep
+    kept: Tuple[Tuple[str, str, int], ...] = ()  # sizes found right, as declared
+    wrong: int = 0  # layer arguments found wrong
 
     @property
     def name(self) -> str:
@@ -119,7 +121,8 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
                                          options.name)
                 _take(again, texts, sources)
                 draft = _replace(again, edits=draft.edits + again.edits,
-                                 notes=draft.notes + again.notes, fallback=None)
+                                 notes=draft.notes + again.notes, fallback=None,
+                                 kept=draft.kept, wrong=draft.wrong + again.wrong)
                 printed += more
                 rounds += 1
             if draft.stopped:
@@ -136,7 +139,8 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
         if not (changed and results):
             break
         checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
-                                         for u in r.unfixable), r.output_shape) for r in results)
+                                         for u in r.unfixable), r.output_shape, r.kept, r.wrong)
+                       for r in results)
         try:
             notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
         except DimfixError as e:
@@ -181,7 +185,7 @@ def _result(options: Options, draft, printed: str, source: SourceFile) -> FixRes
     if source.newline is None and draft.texts:
         notes += ("mixed line endings: changed lines left unformatted",)
     return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed,
-                     draft.output_shape)
+                     draft.output_shape, draft.kept, draft.wrong)
 
 
 def _relocated(result: FixResult, source: SourceFile) -> FixResult:

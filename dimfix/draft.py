@@ -27,6 +27,10 @@ class Draft:
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # The forward raised after the layers fixed here: trace the new text again.
     stopped: str = ""
+    # Declared sizes of the layer arguments the trace found right: a fix may
+    # change a few of them (a decoder following image_size), not the model.
+    kept: Tuple[Tuple[str, str, int], ...] = ()
+    wrong: int = 0  # how many layer arguments the trace found wrong
     # A cautious plan, when this one changes a value where it is written
     # although reads the trace cannot see follow it: used if this one fails
     # verification.
@@ -67,6 +71,9 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
 
     # Project files may be edited where a value is written; installed ones never.
     editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
+    wrong = {(m.layer_path, m.arg) for m in trace.mismatches}
+    kept = tuple(sorted({(c.layer_path, c.arg, c.declared) for c in trace.constructions
+                         if type(c.declared) is int and (c.layer_path, c.arg) not in wrong}))
     # A trace stopped by an error is not verified next, but traced again: only
     # edits the trace accounts for, never one that verification would judge.
     cautious = cautious or bool(trace.stopped)
@@ -75,12 +82,15 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
         if not draft.texts:
             raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
         note = f"then the forward raised ({trace.stopped}): traced again after these fixes"
-        return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped)
+        return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
+                       kept=kept, wrong=len(wrong))
     if bold:
         cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
         draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,
-                                                output_shape=trace.output))
-    return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output)
+                                                output_shape=trace.output, kept=kept,
+                                                wrong=len(wrong)))
+    return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,
+                   kept=kept, wrong=len(wrong))
 
 
 def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, bool]:
@@ -104,8 +114,7 @@ def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, b
 
 
 def verify_fix(path: str, texts: Mapping[str, str],
-               models: Sequence[Tuple[Options, Tuple[Tuple[str, str], ...], Tuple[int, ...]]]
-               ) -> Tuple[str, ...]:
+               models: Sequence[tuple]) -> Tuple[str, ...]:
     """Import the rewritten ``texts`` as the files themselves and trace every
     model again; raise VerifyFailed unless only the ``allowed`` (layer path,
     argument) mismatches of each are left. Returns notes for --verbose."""
@@ -116,7 +125,7 @@ def verify_fix(path: str, texts: Mapping[str, str],
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
-    names = [options.name for options, _, _ in models]
+    names = [options.name for options, *_ in models]
     try:
         loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path),
                                loc.in_package)
@@ -124,7 +133,7 @@ def verify_fix(path: str, texts: Mapping[str, str],
     except DimfixError as e:
         raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
     notes = []
-    for options, allowed, output in models:
+    for options, allowed, output, kept, wrong in models:
         try:
             target = find_model(module, options.name, display_path(path))
             trace = trace_model(target, options, is_user_file)
@@ -136,6 +145,7 @@ def verify_fix(path: str, texts: Mapping[str, str],
             raise VerifyFailed(
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
         _check_output(options, output, trace.output)
+        _check_kept(kept, wrong, trace.constructions)
         notes.extend(trace.notes)
         if trace.device != "meta":  # on meta a second trace costs seconds; skipped
             notes.extend(_check_doubled_batch(target, options, is_user_file, allowed))
@@ -154,6 +164,19 @@ def _check_output(options: Options, before: Tuple[int, ...], after: Tuple[int, .
     shown = "x".join(map(str, before)), "x".join(map(str, after))
     raise VerifyFailed(f"fix did not verify: it changes the model's output from {shown[0]} to "
                        f"{shown[1]}; nothing written")
+
+
+def _check_kept(kept, wrong: int, constructions) -> None:
+    """A fix may resize a few layers that were right (a decoder that follows
+    the new image size), but not rebuild the model: a divisor edited until
+    every width fits (``round_nearest`` 8 -> 320) is no fix."""
+    now = {(c.layer_path, c.arg): c.declared for c in constructions}
+    changed = [(layer, arg) for layer, arg, size in kept
+               if (layer, arg) in now and now[(layer, arg)] != size]
+    if len(changed) > max(4, 2 * wrong):
+        raise VerifyFailed(
+            f"fix did not verify: it changes {len(changed)} layer sizes that were right "
+            f"(e.g. {changed[0][0]} {changed[0][1]}) to fix {wrong}; nothing written")
 
 
 def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[str, ...]:

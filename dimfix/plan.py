@@ -67,6 +67,11 @@ class _Candidate:
     label: str  # "" for an edit of the argument itself, else the origin's name
     because: str = ""  # why this form, for the reason line
     bindings: tuple = ()  # bindings the new value flows through, besides the literals'
+    phase: int = 2  # _WRITTEN, _NAME or _OTHER: see _Planner.plan
+
+
+_WRITTEN, _NAME, _OTHER = range(3)
+_STRICT, _LENIENT = 1, 2
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
@@ -191,33 +196,41 @@ class _Planner:
         # written: a value read at run time, which no edit replaces (its
         # literals around it may change: ``hidden_dims[-1]*2`` -> ``*4``).
         run_time = _frame_reads(arg.value, exp)
-        held = False
+        run_time_held = False
+        # An edit where the value is written that only verification can judge
+        # (reads the trace cannot see follow it) waits behind the names in
+        # scope: a name swapped for another is fixed by the right name, not by
+        # changing what the wrong one holds everywhere.
+        held = None
         try:
             for tried, candidate in enumerate(self._candidates(arg.value, exp, m,
                                                                local=outside is None), 1):
+                if held is not None and candidate.phase == _OTHER:
+                    break
                 where = next((n for n in candidate.replacements if not self._may_edit(n)), None)
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
                 if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
-                    held = True
+                    run_time_held = True
                     continue
-                if self._safe(candidate, {(x.layer_path, x.arg) for x in group}):
-                    if self._knock_ons:
-                        self.deferred |= self._knock_ons
-                        shown = ", ".join(f"{p} {a}" for p, a in sorted(self._knock_ons))
-                        candidate = replace(candidate, because=f"{shown} follows, as traced")
-                    self.replacements.update(candidate.replacements)
-                    self.edits.append(replace(self._edit(group, candidate), tried=tried))
-                    return None
+                verdict = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
+                knock_ons = self._knock_ons
+                if verdict == _LENIENT and candidate.phase == _WRITTEN:
+                    held = held or (tried, candidate, knock_ons)
+                elif verdict:
+                    return self._take(group, candidate, tried, verdict, knock_ons)
         except _Tie as tie:
-            names = " or ".join(f"`{n}`" for n in tie.names)
-            return self._refuse(group, arg.value,
-                                f"`{code_of(arg.value)}` could be {names}: each holds "
-                                f"{m.observed} at every layer built here; dimfix will not guess")
+            if held is None:
+                names = " or ".join(f"`{n}`" for n in tie.names)
+                return self._refuse(group, arg.value,
+                                    f"`{code_of(arg.value)}` could be {names}: each holds "
+                                    f"{m.observed} at every layer built here; dimfix will not guess")
+        if held is not None:
+            return self._take(group, held[1], held[0], _LENIENT, held[2])
         if outside is not None:
             return self._refuse(group, *outside)
-        if held:
+        if run_time_held:
             return self._refuse(group, arg.value, _opaque(exp.passthrough().bare(), m.declared))
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
@@ -226,6 +239,16 @@ class _Planner:
                                 f"the value is written in {shown}, installed code that dimfix "
                                 "does not edit")
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
+
+    def _take(self, group, candidate: _Candidate, tried: int, verdict: int,
+              knock_ons: Collection[Key] = ()) -> None:
+        self.bold_used = self.bold_used or verdict == _LENIENT
+        if knock_ons:
+            self.deferred |= set(knock_ons)
+            shown = ", ".join(f"{p} {a}" for p, a in sorted(knock_ons))
+            candidate = replace(candidate, because=f"{shown} follows, as traced")
+        self.replacements.update(candidate.replacements)
+        self.edits.append(replace(self._edit(group, candidate), tried=tried))
 
     def _plan_tuple(self, group: Sequence[Mismatch], arg: cst.Arg) -> None:
         """A shape written as a tuple or list of literals: change the elements."""
@@ -280,7 +303,8 @@ class _Planner:
         if origin is not exp and isinstance(origin.node, cst.Integer):
             # The value is written elsewhere, unchanged on its way: fix it there.
             lit = origin.node
-            yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label)
+            yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label,
+                             phase=_WRITTEN)
         if isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             # ``out_chs`` written where ``in_chs`` belongs: the name that holds it.
             yield from self._scope_names(expr, m)
@@ -418,16 +442,11 @@ class _Planner:
         """The one name in scope that holds the size at every layer built here."""
         if m.site is None:
             return
-        found = names_holding(self.by_site.get((m.site.key, m.arg), ()),
-                              exclude=names_in(expr) + [code_of(expr)], ranks=ranks)
-        if found.ambiguous:
-            nearest = self._nearest_use(found.names, m)
-            if nearest is None:
-                raise _Tie(found.names)
-            found = replace(found, names=(nearest,))
-        if found.names:
-            yield _Candidate({expr: cst.parse_expression(found.names[0])}, expr, "",
-                             f"`{found.names[0]}` holds {m.observed} at every layer built here")
+        name = self._holding(self.by_site.get((m.site.key, m.arg), ()), m.site.call, expr,
+                             ranks, tie=True)
+        if name:
+            yield _Candidate({expr: cst.parse_expression(name)}, expr, "",
+                             f"`{name}` holds {m.observed} at every layer built here", phase=_NAME)
 
     def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A name swap further out: the value reaches the layer unchanged through
@@ -443,33 +462,55 @@ class _Planner:
             group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
                      for c in self.by_site.get((m.site.key, m.arg), ())
                      if node in self.reach.get((c.layer_path, c.arg), ())]
-            found = names_holding(group, exclude=names_in(node) + [code_of(node)])
-            if found.ambiguous or not found.names:
-                continue
-            name = found.names[0]
-            bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
-            yield _Candidate({node: cst.parse_expression(name)}, node, outer.label or code_of(node),
-                             f"`{name}` holds {m.observed} there", bindings)
+            name = self._holding(group, m.site.chain[outer.frame], node, ALL, tie=False)
+            if name:
+                bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
+                yield _Candidate({node: cst.parse_expression(name)}, node,
+                                 outer.label or code_of(node), f"`{name}` holds {m.observed} there",
+                                 bindings, phase=_NAME)
 
-    def _nearest_use(self, names: Sequence[str], m: Mismatch) -> Optional[str]:
-        """Of names that hold the size equally, the one the same statement already
-        uses in another call (``norm_layer(lastconv_output_channels)`` beside the
-        wrong ``nn.Linear(...)`` in one ``nn.Sequential``), if exactly one is."""
-        f = self.resolver.file(m.site.call.path)
-        call = f.index.find(m.site.call) if f is not None else None
+    def _holding(self, constructions, frame, expr, ranks, tie: bool) -> Optional[str]:
+        """The name for ``expr`` at the call ``frame`` runs: of the names that hold
+        each construction's size, one the same statement already uses elsewhere
+        (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
+        in one ``nn.Sequential``) before any other, and never a loop variable
+        read after its loop. Two that tie raise _Tie if ``tie``, else None."""
+        used, leftovers = self._context(frame)
+        found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
+                              ranks=ranks, prefer=used)
+        if found.ambiguous:
+            if tie:
+                raise _Tie(found.names)
+            return None
+        return found.names[0] if found.names else None
+
+    def _context(self, frame) -> Tuple[set, set]:
+        """(names the statement of ``frame``'s call uses outside the call, loop
+        variables of loops in its function that the call is not in)."""
+        f = self.resolver.file(frame.path)
+        call = f.index.find(frame) if f is not None else None
         if call is None:
-            return None
-        statement = call
-        while statement is not None and not isinstance(
-                statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            statement = f.parents.get(statement)
-        if statement is None:
-            return None
+            return set(), set()
+        statement, loops, node = None, set(), call
+        while node is not None:
+            if statement is None and isinstance(node, (cst.SimpleStatementLine,
+                                                       cst.BaseCompoundStatement)):
+                statement = node
+            if isinstance(node, cst.For):
+                loops.add(node)
+            if isinstance(node, cst.FunctionDef):
+                break
+            node = f.parents.get(node)
         own = set(_descendants(call))
-        used = {code_of(n) for n in _descendants(statement)
+        used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
-        hits = [n for n in names if n in used]
-        return hits[0] if len(hits) == 1 else None
+        leftovers = set()
+        if node is not None:
+            for loop in _descendants(node.body):
+                if isinstance(loop, cst.For) and loop not in loops:
+                    leftovers.update(n.value for n in _descendants(loop.target)
+                                     if isinstance(n, cst.Name))
+        return used, leftovers
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
         """The site's constructions, as if each needed ``value`` (one part of a cat)."""
@@ -482,7 +523,11 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> bool:
+    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> int:
+        """_STRICT if every read of what the candidate changes is a traced layer
+        argument that gets its size; _LENIENT if a bold plan may try it (reads
+        the trace cannot see, or outputs that change: verification decides);
+        else 0. Layers left to verification as knock-ons: self._knock_ons."""
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
@@ -498,22 +543,24 @@ class _Planner:
             c.arg.startswith("out_") and key not in self.demanded
             and exp.value(trial) != exp.value(self.replacements) for key, c, exp in reached)
         self._knock_ons = set()
+        verdict = _STRICT
         for key, c, exp in reached:
             if follows and c.arg.startswith("out_") and key not in self.demanded:
-                self.bold_used = True
+                verdict = _LENIENT
                 continue
             if exp.value(trial) != c.required:
                 if resizes and key not in own and c.declared != c.required:
                     self._knock_ons.add(key)
+                    verdict = _LENIENT
                     continue
-                return False
+                return 0
         bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for binding in bindings)
-        if unseen and self.bold and candidate.label:
-            self.bold_used = True  # the cause, not the symptom: verification decides
-            return True
-        return not unseen
+        if unseen:
+            # the cause, not the symptom: verification decides
+            return _LENIENT if self.bold and candidate.label else 0
+        return verdict
 
     def _bindings_to(self, node):
         for literals in self.literals.values():

@@ -25,8 +25,8 @@ _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "
                 "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab")
 _COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
 # Rank of each kind of name: lower is what an author reaches for first.
-PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT = range(5)
-ALL = frozenset(range(5))
+PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD = range(6)
+ALL = frozenset(range(6))
 # A literal becomes a name only if the name says what it is: a parameter,
 # self.x, config.x or a CONSTANT, not a loop's leftover local.
 FOR_LITERALS = frozenset({PARAM, ATTRIBUTE, FIELD, CONSTANT})
@@ -45,21 +45,25 @@ class Found:
 
 
 def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] = (),
-                  ranks: frozenset = ALL) -> Found:
+                  ranks: frozenset = ALL, prefer: Iterable[str] = ()) -> Found:
     """Names (``n_mels``, ``self.hidden``, ``config.hidden_size``, ``EMBED``)
-    whose value equals each construction's required size, at its own call."""
+    whose value equals each construction's required size, at its own call.
+    Names in ``prefer`` (used nearby), if any holds it, come before all others."""
     needed = [c for c in constructions if c.required is not None and type(c.required) is int]
     if not needed:
         return Found(())
     excluded = set(exclude)
     best: Dict[str, int] = {}
     for name, rank in _candidates(needed[0].site.call):
-        if rank not in ranks or name in excluded or not _width_like(name):
+        if rank not in ranks or name.split(".")[0] in excluded or name in excluded \
+                or not _width_like(name):
             continue
         if all(_value(c.site.call, name) == c.required for c in needed):
             best[name] = rank
     if not best:
         return Found(())
+    nearby = {n: r for n, r in best.items() if n in set(prefer)}
+    best = nearby or best
     top = min(best.values())
     return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
 
@@ -107,7 +111,10 @@ def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
                 else LOCAL
             found.append((name, rank))
         elif _is_record(value) and name != "self":
-            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
+            # ``config.hidden_size`` of a parameter; a field of a local object
+            # (``block_cnf.out_channels``, a loop's copy) is a last resort.
+            rank = FIELD if name in frame.params else LOCAL_FIELD
+            found.extend((f"{name}.{attr}", rank) for attr in _int_fields(value, wanted))
     for name, value in frame.global_values.items():
         if name in frame.local_values:
             continue
