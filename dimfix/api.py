@@ -120,7 +120,7 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
                 again, more = yield Step(draft_fix, (path, dict(texts), options, True),
                                          options.name)
                 _take(again, texts, sources)
-                draft = _replace(again, edits=draft.edits + again.edits,
+                draft = _replace(again, edits=_merged(draft.edits, again.edits),
                                  notes=draft.notes + again.notes, fallback=None,
                                  kept=draft.kept, wrong=draft.wrong + again.wrong)
                 printed += more
@@ -170,6 +170,23 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     for _, e in errors:
         e.message = source.relocate(e.message)
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
+
+
+def _merged(earlier: Sequence[Edit], later: Sequence[Edit]) -> Tuple[Edit, ...]:
+    """A later round's edits after the earlier ones; one that rewrites what an
+    earlier edit wrote (a name the first, partial trace chose) replaces it,
+    its reason showing the net change."""
+    at = {(e.path, e.line, e.col): e for e in earlier}
+    out = list(earlier)
+    for e in later:
+        first = at.get((e.path, e.line, e.col))
+        if first is not None and first.new_code == e.old_code:
+            out.remove(first)
+            e = _replace(e, old_code=first.old_code, tried=first.tried + e.tried,
+                         reason=e.reason.replace(f" {e.old_code} -> {e.new_code}",
+                                                 f" {first.old_code} -> {e.new_code}", 1))
+        out.append(e)
+    return tuple(out)
 
 
 def _take(draft, texts: Dict[str, str], sources: Dict[str, SourceFile]) -> None:

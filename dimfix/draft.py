@@ -27,8 +27,8 @@ class Draft:
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # The forward raised after the layers fixed here: trace the new text again.
     stopped: str = ""
-    # Declared sizes of the layer arguments the trace found right: a fix may
-    # change a few of them (a decoder following image_size), not the model.
+    # Declared input sizes the trace found right: a fix may change a few of
+    # them (a decoder following image_size), not rebuild the model.
     kept: Tuple[Tuple[str, str, int], ...] = ()
     wrong: int = 0  # how many layer arguments the trace found wrong
     # A cautious plan, when this one changes a value where it is written
@@ -72,19 +72,23 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
     # Project files may be edited where a value is written; installed ones never.
     editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
     wrong = {(m.layer_path, m.arg) for m in trace.mismatches}
+    # Sizes the input reached and found right (out sizes are free to follow a
+    # fixed name: a block built with the wrong width put out the wrong width).
     kept = tuple(sorted({(c.layer_path, c.arg, c.declared) for c in trace.constructions
-                         if type(c.declared) is int and (c.layer_path, c.arg) not in wrong}))
-    # A trace stopped by an error is not verified next, but traced again: only
-    # edits the trace accounts for, never one that verification would judge.
+                         if type(c.declared) is int and c.required == c.declared
+                         and (c.layer_path, c.arg) not in wrong}))
+    # A trace stopped by an error is not verified next, but traced again: no
+    # value is changed where it is written unless the trace accounts for it.
     cautious = cautious or bool(trace.stopped)
-    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=not cautious)
+    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True,
+                        names_only=cautious)
     if trace.stopped:
         if not draft.texts:
             raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
         note = f"then the forward raised ({trace.stopped}): traced again after these fixes"
         return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
                        kept=kept, wrong=len(wrong))
-    if bold:
+    if bold and not cautious:
         cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
         draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,
                                                 output_shape=trace.output, kept=kept,
@@ -93,12 +97,13 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
                    kept=kept, wrong=len(wrong))
 
 
-def _plan(loc, display, trace, options, texts, editable, bold) -> Tuple[Draft, bool]:
+def _plan(loc, display, trace, options, texts, editable, bold,
+          names_only=False) -> Tuple[Draft, bool]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
     plan = plan_edits(texts[loc.path], loc.path, display, trace, options.init, texts,
-                      editable, bold)
+                      editable, bold, names_only)
     changed: Dict[str, str] = {}
     notes = []
     for path, new_text in plan.new_texts().items():

@@ -76,7 +76,8 @@ _STRICT, _LENIENT = 1, 2
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
                init: Mapping[str, object] = (), texts: Mapping[str, str] = (),
-               editable: Callable[[str], bool] = lambda p: False, bold: bool = False) -> Plan:
+               editable: Callable[[str], bool] = lambda p: False, bold: bool = False,
+               names_only: bool = False) -> Plan:
     """Edits for ``trace``'s mismatches in the file ``path`` holding ``text``.
 
     Values written in other files may be edited where ``editable(path)`` says
@@ -84,10 +85,13 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     text of files that differ from disk. With ``bold``, a value is changed
     where it is written even when reads the trace cannot see (a label list, a
     view in an untraced branch) would follow: the caller verifies that plan by
-    tracing it and keeps a cautious one (``bold=False``) to fall back on."""
+    tracing it and keeps a cautious one (``bold=False``) to fall back on. With
+    ``names_only`` too, only a name swap may be bold (a text traced again
+    rather than verified next: no value changed where it is written)."""
     index = CallIndex(text, display)
     resolver = Resolver(index, path, dict(init), texts)
     planner = _Planner(index, resolver, path, display, editable, bold)
+    planner.names_only = names_only
     planner.expand(trace.constructions)
     planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
                         if m.why.startswith("--num-classes")}
@@ -112,6 +116,7 @@ class _Planner:
         self.editable = editable
         self.bold = bold
         self.bold_used = False
+        self.names_only = False  # bold for name swaps only
         self.demanded: set = set()  # (layer, argument) set by --num-classes
         # Mismatches an accepted bold edit is expected to fix as a knock-on (a
         # DoubleConv after the concatenation whose ConvTranspose2d it resized):
@@ -217,7 +222,8 @@ class _Planner:
                 verdict = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
                 knock_ons = self._knock_ons
                 if verdict == _LENIENT and candidate.phase == _WRITTEN:
-                    held = held or (tried, candidate, knock_ons)
+                    if not self.names_only:
+                        held = held or (tried, candidate, knock_ons)
                 elif verdict:
                     return self._take(group, candidate, tried, verdict, knock_ons)
         except _Tie as tie:
@@ -473,9 +479,9 @@ class _Planner:
         """The name for ``expr`` at the call ``frame`` runs: of the names that hold
         each construction's size, one the same statement already uses elsewhere
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
-        in one ``nn.Sequential``) before any other, and never a loop variable
-        read after its loop. Two that tie raise _Tie if ``tie``, else None."""
-        used, leftovers = self._context(frame)
+        in one ``nn.Sequential``) before any other, and never a loop variable read after its loop. Two
+        that tie raise _Tie if ``tie``, else None."""
+        used, leftovers = self._context(frame, expr)
         found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
                               ranks=ranks, prefer=used)
         if found.ambiguous:
@@ -484,7 +490,7 @@ class _Planner:
             return None
         return found.names[0] if found.names else None
 
-    def _context(self, frame) -> Tuple[set, set]:
+    def _context(self, frame, expr) -> Tuple[set, set]:
         """(names the statement of ``frame``'s call uses outside the call, loop
         variables of loops in its function that the call is not in)."""
         f = self.resolver.file(frame.path)
@@ -501,7 +507,7 @@ class _Planner:
             if isinstance(node, cst.FunctionDef):
                 break
             node = f.parents.get(node)
-        own = set(_descendants(call))
+        own = set(_descendants(call))  # not its own arguments: in == out is no sign
         used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
         leftovers = set()
