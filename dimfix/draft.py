@@ -80,8 +80,9 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
     # A trace stopped by an error is not verified next, but traced again: no
     # value is changed where it is written unless the trace accounts for it.
     cautious = cautious or bool(trace.stopped)
-    draft, bold = _plan(loc, display, trace, options, texts, editable, bold=True,
-                        names_only=cautious)
+    draft, bold, written = _plan(loc, display, trace, options, texts, editable, bold=True,
+                                 names_only=cautious)
+    kept = kept if written else ()
     if trace.stopped:
         if not draft.texts:
             raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
@@ -89,16 +90,16 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
         return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
                        kept=kept, wrong=len(wrong))
     if bold and not cautious:
-        cautious, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
+        cautious, _, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
         draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,
-                                                output_shape=trace.output, kept=kept,
+                                                output_shape=trace.output,
                                                 wrong=len(wrong)))
     return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,
                    kept=kept, wrong=len(wrong))
 
 
 def _plan(loc, display, trace, options, texts, editable, bold,
-          names_only=False) -> Tuple[Draft, bool]:
+          names_only=False) -> Tuple[Draft, bool, bool]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
@@ -115,7 +116,9 @@ def _plan(loc, display, trace, options, texts, editable, bold,
             changed[path] = new_text
     draft = Draft(changed, tuple(_portable(e) for e in plan.edits),
                   tuple(_portable(u) for u in plan.unfixable), tuple(notes), trace.device)
-    return draft, plan.bold
+    # Only a value changed where it is written can rebuild the model: the
+    # verification guard (_check_kept) is for those plans.
+    return draft, plan.bold, plan.bold_written
 
 
 def verify_fix(path: str, texts: Mapping[str, str],

@@ -37,6 +37,7 @@ class Plan:
     index: CallIndex
     resolver: Resolver
     bold: bool = False  # an origin edit relies on verification, not on accounted reads
+    bold_written: bool = False  # ... and one of them changed a value where it is written
 
     def new_texts(self) -> Dict[str, str]:
         """The new text of every file the replacements touch, by absolute path."""
@@ -103,7 +104,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         planner.plan(group)
     edits = sorted(planner.edits, key=lambda e: (e.path != display, e.path, e.line, e.col))
     return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
-                resolver, planner.bold_used)
+                resolver, planner.bold_used, planner.bold_written)
 
 
 class _Planner:
@@ -117,6 +118,7 @@ class _Planner:
         self.bold = bold
         self.bold_used = False
         self.names_only = False  # bold for name swaps only
+        self.bold_written = False  # a bold edit changed a value where it is written
         self.demanded: set = set()  # (layer, argument) set by --num-classes
         # Mismatches an accepted bold edit is expected to fix as a knock-on (a
         # DoubleConv after the concatenation whose ConvTranspose2d it resized):
@@ -249,6 +251,7 @@ class _Planner:
     def _take(self, group, candidate: _Candidate, tried: int, verdict: int,
               knock_ons: Collection[Key] = ()) -> None:
         self.bold_used = self.bold_used or verdict == _LENIENT
+        self.bold_written = self.bold_written or (verdict == _LENIENT and candidate.phase == _WRITTEN)
         if knock_ons:
             self.deferred |= set(knock_ons)
             shown = ", ".join(f"{p} {a}" for p, a in sorted(knock_ons))
@@ -481,7 +484,7 @@ class _Planner:
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
         in one ``nn.Sequential``) before any other, and never a loop variable read after its loop. Two
         that tie raise _Tie if ``tie``, else None."""
-        used, leftovers = self._context(frame, expr)
+        used, leftovers = self._context(frame)
         found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
                               ranks=ranks, prefer=used)
         if found.ambiguous:
@@ -490,7 +493,7 @@ class _Planner:
             return None
         return found.names[0] if found.names else None
 
-    def _context(self, frame, expr) -> Tuple[set, set]:
+    def _context(self, frame) -> Tuple[set, set]:
         """(names the statement of ``frame``'s call uses outside the call, loop
         variables of loops in its function that the call is not in)."""
         f = self.resolver.file(frame.path)
@@ -557,6 +560,12 @@ class _Planner:
             if exp.value(trial) != c.required:
                 if resizes and key not in own and c.declared != c.required:
                     self._knock_ons.add(key)
+                    verdict = _LENIENT
+                    continue
+                if follows and candidate.phase == _NAME and c.required == c.declared:
+                    # A layer that fit what arrived: what arrives follows the
+                    # right name too (a block built with the wrong width gave
+                    # its norm that width). Verification decides.
                     verdict = _LENIENT
                     continue
                 return 0
