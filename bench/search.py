@@ -2,7 +2,8 @@
 """What choosing the edit costs (prints figures; not a test).
 
 For each fixture of issue "The edit its author would make" (names in scope,
-structure, formatting confined, cross-file, probing), side by side in one run:
+structure, formatting confined, cross-file, probing, and one per example the
+issue quotes), side by side in one run:
 
   fix     the API fixing fixtures/<case>/broken.py in a warm process: trace,
           candidate edits, rewrite, format, verify (children forked per step)
@@ -35,22 +36,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ["scope_param_name", "scope_config_field", "scope_constant", "scope_name_swap",
          "cat_sum_names", "formatting_confined", "cross_file_edit", "probe_norm_subclass",
-         "origin_shared_constant_one_wrong", "three_wrong_layers"]
+         "origin_shared_constant_one_wrong", "three_wrong_layers",
+         # the quoted examples of the issue
+         "head_shared_class_constant", "head_vit_user_call", "literal_not_name_divided",
+         "scope_norm_layer_factory", "origin_dcgan_img_size", "origin_seq2seq_output_dim",
+         "structure_textcnn_filter_sizes", "literal_se_reduction", "subscript_vae_hidden_dims",
+         "structure_bidirectional_cat_sum", "knock_on_unet_up", "structure_cat_count_literal"]
 TARGET = 0.25
 
 
 def _args(case):
+    """The target's name, its --input shapes, and --init, --num-classes, --output."""
     words = (ROOT / "fixtures" / case / "args").read_text().split()
     target, rest = words[0], words[1:]
-    inputs = [rest[i + 1] for i, w in enumerate(rest) if w == "--input"]
-    return target.split("::")[1], inputs
+    given = lambda flag: [rest[i + 1] for i, w in enumerate(rest) if w == flag]  # noqa: E731
+    options = {"init": given("--init")}
+    if given("--num-classes"):
+        options["num_classes"] = int(given("--num-classes")[0])
+    if given("--output"):
+        options["output"] = given("--output")[0]
+    return target.split("::")[1], given("--input"), options
 
 
-def _timed_fix(folder: Path, name, inputs, which: str):
+def _timed_fix(folder: Path, name, inputs, options, which: str):
     from dimfix.api import fix_file
 
     start = time.perf_counter()
-    result = fix_file(str(folder / which), inputs, name=name)
+    result = fix_file(str(folder / which), inputs, name=name, **options)
     return time.perf_counter() - start, result
 
 
@@ -72,19 +84,19 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
-            name, inputs = _args(case)
+            name, inputs, options = _args(case)
             fixes, checks, tried = [], [], []
             for _ in range(opts.runs):
                 folder = Path(tmp) / case
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.copytree(ROOT / "fixtures" / case, folder)
-                t, result = _timed_fix(folder, name, inputs, "broken.py")
+                t, result = _timed_fix(folder, name, inputs, options, "broken.py")
                 fixes.append(t)
                 tried.append(sum(e.tried for e in result.edits) or 0)
                 shutil.copy(folder / "expected.py", folder / "broken.py")
                 for other in folder.glob("*.expected"):
                     shutil.copy(other, folder / (other.stem + ".py"))
-                t, _ = _timed_fix(folder, name, inputs, "broken.py")
+                t, _ = _timed_fix(folder, name, inputs, options, "broken.py")
                 checks.append(t)
                 start = time.perf_counter()
                 subprocess.run([sys.executable, "-c", "import torch"], check=True)

@@ -111,7 +111,9 @@ class Evaluator:
         if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
             return None
         base = self.value(node.value)
+        used = len(self.used)
         key = self.value(node.slice[0].slice.value)
+        del self.used[used:]  # the index is no place for a fix
         if type(base) in (list, tuple) and type(key) is int and -len(base) <= key < len(base):
             return base[key]
         if type(base) is dict and type(key) in (str, int):
@@ -165,6 +167,9 @@ class Evaluator:
         func = node.func.value
         if func not in _CALLS or any(a.keyword or a.star for a in node.args):
             return None
+        if func == "len":  # ``len(filter_sizes) * n_filters``: a sequence's length
+            seq = self.value(node.args[0].value) if len(node.args) == 1 else None
+            return len(seq) if isinstance(seq, (list, tuple)) else None
         values = [self.value(a.value) for a in node.args]
         if not values or not all(_is_number(v) for v in values):
             return None
@@ -199,7 +204,7 @@ def _is_number(value: object) -> bool:
     return type(value) in (int, float)
 
 
-_CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs}
+_CALLS = {"int": int, "round": round, "max": max, "min": min, "abs": abs, "len": len}
 
 
 def names_in(node: cst.CSTNode) -> List[str]:

@@ -14,7 +14,8 @@ import itertools
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (Callable, Collection, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import libcst as cst
 
@@ -22,7 +23,7 @@ from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
 from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
-from dimfix.scope import ALL, FOR_LITERALS, names_holding
+from dimfix.scope import ALL, FOR_LITERALS, names_holding, sequences_of_length
 from dimfix.source import display_path
 
 Key = Tuple[str, str]  # (layer path, argument)
@@ -119,6 +120,10 @@ class _Planner:
         self.names_only = False  # bold for name swaps only
         self.bold_written = False  # a bold edit changed a value where it is written
         self.demanded: set = set()  # (layer, argument) set by --num-classes
+        # Mismatches an accepted bold edit is expected to fix as a knock-on (a
+        # DoubleConv after the concatenation whose ConvTranspose2d it resized):
+        # no edit of their own; verification traces them.
+        self.deferred: set = set()
         self.edits: List[Edit] = []
         self.unfixable: List[Unfixable] = []
         self.replacements: Replacements = {}
@@ -129,6 +134,7 @@ class _Planner:
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
+        self._knock_ons: set = set()  # what the last _safe left to verification
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -188,9 +194,16 @@ class _Planner:
         construction, exp = self.expansions[key]
         if exp.value(self.replacements) == m.observed:
             return None  # an edit made for another layer already fixed this one
+        if all((x.layer_path, x.arg) in self.deferred for x in group):
+            return None  # a knock-on of an edit made for a layer before it
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
+        # ``hidden_dims[-1]`` read from the frame, not followed to where it is
+        # written: a value read at run time, which no edit replaces (its
+        # literals around it may change: ``hidden_dims[-1]*2`` -> ``*4``).
+        run_time = _frame_reads(arg.value, exp)
+        run_time_held = False
         # An edit where the value is written that only verification can judge
         # (reads the trace cannot see follow it) waits behind the names in
         # scope: a name swapped for another is fixed by the right name, not by
@@ -205,14 +218,18 @@ class _Planner:
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
-                verdict = self._safe(candidate)
+                if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
+                    run_time_held = True
+                    continue
+                verdict = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
+                knock_ons = self._knock_ons
                 if verdict == _LENIENT and candidate.phase == _WRITTEN:
                     if not self.names_only:
-                        held = held or (tried, candidate)
+                        held = held or (tried, candidate, knock_ons)
                 elif verdict == _LENIENT and held is not None:
                     continue  # a name verification must judge does not beat the cause
                 elif verdict:
-                    return self._take(group, candidate, tried, verdict)
+                    return self._take(group, candidate, tried, verdict, knock_ons)
         except _Tie as tie:
             if held is None:
                 names = " or ".join(f"`{n}`" for n in tie.names)
@@ -220,9 +237,11 @@ class _Planner:
                                     f"`{code_of(arg.value)}` could be {names}: each holds "
                                     f"{m.observed} at every layer built here; dimfix will not guess")
         if held is not None:
-            return self._take(group, held[1], held[0], _LENIENT)
+            return self._take(group, held[1], held[0], _LENIENT, held[2])
         if outside is not None:
             return self._refuse(group, *outside)
+        if run_time_held:
+            return self._refuse(group, arg.value, _opaque(exp.passthrough().bare(), m.declared))
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
             shown = display_path(found[0]) if found else "another file"
@@ -231,9 +250,14 @@ class _Planner:
                                 "does not edit")
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
 
-    def _take(self, group, candidate: _Candidate, tried: int, verdict: int) -> None:
+    def _take(self, group, candidate: _Candidate, tried: int, verdict: int,
+              knock_ons: Collection[Key] = ()) -> None:
         self.bold_used = self.bold_used or verdict == _LENIENT
         self.bold_written = self.bold_written or (verdict == _LENIENT and candidate.phase == _WRITTEN)
+        if knock_ons:
+            self.deferred |= set(knock_ons)
+            shown = ", ".join(f"{p} {a}" for p, a in sorted(knock_ons))
+            candidate = replace(candidate, because=f"{shown} follows, as traced")
         self.replacements.update(candidate.replacements)
         self.edits.append(replace(self._edit(group, candidate), tried=tried))
 
@@ -301,23 +325,30 @@ class _Planner:
         # among those as near, the one that changes least.
         for lit, value, stack in self._solutions(exp, m):
             label = "" if len(stack) == 1 else stack[-1].label
+            if len(stack) == 1:
+                yield from self._part_count(exp, lit, value, m)
             yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
         # The origin is shared: write a new expression at this call instead.
         if local:
             yield from self._local(expr, exp, m)
 
     def _solutions(self, exp: Expansion, m: Mismatch, nearest_only: bool = False):
+        # Keep the form: in ``128 * ds_size ** 2`` fed 128x2x2 the 128 already
+        # reads as the channels; the spatial factor, and where it comes from, is
+        # what differs. Literals of factors that agree come last.
+        settled = _settled(exp, m.factors)
         found = []
         for lit, stack in self.literals[(m.layer_path, m.arg)]:
             value = _solve(exp, lit, m.observed, self.replacements)
             if value is not None:
                 old = int(lit.evaluated_value)
                 change = abs(math.log(value / old)) if old > 0 else math.inf
-                found.append((len(stack), change, lit, value, stack))
-        found.sort(key=lambda f: (f[0], f[1]))
+                agrees = (lit if len(stack) == 1 else _sub_key(exp, stack[1])) in settled
+                found.append((agrees, len(stack), change, lit, value, stack))
+        found.sort(key=lambda f: f[:3])
         if nearest_only and found:
             found = found[:1]
-        return [(lit, value, stack) for _, _, lit, value, stack in found]
+        return [(lit, value, stack) for _, _, _, lit, value, stack in found]
 
     def _local(self, expr, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A new expression at this call. Arithmetic on a name only where the
@@ -325,6 +356,8 @@ class _Planner:
         name's size (``HIDDEN * 2``), or the name's size and others that names
         in scope hold (``embedding_dim + hidden_dim``); never ``num_classes * 4``."""
         want = m.observed
+        if isinstance(expr, cst.BinaryOperation):
+            yield from self._sum_of_parts(expr, exp, m)
         if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)) or _read_at_run_time(exp):
             return
         current = exp.value()
@@ -342,6 +375,79 @@ class _Planner:
                     yield _Candidate({expr: cst.parse_expression(total)}, expr, "",
                                      f"torch.cat joins {joined}")
         yield _Candidate({expr: cst.Integer(str(want))}, expr, "")
+
+    def _sum_of_parts(self, expr: cst.BinaryOperation, exp: Expansion,
+                      m: Mismatch) -> Iterator[_Candidate]:
+        """``hidden_size+embedding_length`` fed torch.cat of a bidirectional RNN's
+        output and the embedding: each term stands for one part, and the one that
+        differs is the RNN's, two directions of it: ``2*hidden_size+embedding_length``."""
+        parts, blocks = m.parts, m.blocks
+        terms = _addends(expr)
+        if len(parts) < 2 or len(blocks) != len(parts) or len(terms) != len(parts):
+            return
+        values = [exp.value_of(t) for t in terms]
+        if any(type(v) is not int for v in values):
+            return
+        unmatched, odd = list(range(len(parts))), []
+        for i, v in enumerate(values):
+            j = next((j for j in unmatched if parts[j] == v), None)
+            if j is None:
+                odd.append(i)
+            else:
+                unmatched.remove(j)
+        if len(odd) != 1 or len(unmatched) != 1:
+            return
+        term, value, j = terms[odd[0]], values[odd[0]], unmatched[0]
+        k = blocks[j]
+        if k < 2 or parts[j] != k * value or not isinstance(
+                term, (cst.Name, cst.Attribute, cst.Subscript)):
+            return
+        space = expr.operator.whitespace_before
+        scaled = cst.BinaryOperation(
+            left=cst.Integer(str(k)), right=term.deep_clone(),
+            operator=cst.Multiply(whitespace_before=space, whitespace_after=space))
+        yield _Candidate({expr: expr.deep_replace(term, scaled)}, expr, "",
+                         f"torch.cat joins {' + '.join(map(str, parts))}; {parts[j]} is a "
+                         f"bidirectional RNN's output, {k} directions of `{code_of(term)}`")
+
+    def _part_count(self, exp: Expansion, lit: cst.Integer, value: int,
+                    m: Mismatch) -> Iterator[_Candidate]:
+        """``4 * n_filters`` fed a torch.cat of 3 tensors of n_filters: the 4 counts
+        the parts, and a list in scope as long as the count (``filter_sizes``,
+        one conv per element) says so: ``len(filter_sizes) * n_filters``."""
+        parts = m.parts
+        if m.site is None or value < 2 or len(parts) != value or len(set(parts)) != 1:
+            return
+        if exp.value({**self.replacements, lit: lit.with_changes(value="1")}) != parts[0]:
+            return  # the literal does not count tensors of one part's size
+        # Only a list the code that built the layer iterates (``for fs in
+        # filter_sizes``): a kernel size or a mean of the same length is no count.
+        found = sequences_of_length(self.by_site.get((m.site.key, m.arg), ()), value,
+                                    among=self._iterated(m))
+        if found.names and not found.ambiguous:
+            name = found.names[0]
+            yield _Candidate({lit: cst.parse_expression(f"len({name})")}, lit, "",
+                             f"torch.cat joins len({name}) tensors of {parts[0]}")
+
+    def _iterated(self, m: Mismatch) -> set:
+        """Names the function holding the layer's call loops over (``for x in
+        NAME``, ``zip(NAME, ...)``, ``enumerate(NAME)``, comprehensions too)."""
+        f = self.resolver.file(m.site.call.path)
+        call = f.index.find(m.site.call) if f is not None else None
+        func = call
+        while func is not None and not isinstance(func, cst.FunctionDef):
+            func = f.parents.get(func)
+        if func is None:
+            return set()
+        found = set()
+        for node in _descendants(func):
+            if isinstance(node, (cst.For, cst.CompFor)):
+                sources = [node.iter]
+                if isinstance(node.iter, cst.Call) and isinstance(node.iter.func, cst.Name) \
+                        and node.iter.func.value in ("zip", "enumerate", "reversed", "sorted"):
+                    sources = [a.value for a in node.iter.args]
+                found.update(code_of(x) for x in sources if isinstance(x, (cst.Name, cst.Attribute)))
+        return found
 
     def _scope_names(self, expr, m: Mismatch, ranks: frozenset = ALL) -> Iterator[_Candidate]:
         """The one name in scope that holds the size at every layer built here."""
@@ -430,26 +536,37 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate) -> int:
+    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> int:
         """_STRICT if every read of what the candidate changes is a traced layer
         argument that gets its size; _LENIENT if a bold plan may try it (reads
         the trace cannot see, or outputs that change: verification decides);
-        else 0."""
+        else 0. Layers left to verification as knock-ons: self._knock_ons."""
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
         # out (a VAE's decoder following image_size): the layers that read that
         # output are checked by tracing the edit, not here.
         follows = self.bold and bool(candidate.label)
+        reached = [(key, c, exp) for key, (c, exp) in self.expansions.items()
+                   if c.required is not None and touched & self.reach[key]]
+        # When it does, a layer after it that is wrong now may be wrong only
+        # because of the first (``Up(256, ...)`` given 512: the DoubleConv after
+        # the cat with the skip gets 384): what it needs is the trace's to say.
+        resizes = follows and any(
+            c.arg.startswith("out_") and key not in self.demanded
+            and exp.value(trial) != exp.value(self.replacements) for key, c, exp in reached)
+        self._knock_ons = set()
         verdict = _STRICT
         fixed, knocked = 0, 0
-        for key, (c, exp) in self.expansions.items():
-            if c.required is None or not touched & self.reach[key]:
-                continue
+        for key, c, exp in reached:
             if follows and c.arg.startswith("out_") and key not in self.demanded:
                 verdict = _LENIENT
                 continue
             if exp.value(trial) != c.required:
+                if resizes and key not in own and c.declared != c.required:
+                    self._knock_ons.add(key)
+                    verdict = _LENIENT
+                    continue
                 if follows and candidate.phase == _NAME and c.required == c.declared:
                     # A layer that fit what arrived: what arrives follows the
                     # right name too (a block built with the wrong width gave
@@ -489,7 +606,8 @@ class _Planner:
         if candidate.label:
             reason = (
                 f"{shown}:{line}:{col}: {candidate.label} {code_of(original)} -> "
-                f"{code_of(new)} (used by {layer} {m.arg}; {m.why})"
+                f"{code_of(new)} (used by {layer} {m.arg}; {m.why}"
+                + (f"; {candidate.because})" if candidate.because else ")")
             )
         else:
             reason = f"{shown}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
@@ -536,7 +654,9 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
         return exp.value({**base, lit: lit.with_changes(value=str(v))})
 
     here, nxt = at(old), at(old + 1)
-    guesses = []
+    # Where ``//`` leaves a range of answers (``img_size // 16 == 2`` for 32..47),
+    # the one that divides exactly (32), as its author would: solved with ``/``.
+    guesses = _exact_guesses(exp, lit, want, base)
     if here is not None and nxt is not None and nxt != here and (want - here) % (nxt - here) == 0:
         guesses.append(old + (want - here) // (nxt - here))
     if here:
@@ -545,6 +665,88 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
         if v > 0 and v != old and at(v) == want:
             return v
     return None
+
+
+def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> List[int]:
+    """Values of ``lit`` near which ``exp``, with ``//`` read as ``/``, gives
+    exactly ``want`` (a few secant steps: powers and products converge fast)."""
+    old = int(lit.evaluated_value)
+    swaps = dict(base)
+    for node in _floor_divisions(exp):
+        swaps.setdefault(node, node.with_changes(operator=cst.Divide()))
+
+    def f(v: int) -> Optional[float]:
+        return _real_value(exp, {**swaps, lit: lit.with_changes(value=str(v))})
+
+    x0, x1 = old, old + 1
+    f0, f1 = f(x0), f(x1)
+    for _ in range(16):
+        if f0 is None or f1 is None or f1 == f0:
+            return []
+        x2 = x1 + (want - f1) * (x1 - x0) / (f1 - f0)
+        if not math.isfinite(x2) or abs(x2) > 2**40:
+            return []
+        v = round(x2)
+        if v <= 0:
+            return []
+        fv = f(v)
+        if fv == want:
+            return [v]
+        if v == x1 or v == x0:
+            return []
+        x0, f0, x1, f1 = x1, f1, v, fv
+    return []
+
+
+def _real_value(exp: Expansion, override: Replacements) -> Optional[float]:
+    """``exp``'s value as a number (not only an integer), with ``override``."""
+    value = exp.number(override)
+    return value if type(value) in (int, float) else None
+
+
+def _floor_divisions(exp: Expansion) -> List[cst.BinaryOperation]:
+    found = [n for n in _descendants(exp.node)
+             if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.FloorDivide)]
+    for sub in exp.subs.values():
+        found += _floor_divisions(sub)
+    return found
+
+
+def _settled(exp: Expansion, dims) -> set:
+    """The factors of a product that already read as their dimensions of the
+    tensor flattened into it, in the one best alignment of factors to
+    dimensions (``128 * ds_size ** 2`` with 128x2x2: the 128); nodes."""
+    terms = _terms(exp.node)
+    if not dims or len(terms) < 2 or len(terms) > 8:
+        return set()
+    values = [exp.value_of(t) for t in terms]
+    if any(type(v) is not int or v <= 0 for v in values):
+        return set()
+    best, found = 0, []
+    for target in {tuple(dims), tuple(d for d in dims if d != 1)}:
+        for k in range(2, min(len(terms), len(target)) + 1):
+            for cuts in itertools.combinations(range(1, len(terms)), k - 1):
+                for dcuts in itertools.combinations(range(1, len(target)), k - 1):
+                    tb, db = (0, *cuts, len(terms)), (0, *dcuts, len(target))
+                    groups = [(terms[tb[g]:tb[g + 1]], math.prod(values[tb[g]:tb[g + 1]])
+                               == math.prod(target[db[g]:db[g + 1]])) for g in range(k)]
+                    agree = frozenset(t for group, ok in groups if ok for t in group)
+                    matched = sum(ok for _, ok in groups)
+                    if matched > best:
+                        best, found = matched, [agree]
+                    elif matched and matched == best and agree not in found:
+                        found.append(agree)
+    if not found:
+        return set()
+    common = frozenset.intersection(*found)  # alignments that differ settle nothing
+    nodes = set()
+    for term in common:
+        nodes.update(_descendants(term))
+    return nodes
+
+
+def _sub_key(exp: Expansion, sub: Expansion) -> Optional[cst.CSTNode]:
+    return next((n for n, e in exp.subs.items() if e is sub), None)
 
 
 def _refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Replacements]:
@@ -589,6 +791,13 @@ def _terms(node) -> List[cst.BaseExpression]:
     return [node]
 
 
+def _addends(node) -> List[cst.BaseExpression]:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) \
+            and not node.lpar:
+        return _addends(node.left) + _addends(node.right)
+    return [node]
+
+
 def _times(expr, op, k: int) -> cst.BinaryOperation:
     # A clone: the original node must not appear inside its own replacement.
     return cst.BinaryOperation(
@@ -609,6 +818,22 @@ def _opaque(expr: cst.BaseExpression, declared) -> str:
             "by a call); dimfix changes values written in the file"
         )
     return f"cannot tell how `{code}` gives {declared}"
+
+
+def _frame_reads(expr: cst.CSTNode, exp: Expansion) -> set:
+    """Nodes of ``expr`` whose value is, or is bound to, a subscript read from the
+    frame (``hidden_dims[-1]``; ``width`` after ``width = dims[2]``), not followed
+    to where it is written."""
+    followed = set()
+    for node in exp.subs:
+        followed.update(_descendants(node))
+    found = set()
+    for n in _descendants(expr):
+        if isinstance(n, cst.Subscript) and n not in followed:
+            found.add(n)
+        elif n in exp.subs and _frame_reads(exp.subs[n].node, exp.subs[n]):
+            found.add(n)
+    return found
 
 
 def _expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:

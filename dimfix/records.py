@@ -90,6 +90,9 @@ class Mismatch:
     # Sizes torch.cat joined into the arriving dimension (256, 256 for a skip
     # concatenation): ``HIDDEN * 2`` or ``embed + hidden`` is then structure.
     parts: Tuple[int, ...] = ()
+    # For each part, the equal blocks the trace saw it made of: 2 for the output
+    # of a bidirectional RNN (both directions), else 1. Empty when not known.
+    blocks: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,28 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
     return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
 
 
+def sequences_of_length(constructions: Sequence[Construction], length: int,
+                        among: Iterable[str] = ()) -> Found:
+    """Lists or tuples in scope (``filter_sizes``), of the names ``among``, whose
+    length is ``length`` at every construction: what ``len(...)`` of a count the
+    trace saw can name. Parameters, ``self.x`` and constants only, best rank."""
+    needed = [c for c in constructions if c.required is not None]
+    allowed = set(among)
+    if not needed or not allowed:
+        return Found(())
+    best: Dict[str, int] = {}
+    for name, rank in _candidates(needed[0].site.call, sequences=True):
+        if rank not in FOR_LITERALS or name not in allowed:
+            continue
+        values = [_value(c.site.call, name) for c in needed]
+        if all(isinstance(v, (list, tuple)) and len(v) == length for v in values):
+            best[name] = rank
+    if not best:
+        return Found(())
+    top = min(best.values())
+    return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
+
+
 def _width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
     if last in _COUNTERS or last.startswith("__"):
@@ -75,10 +97,16 @@ def _width_like(name: str) -> bool:
     return not any(part in last for part in _NOT_A_WIDTH)
 
 
-def _candidates(frame: Frame) -> List[Tuple[str, int]]:
+def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
+    """Names visible at ``frame`` with their rank: integers, or with
+    ``sequences`` lists and tuples."""
     found: List[Tuple[str, int]] = []
+
+    def wanted(value: object) -> bool:
+        return isinstance(value, (list, tuple)) if sequences else type(value) is int
+
     for name, value in frame.local_values.items():
-        if type(value) is int:
+        if wanted(value):
             rank = ATTRIBUTE if name.startswith("self.") else PARAM if name in frame.params \
                 else LOCAL
             found.append((name, rank))
@@ -86,14 +114,14 @@ def _candidates(frame: Frame) -> List[Tuple[str, int]]:
             # ``config.hidden_size`` of a parameter; a field of a local object
             # (``block_cnf.out_channels``, a loop's copy) is a last resort.
             rank = FIELD if name in frame.params else LOCAL_FIELD
-            found.extend((f"{name}.{attr}", rank) for attr in _int_fields(value))
+            found.extend((f"{name}.{attr}", rank) for attr in _int_fields(value, wanted))
     for name, value in frame.global_values.items():
         if name in frame.local_values:
             continue
-        if type(value) is int and name.isupper():
+        if wanted(value) and name.isupper():
             found.append((name, CONSTANT))
         elif _is_record(value):
-            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value))
+            found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
     return found
 
 
@@ -112,8 +140,8 @@ def _is_record(value: object) -> bool:
     return isinstance(getattr(value, "__dict__", None), dict)
 
 
-def _int_fields(value: object) -> List[str]:
-    return [k for k, v in vars(value).items() if type(v) is int and not k.startswith("_")]
+def _int_fields(value: object, wanted=lambda v: type(v) is int) -> List[str]:
+    return [k for k, v in vars(value).items() if wanted(v) and not k.startswith("_")]
 
 
 def _value(frame: Frame, name: str) -> Optional[object]:

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from dimfix.records import Frame, Site
 
 MAX_CHAIN = 16
+_SHORT_LIST = 256  # longer lists are not copied for every layer built
 
 
 InitFrames = List[Tuple[object, Dict[str, object]]]  # (code, named arguments)
@@ -168,8 +169,13 @@ def _is_init_of(frame, module) -> bool:
 
 def _values(frame) -> Dict[str, object]:
     """The frame's locals, plus ``self.<attr>`` for integer attributes as they
-    are now: ``self.in_planes`` changes as ``_make_layer`` goes on."""
+    are now: ``self.in_planes`` changes as ``_make_layer`` goes on. A function's
+    short lists are copied: ``hidden_dims.reverse()`` later in ``__init__`` must
+    not change what ``hidden_dims[-1]`` was when the layer was built."""
     values = dict(frame.f_locals)
+    if frame.f_locals is not frame.f_globals:
+        values.update((k, list(v)) for k, v in values.items()
+                      if type(v) is list and len(v) <= _SHORT_LIST)
     owner = values.get("self")
     attrs = getattr(owner, "__dict__", None)
     if isinstance(attrs, dict):

@@ -139,7 +139,9 @@ class _Tracer:
         # output alive (about 95 MB of activations on a ResNet-152).
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
         self.heads: List[nn.Module] = []
-        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...]]] = {}
+        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...]]] = {}
+        # Outputs of bidirectional RNNs: their last dimension is two directions.
+        self.directions: Dict[int, Tuple[weakref.ref, int]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
         # Layers that override a family's forward, as probed: (module, arg, declared, needed)
         self.probed: Dict[int, Tuple[nn.Module, str, int, int]] = {}
@@ -273,7 +275,7 @@ class _Tracer:
             tensor = reads.get(arg, x)
             self._record(module, family, arg, before[arg], value,
                          _arrives(tensor, factors if first_check else ()),
-                         factors if first_check else (), arg_note, self._parts(tensor, value))
+                         factors if first_check else (), arg_note, *self._parts(tensor, value))
 
     def _check_batched(self, module, x) -> None:
         """A conv fed the sample input without its batch dimension: the user most
@@ -349,6 +351,9 @@ class _Tracer:
             self.paths.setdefault(id(child), name)
 
     def _post_hook(self, module, args, output):
+        if isinstance(module, nn.RNNBase) and module.bidirectional and isinstance(output, tuple) \
+                and output and isinstance(output[0], torch.Tensor):
+            self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
         if isinstance(output, torch.Tensor):
             self.recent.append(tuple(output.shape))
             family = family_of(module)
@@ -405,13 +410,14 @@ class _Tracer:
 
     # -- results ------------------------------------------------------------------
 
-    def _parts(self, tensor, size) -> Tuple[int, ...]:
+    def _parts(self, tensor, size) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
         """The sizes concatenated into ``tensor``'s dimension of ``size``, if it was
-        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess."""
+        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess; and
+        the blocks each part is made of (2 for a bidirectional RNN's output)."""
         hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
-            return ()
-        return hit[1]
+            return (), ()
+        return hit[1], hit[2]
 
     @contextlib.contextmanager
     def _watching_cat(self):
@@ -425,7 +431,8 @@ class _Tracer:
                 try:
                     dim = kwargs.get("dim", args[0] if args else 0)
                     parts = tuple(int(t.shape[dim]) for t in tensors)
-                    tracer.cats[id(out)] = (weakref.ref(out), parts)
+                    blocks = tuple(tracer._blocks(t, dim) for t in tensors)
+                    tracer.cats[id(out)] = (weakref.ref(out), parts, blocks)
                 except Exception:  # an unusual call: nothing to remember
                     pass
                 return out
@@ -440,7 +447,16 @@ class _Tracer:
             for name, fn in own.items():
                 setattr(torch, name, fn)
 
-    def _record(self, module, family, arg, declared, observed, why, factors, note, parts=()):
+    def _blocks(self, tensor, dim: int) -> int:
+        """2 when ``tensor`` is a bidirectional RNN's output joined along its last
+        dimension (forward and backward directions), else 1."""
+        hit = self.directions.get(id(tensor))
+        if hit is None or hit[0]() is not tensor or dim % tensor.dim() != tensor.dim() - 1:
+            return 1
+        return hit[1]
+
+    def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
+                blocks=()):
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -455,6 +471,7 @@ class _Tracer:
                 factors=factors,
                 note=note,
                 parts=parts,
+                blocks=blocks,
             )
         )
 
