@@ -41,9 +41,9 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
               cautious: bool = False) -> Draft:
     """Trace ``options.name`` in ``path`` (whose text, and that of other project
     files being edited, is in ``texts``), then plan, rewrite and format.
-    ``cautious`` plans only edits whose every read the trace accounts for:
-    for a text an earlier draft already changed, whose verification is not
-    the next step."""
+    ``cautious`` changes no value where it is written unless the trace accounts
+    for every read of it (a name may still be swapped): for a text an earlier
+    draft already changed, whose verification is not the next step."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -90,8 +90,8 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
         return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
                        kept=kept, wrong=len(wrong))
     if bold and not cautious:
-        cautious, _, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
-        draft = replace(draft, fallback=replace(cautious, notes=loading.notes + cautious.notes,
+        fallback, _, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
+        draft = replace(draft, fallback=replace(fallback, notes=loading.notes + fallback.notes,
                                                 output_shape=trace.output,
                                                 wrong=len(wrong)))
     return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,

@@ -77,12 +77,21 @@ class Expansion:
 
     def value_of(self, node: cst.CSTNode) -> object:
         """The value of ``node``, a part of this expression, in its context."""
+        return self._evaluator().value(node)
+
+    def _evaluator(self, read: Optional[List["Expansion"]] = None) -> Evaluator:
+        """An Evaluator in this expression's context whose names answer from the
+        sub-expansions (each one consulted is appended to ``read``)."""
 
         def hook(n):
             sub = self.subs.get(n)
-            return MISSING if sub is None else sub.number()
+            if sub is None:
+                return MISSING
+            if read is not None:
+                read.append(sub)
+            return sub.number()
 
-        return Evaluator(self.local_values, self.global_values, hook).value(node)
+        return Evaluator(self.local_values, self.global_values, hook)
 
     def literals(self) -> List[Tuple[cst.Integer, Tuple["Expansion", ...]]]:
         """Every integer literal the value depends on, with the path to it."""
@@ -98,34 +107,24 @@ class Expansion:
         """The sub-expansions the value reads (not the branch ``a if t else b``
         did not take)."""
         read: List[Expansion] = []
-
-        def hook(n):
-            sub = self.subs.get(n)
-            if sub is None:
-                return MISSING
-            read.append(sub)
-            return sub.number()
-
-        Evaluator(self.local_values, self.global_values, hook).value(self.node)
+        self._evaluator(read).value(self.node)
         return read
 
     def chain(self) -> List["Expansion"]:
         """This expansion and each one its bare name stands for, outward."""
         found = [self]
-        while found[-1].bare() in found[-1].subs:
-            found.append(found[-1].subs[found[-1].bare()])
-        return found
+        while True:
+            sub = found[-1].subs.get(found[-1].bare())
+            if sub is None:
+                return found
+            found.append(sub)
 
     def bare(self) -> cst.CSTNode:
         """The part of the expression its value is: the branch ``a if test else b``
         took, the operand of ``a or b``; the expression itself otherwise."""
         node = self.node
         while isinstance(node, (cst.IfExp, cst.BooleanOperation)):
-            def hook(n):
-                sub = self.subs.get(n)
-                return MISSING if sub is None else sub.number()
-
-            taken = Evaluator(self.local_values, self.global_values, hook).taken(node)
+            taken = self._evaluator().taken(node)
             if taken is None:
                 return node
             node = taken

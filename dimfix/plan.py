@@ -91,8 +91,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     rather than verified next: no value changed where it is written)."""
     index = CallIndex(text, display)
     resolver = Resolver(index, path, dict(init), texts)
-    planner = _Planner(index, resolver, path, display, editable, bold)
-    planner.names_only = names_only
+    planner = _Planner(index, resolver, path, display, editable, bold, names_only)
     planner.expand(trace.constructions)
     planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
                         if m.why.startswith("--num-classes")}
@@ -109,7 +108,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
 
 class _Planner:
     def __init__(self, index: CallIndex, resolver: Resolver, path: str, display: str,
-                 editable: Callable[[str], bool], bold: bool) -> None:
+                 editable: Callable[[str], bool], bold: bool, names_only: bool = False) -> None:
         self.index = index
         self.resolver = resolver
         self.path = path
@@ -117,7 +116,7 @@ class _Planner:
         self.editable = editable
         self.bold = bold
         self.bold_used = False
-        self.names_only = False  # bold for name swaps only
+        self.names_only = names_only  # bold for name swaps only
         self.bold_written = False  # a bold edit changed a value where it is written
         self.demanded: set = set()  # (layer, argument) set by --num-classes
         # Mismatches an accepted bold edit is expected to fix as a knock-on (a
@@ -134,7 +133,6 @@ class _Planner:
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
-        self._knock_ons: set = set()  # what the last _safe left to verification
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -221,8 +219,7 @@ class _Planner:
                 if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
                     run_time_held = True
                     continue
-                verdict = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
-                knock_ons = self._knock_ons
+                verdict, knock_ons = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
                 if verdict == _LENIENT and candidate.phase == _WRITTEN:
                     if not self.names_only:
                         held = held or (tried, candidate, knock_ons)
@@ -358,7 +355,7 @@ class _Planner:
         want = m.observed
         if isinstance(expr, cst.BinaryOperation):
             yield from self._sum_of_parts(expr, exp, m)
-        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)) or _read_at_run_time(exp):
+        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
             return
         current = exp.value()
         parts = list(m.parts)
@@ -536,11 +533,12 @@ class _Planner:
         found = self.resolver.position(node)
         return found is not None and self.editable(found[0])
 
-    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> int:
-        """_STRICT if every read of what the candidate changes is a traced layer
-        argument that gets its size; _LENIENT if a bold plan may try it (reads
-        the trace cannot see, or outputs that change: verification decides);
-        else 0. Layers left to verification as knock-ons: self._knock_ons."""
+    def _safe(self, candidate: _Candidate, own: Collection[Key] = ()) -> Tuple[int, set]:
+        """(verdict, knock-ons): _STRICT if every read of what the candidate
+        changes is a traced layer argument that gets its size; _LENIENT if a
+        bold plan may try it (reads the trace cannot see, or outputs that
+        change: verification decides); else 0. The knock-ons are the layers
+        left to verification."""
         trial = {**self.replacements, **candidate.replacements}
         touched = set(candidate.replacements)
         # A bold edit where the value is written may change what a layer puts
@@ -555,7 +553,7 @@ class _Planner:
         resizes = follows and any(
             c.arg.startswith("out_") and key not in self.demanded
             and exp.value(trial) != exp.value(self.replacements) for key, c, exp in reached)
-        self._knock_ons = set()
+        knock_ons: set = set()
         verdict = _STRICT
         fixed, knocked = 0, 0
         for key, c, exp in reached:
@@ -564,7 +562,7 @@ class _Planner:
                 continue
             if exp.value(trial) != c.required:
                 if resizes and key not in own and c.declared != c.required:
-                    self._knock_ons.add(key)
+                    knock_ons.add(key)
                     verdict = _LENIENT
                     continue
                 if follows and candidate.phase == _NAME and c.required == c.declared:
@@ -574,17 +572,17 @@ class _Planner:
                     knocked += 1
                     verdict = _LENIENT
                     continue
-                return 0
+                return 0, set()
             fixed += c.required != c.declared
         if knocked > 2 * fixed:
-            return 0
+            return 0, set()
         bindings = [*candidate.bindings, *(b for node in touched for b in self._bindings_to(node))]
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for binding in bindings)
         if unseen:
             # the cause, not the symptom: verification decides
-            return _LENIENT if self.bold and candidate.label else 0
-        return verdict
+            return (_LENIENT if self.bold and candidate.label else 0), knock_ons
+        return verdict, knock_ons
 
     def _bindings_to(self, node):
         for literals in self.literals.values():
@@ -635,8 +633,6 @@ class _Planner:
 
     def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
         code = code_of(expr)
-        if _read_at_run_time(exp):
-            return _opaque(exp.passthrough().bare(), m.declared)
         origin = exp.passthrough()
         if origin is not exp:
             return (
@@ -842,13 +838,6 @@ def _expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:
     for sub in exp.live():
         yield sub.node
         yield from _expanded_nodes(sub)
-
-
-def _read_at_run_time(exp: Expansion) -> bool:
-    """The value is an element of a container built at run time (a JSON
-    config's ``CONFIG["hidden"]``): no place in the files writes it."""
-    leaf = exp.passthrough().bare()
-    return isinstance(leaf, cst.Subscript) and leaf not in exp.passthrough().subs
 
 
 def _has_reference(expr: cst.CSTNode) -> bool:
