@@ -138,10 +138,15 @@ class Report:
         parts = []
         if fixes:
             word = "fix" if fixes == 1 else "fixes"
+            # A value written in another project file is fixed there: say where.
+            files = {f["file"] for f in model["fixes"]}
+            others = ", ".join(sorted(files - {model["file"]}))
+            where = "" if not others else f" (in {others})" if model["file"] not in files \
+                else f" (also in {others})"
             if self.mode == "write":
-                parts.append(f"{fixes} {word} written")
+                parts.append(f"{fixes} {word} written{where}")
             else:
-                parts.append(f"{fixes} {word} pending, nothing written (--{self.mode})")
+                parts.append(f"{fixes} {word} pending{where}, nothing written (--{self.mode})")
         if cannot:
             parts.append(f"{cannot} mismatch{'es' if cannot > 1 else ''} cannot be fixed")
         if not parts:

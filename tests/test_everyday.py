@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import run_process
+from conftest import copy_case, run_process
 
 NET = '''\
 import torch.nn as nn
@@ -182,3 +182,11 @@ def test_10_diff_quiet_config_and_completion(project):
     assert run.code == 1 and "in_features 30 -> 20" in run.stderr, run
     run = run_process([], project, env={"_DIMFIX_COMPLETE": "bash_source"})
     assert run.code == 0 and "_DIMFIX_COMPLETE=bash_complete" in run.stdout, run
+
+
+def test_the_summary_names_the_other_file_a_fix_is_written_in(cli, tmp_path):
+    case = copy_case("cross_file_edit", tmp_path)
+    run = cli(["broken.py::Net", "--input", "2x3x32x32", "--dry-run"], case)
+    assert run.code == 0, run
+    assert run.stderr.rstrip().endswith(
+        "broken.py: 1 fix pending (in encoder.py), nothing written (--dry-run)"), run
