@@ -207,7 +207,7 @@ class _Tracer:
         found = len(self.views.found)
         try:
             with torch.no_grad(), torch.device(self.device), self.views.watching(batch), \
-                    self._watching_cat():
+                    self._watching_cat(), self._watching_functional():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -447,6 +447,42 @@ class _Tracer:
             for name, fn in own.items():
                 setattr(torch, name, fn)
 
+    @contextlib.contextmanager
+    def _watching_functional(self):
+        """A layer whose weight is used without calling the layer
+        (``F.linear(x, self.qkv.weight)``, as Swin's attention does): checked
+        as if called, and resized the same way, when the weight does not fit."""
+        tracer = self
+        functional = torch.nn.functional
+        own = {name: functional.__dict__[name] for name in _FUNCTIONAL if name in functional.__dict__}
+        owners = {}
+        for module in self.model.modules():
+            weight = module._parameters.get("weight")
+            if weight is not None and family_of(module) is not None:
+                owners[id(weight)] = module
+
+        def wrap(fn):
+            def checked(input, weight, bias=None, *args, **kwargs):
+                module = owners.get(id(weight))
+                if module is not None and module._parameters.get("weight") is weight \
+                        and isinstance(input, torch.Tensor) and not _fits(input, weight):
+                    old_bias = module._parameters.get("bias")
+                    tracer._pre_hook(module, (input,))
+                    if module._parameters.get("weight") is not weight:
+                        weight = module.weight
+                        bias = module._parameters.get("bias") if bias is old_bias else bias
+                return fn(input, weight, bias, *args, **kwargs)
+
+            return checked
+
+        for name, fn in own.items():
+            setattr(functional, name, wrap(fn))
+        try:
+            yield
+        finally:
+            for name, fn in own.items():
+                setattr(functional, name, fn)
+
     def _blocks(self, tensor, dim: int) -> int:
         """2 when ``tensor`` is a bidirectional RNN's output joined along its last
         dimension (forward and backward directions), else 1."""
@@ -584,6 +620,19 @@ def _params(kind: type) -> Tuple[str, ...]:
                 break
         _PARAMS[kind] = names
     return _PARAMS[kind]
+
+
+_FUNCTIONAL = ("linear", "conv1d", "conv2d", "conv3d")
+
+
+def _fits(input, weight) -> bool:
+    """Whether ``input``'s feature dimension is what ``weight`` takes (linear:
+    the last; conv: the channels, before groups divide them)."""
+    if weight.dim() == 2:
+        return input.dim() >= 1 and input.shape[-1] == weight.shape[1]
+    spatial = weight.dim() - 2
+    channels = input.shape[-spatial - 1] if input.dim() > spatial else None
+    return channels is not None and channels % weight.shape[1] == 0
 
 
 def _arrives(x, factors) -> str:
