@@ -18,7 +18,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from dimfix.records import Frame, Site
 
 MAX_CHAIN = 16
-_SHORT_LIST = 256  # longer lists are not copied for every layer built
+_SHORT_LIST = 256
+_COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")  # longer lists are not copied for every layer built
 
 
 InitFrames = List[Tuple[object, Dict[str, object]]]  # (code, named arguments)
@@ -141,7 +142,7 @@ def _site_of(module, frame, is_user_file, inits: InitFrames,
             if span is None:
                 break
             code = frame.f_code
-            params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+            params = _params_in_scope(frame)
             visit = visits.of(frame, span, callee) if visits is not None and callee else 0
             chain.append(
                 Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals,
@@ -173,6 +174,10 @@ def _values(frame) -> Dict[str, object]:
     short lists are copied: ``hidden_dims.reverse()`` later in ``__init__`` must
     not change what ``hidden_dims[-1]`` was when the layer was built."""
     values = dict(frame.f_locals)
+    if _in_comprehension(frame):
+        # A comprehension sees its function's names, not only those it reads:
+        # ``[block(patch_size) for _ in ...]`` where ``embed_dim`` belongs.
+        values = {**_values(frame.f_back), **values}
     if frame.f_locals is not frame.f_globals:
         values.update((k, list(v)) for k, v in values.items()
                       if type(v) is list and len(v) <= _SHORT_LIST)
@@ -181,6 +186,20 @@ def _values(frame) -> Dict[str, object]:
     if isinstance(attrs, dict):
         values.update((f"self.{k}", v) for k, v in attrs.items() if type(v) is int)
     return values
+
+
+def _params_in_scope(frame) -> Tuple[str, ...]:
+    """The frame's parameters; a comprehension's are its function's."""
+    code = frame.f_code
+    if _in_comprehension(frame):
+        return _params_in_scope(frame.f_back)
+    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+
+
+def _in_comprehension(frame) -> bool:
+    outer = frame.f_back
+    return frame.f_code.co_name in _COMPREHENSIONS and outer is not None \
+        and frame.f_code in outer.f_code.co_consts
 
 
 def _arguments(frame) -> Dict[str, object]:
