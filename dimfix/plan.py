@@ -73,6 +73,7 @@ class _Candidate:
 
 _WRITTEN, _NAME, _OTHER = range(3)
 _STRICT, _LENIENT = 1, 2
+_SHARED = ("default", "constant", "attribute", "element")
 
 
 def plan_edits(text: str, path: str, display: str, trace: Trace,
@@ -198,8 +199,9 @@ class _Planner:
         outside = self.problems.get(key)  # part of the value comes from outside the file
         elsewhere = None
         # ``hidden_dims[-1]`` read from the frame, not followed to where it is
-        # written: a value read at run time, which no edit replaces (its
-        # literals around it may change: ``hidden_dims[-1]*2`` -> ``*4``).
+        # written: a value read at run time, which no edit replaces but a name
+        # that holds the size (its literals around it may change too:
+        # ``hidden_dims[-1]*2`` -> ``*4``).
         run_time = _frame_reads(arg.value, exp)
         run_time_held = False
         # An edit where the value is written that only verification can judge
@@ -216,7 +218,8 @@ class _Planner:
                 if where is not None:
                     elsewhere = elsewhere or where
                     continue  # installed packages and the standard library are never edited
-                if run_time and any(run_time & set(_descendants(n)) for n in candidate.replacements):
+                if run_time and candidate.phase != _NAME \
+                        and any(run_time & set(_descendants(n)) for n in candidate.replacements):
                     run_time_held = True
                     continue
                 verdict, knock_ons = self._safe(candidate, {(x.layer_path, x.arg) for x in group})
@@ -319,14 +322,24 @@ class _Planner:
             # ... or written by a caller that passes it on to here.
             yield from self._outer_names(exp, m)
         # Arithmetic: solve for one literal, nearest to the layer first and,
-        # among those as near, the one that changes least.
+        # among those as near, the one that changes least; a literal written
+        # where other calls read it (a default, a constant) after a name in
+        # the arithmetic that a name in scope should replace (``4 * dim``).
+        names_tried = False
         for lit, value, stack in self._solutions(exp, m):
             label = "" if len(stack) == 1 else stack[-1].label
+            if not names_tried and stack[-1].kind in _SHARED:
+                names_tried = True
+                yield from self._inner_names(exp, m)
             if len(stack) == 1:
                 yield from self._part_count(exp, lit, value, m)
             yield _Candidate({lit: lit.with_changes(value=str(value))}, lit, label)
-        # The origin is shared: write a new expression at this call instead.
-        if local:
+        if not names_tried:
+            yield from self._inner_names(exp, m)
+        # The origin is shared: write a new expression at this call instead
+        # (not in a text traced again: what is wrong after the error may follow
+        # from the cause, fixed first).
+        if local and not self.names_only:
             yield from self._local(expr, exp, m)
 
     def _solutions(self, exp: Expansion, m: Mismatch, nearest_only: bool = False):
@@ -477,6 +490,41 @@ class _Planner:
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                                  bindings, phase=_NAME)
 
+    def _inner_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
+        """A name inside arithmetic, here or where a caller wrote it, swapped for
+        the name in scope that holds what it must be: ``4 * dim`` fed 384,
+        where ``dim`` is a caller's ``num_classes`` and its ``dim`` holds 96."""
+        if not isinstance(exp.bare(), cst.BinaryOperation):
+            return
+        seen = set()
+        for sub in _passed_names(exp):
+            node = sub.bare()
+            if node in seen or sub.frame is None:
+                continue
+            seen.add(node)
+            group = []
+            for c in self.by_site.get((m.site.key, m.arg), ()):
+                key = (c.layer_path, c.arg)
+                if c.required is None or node not in self.reach.get(key, ()):
+                    continue
+                c_exp = self.expansions[key][1]
+                need = _solve_node(c_exp, node, sub.value(self.replacements), c.required,
+                                   self.replacements)
+                if need is None:
+                    group = []
+                    break
+                group.append(replace(c, required=need, site=replace(
+                    c.site, chain=c.site.chain[sub.frame:])))
+            if not group:
+                continue
+            name = self._holding(group, m.site.chain[sub.frame], node, ALL, tie=False)
+            if name:
+                need = next((c.required for c in group if c.layer_path == m.layer_path),
+                            group[0].required)
+                yield _Candidate({node: cst.parse_expression(name)}, node,
+                                 sub.label or code_of(node), f"`{name}` holds {need} there",
+                                 tuple(sub.bindings), phase=_NAME)
+
     def _holding(self, constructions, frame, expr, ranks, tie: bool) -> Optional[str]:
         """The name for ``expr`` at the call ``frame`` runs: of the names that hold
         each construction's size, one the same statement already uses elsewhere
@@ -547,6 +595,13 @@ class _Planner:
         follows = self.bold and bool(candidate.label)
         reached = [(key, c, exp) for key, (c, exp) in self.expansions.items()
                    if c.required is not None and touched & self.reach[key]]
+        if self.names_only and (candidate.phase == _WRITTEN
+                                or any(self._shared(n) for n in touched)):
+            # A trace that stopped did not run what comes after: a shared
+            # value read there (the head's num_classes) is not known to be free.
+            if any(c.required is None for key, (c, _) in self.expansions.items()
+                   if touched & self.reach[key]):
+                return 0, set()
         # When it does, a layer after it that is wrong now may be wrong only
         # because of the first (``Up(256, ...)`` given 512: the DoubleConv after
         # the cat with the skip gets 384): what it needs is the trace's to say.
@@ -565,7 +620,7 @@ class _Planner:
                     knock_ons.add(key)
                     verdict = _LENIENT
                     continue
-                if follows and candidate.phase == _NAME and c.required == c.declared:
+                if follows and candidate.phase != _WRITTEN and c.required == c.declared:
                     # A layer that fit what arrived: what arrives follows the
                     # right name too (a block built with the wrong width gave
                     # its norm that width), a few at most. Verification decides.
@@ -580,9 +635,18 @@ class _Planner:
         unseen = any(not all(self.resolver.is_accounted(r) for r in binding.references)
                      for binding in bindings)
         if unseen:
-            # the cause, not the symptom: verification decides
-            return (_LENIENT if self.bold and candidate.label else 0), knock_ons
+            # the cause, not the symptom: verification decides; but a text
+            # traced again (names_only) changes no value other reads share
+            bold = self.bold and candidate.label and not (
+                self.names_only and any(self._shared(node) for node in touched))
+            return (_LENIENT if bold else 0), knock_ons
         return verdict, knock_ons
+
+    def _shared(self, node) -> bool:
+        """Whether ``node`` is a literal written where several calls read it (a
+        default, a constant, an attribute, a list's element), not in one call."""
+        return any(stack[-1].kind in _SHARED for literals in self.literals.values()
+                   for lit, stack in literals if lit is node)
 
     def _bindings_to(self, node):
         for literals in self.literals.values():
@@ -642,17 +706,20 @@ class _Planner:
         return f"no single change to `{code}` gives {m.observed} for every layer built here"
 
 
-def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> Optional[int]:
-    """A positive value for ``lit`` that makes ``exp`` evaluate to ``want``."""
+def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements,
+           node: Optional[cst.CSTNode] = None) -> Optional[int]:
+    """A positive value for ``lit`` (or for ``node``, which holds ``lit``'s
+    value) that makes ``exp`` evaluate to ``want``."""
     old = int(lit.evaluated_value)
+    node = lit if node is None else node
 
     def at(v: int) -> Optional[int]:
-        return exp.value({**base, lit: lit.with_changes(value=str(v))})
+        return exp.value({**base, node: lit.with_changes(value=str(v))})
 
     here, nxt = at(old), at(old + 1)
     # Where ``//`` leaves a range of answers (``img_size // 16 == 2`` for 32..47),
     # the one that divides exactly (32), as its author would: solved with ``/``.
-    guesses = _exact_guesses(exp, lit, want, base)
+    guesses = _exact_guesses(exp, lit, want, base, node)
     if here is not None and nxt is not None and nxt != here and (want - here) % (nxt - here) == 0:
         guesses.append(old + (want - here) // (nxt - here))
     if here:
@@ -663,16 +730,41 @@ def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> O
     return None
 
 
-def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacements) -> List[int]:
+def _solve_node(exp: Expansion, node: cst.CSTNode, old: Optional[int], want: int,
+                base: Replacements) -> Optional[int]:
+    """A positive value for the name ``node`` (now ``old``) that makes ``exp``
+    evaluate to ``want``."""
+    if old is None:
+        return None
+    if exp.value(base) == want:
+        return old
+    return _solve(exp, cst.Integer(str(old)), want, base, node)
+
+
+def _passed_names(exp: Expansion) -> Iterator[Expansion]:
+    """The expansions, through ``exp``'s arithmetic and outward along bare
+    names, that end at a name a frame wrote (outermost last)."""
+    for sub in exp.live():
+        chain = sub.chain()
+        for e in chain:
+            if isinstance(e.bare(), (cst.Name, cst.Attribute)) and e.kind != "argument":
+                yield e
+        if not isinstance(chain[-1].bare(), (cst.Name, cst.Attribute, cst.Integer)):
+            yield from _passed_names(chain[-1])
+
+
+def _exact_guesses(exp: Expansion, lit: cst.Integer, want: int, base: Replacements,
+                   node: Optional[cst.CSTNode] = None) -> List[int]:
     """Values of ``lit`` near which ``exp``, with ``//`` read as ``/``, gives
     exactly ``want`` (a few secant steps: powers and products converge fast)."""
     old = int(lit.evaluated_value)
+    target = lit if node is None else node
     swaps = dict(base)
-    for node in _floor_divisions(exp):
-        swaps.setdefault(node, node.with_changes(operator=cst.Divide()))
+    for division in _floor_divisions(exp):
+        swaps.setdefault(division, division.with_changes(operator=cst.Divide()))
 
     def f(v: int) -> Optional[float]:
-        return _real_value(exp, {**swaps, lit: lit.with_changes(value=str(v))})
+        return _real_value(exp, {**swaps, target: lit.with_changes(value=str(v))})
 
     x0, x1 = old, old + 1
     f0, f1 = f(x0), f(x1)
