@@ -464,7 +464,7 @@ class _Planner:
         if m.site is None:
             return
         name = self._holding(self.by_site.get((m.site.key, m.arg), ()), m.site.call, expr,
-                             ranks, tie=True)
+                             ranks, tie=True, named=self._maker_names(m), param=m.arg)
         if name:
             yield _Candidate({expr: cst.parse_expression(name)}, expr, "",
                              f"`{name}` holds {m.observed} at every layer built here", phase=_NAME)
@@ -483,12 +483,32 @@ class _Planner:
             group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
                      for c in self.by_site.get((m.site.key, m.arg), ())
                      if node in self.reach.get((c.layer_path, c.arg), ())]
-            name = self._holding(group, m.site.chain[outer.frame], node, ALL, tie=False)
+            inner = chain[depth - 1].bare()
+            param = code_of(inner) if isinstance(inner, cst.Name) else ""
+            name = self._holding(group, m.site.chain[outer.frame], node, ALL, tie=False,
+                                 param=param)
             if name:
                 bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
                 yield _Candidate({node: cst.parse_expression(name)}, node,
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                                  bindings, phase=_NAME)
+
+    def _maker_names(self, m: Mismatch) -> set:
+        """The name the layer that made the arriving tensor was given its size
+        by, when it was built in the same function as the wrong layer
+        (``Conv2d(first_planes, outplanes)`` then ``norm_layer(outplanes)``)."""
+        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        if hit is None or hit[0].site is None:
+            return set()
+        chain, call = hit[0].site.chain, m.site.call
+        for e in hit[1].chain():  # outward, through a helper's parameters
+            node = e.bare()
+            if e.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+                continue
+            made = chain[e.frame]
+            if (made.path, made.function) == (call.path, call.function):
+                return {code_of(node)}
+        return set()
 
     def _inner_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A name inside arithmetic, here or where a caller wrote it, swapped for
@@ -525,15 +545,21 @@ class _Planner:
                                  sub.label or code_of(node), f"`{name}` holds {need} there",
                                  tuple(sub.bindings), phase=_NAME)
 
-    def _holding(self, constructions, frame, expr, ranks, tie: bool) -> Optional[str]:
+    def _holding(self, constructions, frame, expr, ranks, tie: bool,
+                 named: Collection[str] = (), param: str = "") -> Optional[str]:
         """The name for ``expr`` at the call ``frame`` runs: of the names that hold
-        each construction's size, one the same statement already uses elsewhere
+        each construction's size, the one ``named`` the width where it was made,
+        or one the same statement already uses elsewhere
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
-        in one ``nn.Sequential``) before any other, and never a loop variable read after its loop. Two
-        that tie raise _Tie if ``tie``, else None."""
+        in one ``nn.Sequential``) before any other, and never a loop variable read
+        after its loop. Two that tie raise _Tie if ``tie``, else None."""
         used, leftovers = self._context(frame)
-        found = names_holding(constructions, exclude=[*names_in(expr), code_of(expr), *leftovers],
-                              ranks=ranks, prefer=used)
+        exclude = [*names_in(expr), code_of(expr), *leftovers]
+        found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=named)
+        if not found.names or len(set(found.names) & set(named)) != 1:
+            found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=used)
+        if found.ambiguous and param in found.names:
+            return param  # ``ConvNorm(in_chs, ...)``: passed on under its own name
         if found.ambiguous:
             if tie:
                 raise _Tie(found.names)
@@ -565,9 +591,19 @@ class _Planner:
 
         leftovers = set()
         if node is not None:
-            for loop in _descendants(node.body):
+            order = _descendants(node.body)
+            at = {n: i for i, n in enumerate(order)}
+            here = at.get(call, len(order))
+            params = {p.name.value for p in _descendants(node.params) if isinstance(p, cst.Param)}
+            for loop in order:
                 if isinstance(loop, cst.For) and loop not in loops:
-                    leftovers |= targets(loop)
+                    # A loop's variables, and names only its body binds (a
+                    # per-pass ``output_channel``, where ``input_channel``
+                    # carries the width on), unless bound again before the call.
+                    end = at[loop] + len(_descendants(loop))
+                    before = _bound(order[:at[loop]]) | params
+                    leftovers |= (targets(loop) | (_bound(order[at[loop]:end]) - before)) \
+                        - _bound(order[end:here])
         return used, leftovers - {name for loop in loops for name in targets(loop)}
 
     def _at_site(self, m: Mismatch, value: int) -> List[Construction]:
@@ -947,6 +983,26 @@ def _contains(expr: cst.CSTNode, kinds) -> bool:
 
     expr.visit(Find())
     return bool(found)
+
+
+def _bound(nodes) -> set:
+    """Names the assignments among ``nodes`` bind (``x = ...``, ``a, b = ...``,
+    ``x: int = ...``, ``x += ...``)."""
+    def names(target):
+        if isinstance(target, cst.Name):
+            yield target.value
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                yield from names(element.value)
+
+    found = set()
+    for n in nodes:
+        if isinstance(n, cst.Assign):
+            for t in n.targets:
+                found.update(names(t.target))
+        elif isinstance(n, (cst.AnnAssign, cst.AugAssign)):
+            found.update(names(n.target))
+    return found
 
 
 def _descendants(node: cst.CSTNode) -> List[cst.CSTNode]:

@@ -93,6 +93,10 @@ class Mismatch:
     # For each part, the equal blocks the trace saw it made of: 2 for the output
     # of a bidirectional RNN (both directions), else 1. Empty when not known.
     blocks: Tuple[int, ...] = ()
+    # (layer path, argument) of the layer that made the arriving tensor, through
+    # layers that keep its shape: the size argument its author named this width
+    # with (``outplanes`` in ``conv2 = Conv2d(planes, outplanes)`` before ``bn2``).
+    producer: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,9 @@ class _Tracer:
         # Which head-like layer produced which output, without keeping every
         # output alive (about 95 MB of activations on a ResNet-152).
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
+        # Which layer argument sized each output seen (weakly): see Mismatch.producer.
+        self.made: Dict[int, Tuple[weakref.ref, Tuple[str, str]]] = {}
+        self.makers = collections.deque(maxlen=32)  # (shape, maker) of recent outputs
         self.heads: List[nn.Module] = []
         self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...]]] = {}
         # Outputs of bidirectional RNNs: their last dimension is two directions.
@@ -191,6 +194,8 @@ class _Tracer:
         _check_forward(self.model, args, kwargs)
         self.recent.clear()
         self.produced.clear()
+        self.made.clear()
+        self.makers.clear()
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
@@ -275,7 +280,8 @@ class _Tracer:
             tensor = reads.get(arg, x)
             self._record(module, family, arg, before[arg], value,
                          _arrives(tensor, factors if first_check else ()),
-                         factors if first_check else (), arg_note, *self._parts(tensor, value))
+                         factors if first_check else (), arg_note, *self._parts(tensor, value),
+                         producer=self._maker(tensor, value))
 
     def _check_batched(self, module, x) -> None:
         """A conv fed the sample input without its batch dimension: the user most
@@ -355,11 +361,46 @@ class _Tracer:
                 and output and isinstance(output[0], torch.Tensor):
             self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
         if isinstance(output, torch.Tensor):
+            self._remember_maker(module, args, output)
             self.recent.append(tuple(output.shape))
             family = family_of(module)
             if family is not None and family.out_arg:
                 self.produced[id(output)] = (module, weakref.ref(output))
                 self.heads.append(module)
+
+    def _remember_maker(self, module, args, output) -> None:
+        """Note which size argument made ``output``: a layer's out size, a norm's
+        own size, or, through a layer that keeps the shape (an activation, a
+        container), what made its input. The innermost layer wins."""
+        hit = self.made.get(id(output))
+        if hit is not None and hit[0]() is output:
+            return
+        family = family_of(module)
+        if family is not None:
+            arg = family.out_arg or (family.checks[0].arg if family.checks else None)
+            if arg is None:
+                return
+            maker = (self._path(module), arg)
+        else:
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            before = self.made.get(id(x)) if x is not None else None
+            if before is None or before[0]() is not x or x.dim() != output.dim() \
+                    or x.shape[:2] != output.shape[:2]:
+                return  # kept: an activation, a residual block, a pool keeping channels
+            maker = before[1]
+        self.made[id(output)] = (weakref.ref(output), maker)
+        self.makers.append((tuple(output.shape), maker))
+
+    def _maker(self, x, size: int) -> Tuple[str, ...]:
+        """What made ``x``; else (a functional op came between: ``torch.flatten``)
+        the last layer that put out ``size`` features."""
+        hit = self.made.get(id(x)) if isinstance(x, torch.Tensor) else None
+        if hit is not None and hit[0]() is x:
+            return hit[1]
+        for shape, maker in reversed(self.makers):
+            if len(shape) >= 2 and size in (shape[1], shape[-1]):
+                return maker
+        return ()
 
     def _factors(self, x) -> Tuple[int, ...]:
         """C, H, W of the tensor that was flattened into ``x``, if one was."""
@@ -492,7 +533,7 @@ class _Tracer:
         return hit[1]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=()):
+                blocks=(), producer=()):
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -508,6 +549,7 @@ class _Tracer:
                 note=note,
                 parts=parts,
                 blocks=blocks,
+                producer=producer,
             )
         )
 
