@@ -12,6 +12,7 @@ an origin is made only when every use of it is accounted for.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class Expansion:
 
     def number(self, override=None, used=None, stack=()) -> object:
         """The value, also when it is not an int (``bottleneck_multiplier=1.0``)."""
+        plain = not override and used is None
+        if plain and "_number" in self.__dict__:
+            return self.__dict__["_number"]  # an expansion is not changed once built
         stack = stack + (self,)
 
         def hook(node):
@@ -73,6 +77,8 @@ class Expansion:
         result = ev.value(self.node)
         if used is not None:
             used.extend((literal, stack) for literal in ev.used)
+        if plain:
+            self.__dict__["_number"] = result
         return result
 
     def value_of(self, node: cst.CSTNode) -> object:
@@ -106,9 +112,11 @@ class Expansion:
     def live(self) -> List["Expansion"]:
         """The sub-expansions the value reads (not the branch ``a if t else b``
         did not take)."""
-        read: List[Expansion] = []
-        self._evaluator(read).value(self.node)
-        return read
+        if "_live" not in self.__dict__:
+            read: List[Expansion] = []
+            self._evaluator(read).value(self.node)
+            self.__dict__["_live"] = read
+        return list(self.__dict__["_live"])
 
     def chain(self) -> List["Expansion"]:
         """This expansion and each one its bare name stands for, outward."""
@@ -731,45 +739,53 @@ def _bound_argument(call: cst.Call, func: cst.FunctionDef, name: str, is_method:
 
 def _self_attribute_uses(cls: cst.ClassDef, attr: str):
     """(stores as [(target, value)], loads) of ``self.<attr>`` in ``cls``."""
-    stores: List[Tuple[cst.CSTNode, cst.BaseExpression]] = []
-    loads: List[cst.CSTNode] = []
+    stores, loads = _class_attribute_uses(cls).get(attr, ((), ()))
+    if any(value is None for _, value in stores):
+        return [], list(loads)
+    return list(stores), list(loads)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_attribute_uses(cls: cst.ClassDef) -> Dict[str, tuple]:
+    """For every ``self.<attr>`` in ``cls``: (stores as (target, value or None),
+    loads). One walk of the class (NASNet's cells are read thousands of times)."""
+    stores: Dict[str, list] = {}
+    loads: Dict[str, list] = {}
     targets: Set[int] = set()
+
+    def store(target, value) -> None:
+        attr = _self_attr_name(target)
+        if attr is not None:
+            targets.add(id(target))
+            stores.setdefault(attr, []).append((target, value))
 
     class Visit(cst.CSTVisitor):
         def visit_Assign(self, node: cst.Assign) -> None:
             for t in node.targets:
-                if _is_self_attr(t.target, attr):
-                    targets.add(id(t.target))
-                    stores.append((t.target, node.value) if len(node.targets) == 1 else (t.target, None))
+                store(t.target, node.value if len(node.targets) == 1 else None)
 
         def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            if _is_self_attr(node.target, attr):
-                targets.add(id(node.target))
-                stores.append((node.target, None))
+            store(node.target, None)
 
         def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            if _is_self_attr(node.target, attr):
-                targets.add(id(node.target))
-                stores.append((node.target, node.value))
+            store(node.target, node.value)
 
         def visit_Attribute(self, node: cst.Attribute) -> None:
-            if _is_self_attr(node, attr) and id(node) not in targets:
-                loads.append(node)
+            attr = _self_attr_name(node)
+            if attr is not None and id(node) not in targets:
+                loads.setdefault(attr, []).append(node)
 
     cls.visit(Visit())
-    loads = [n for n in loads if id(n) not in targets]
-    if any(value is None for _, value in stores):
-        return [], loads
-    return stores, loads
+    return {attr: (tuple(stores.get(attr, ())),
+                   tuple(n for n in loads.get(attr, ()) if id(n) not in targets))
+            for attr in set(stores) | set(loads)}
 
 
-def _is_self_attr(node, attr: str) -> bool:
-    return (
-        isinstance(node, cst.Attribute)
-        and isinstance(node.value, cst.Name)
-        and node.value.value == "self"
-        and node.attr.value == attr
-    )
+def _self_attr_name(node) -> Optional[str]:
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) \
+            and node.value.value == "self":
+        return node.attr.value
+    return None
 
 
 def _is_call_to(node, name: str) -> bool:

@@ -485,28 +485,30 @@ class _Planner:
                      if node in self.reach.get((c.layer_path, c.arg), ())]
             inner = chain[depth - 1].bare()
             param = code_of(inner) if isinstance(inner, cst.Name) else ""
-            name = self._holding(group, m.site.chain[outer.frame], node, ALL, tie=False,
-                                 param=param)
+            frame = m.site.chain[outer.frame]
+            name = self._holding(group, frame, node, ALL, tie=False, param=param,
+                                 named=self._maker_names(m, frame))
             if name:
                 bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
                 yield _Candidate({node: cst.parse_expression(name)}, node,
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                                  bindings, phase=_NAME)
 
-    def _maker_names(self, m: Mismatch) -> set:
+    def _maker_names(self, m: Mismatch, call=None) -> set:
         """The name the layer that made the arriving tensor was given its size
-        by, when it was built in the same function as the wrong layer
-        (``Conv2d(first_planes, outplanes)`` then ``norm_layer(outplanes)``)."""
+        by, when it was built in the same function as the wrong layer, or as
+        the frame ``call`` runs (``Conv2d(first_planes, outplanes)`` then
+        ``norm_layer(outplanes)``)."""
         hit = self.expansions.get(tuple(m.producer)) if m.producer else None
         if hit is None or hit[0].site is None:
             return set()
-        chain, call = hit[0].site.chain, m.site.call
+        chain, call = hit[0].site.chain, call or m.site.call
         for e in hit[1].chain():  # outward, through a helper's parameters
             node = e.bare()
             if e.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
                 continue
             made = chain[e.frame]
-            if (made.path, made.function) == (call.path, call.function):
+            if (made.path, made.qualname) == (call.path, call.qualname):
                 return {code_of(node)}
         return set()
 

@@ -28,6 +28,9 @@ class Frame:
     # How many times this frame had run this call before (0 on a loop's first
     # pass): which of ``x = 3`` before a loop and ``x = v`` in it was in force.
     visit: int = field(default=0, compare=False, hash=False, repr=False)
+    # The function's qualified name (``MBConv.__init__``): ``function`` alone
+    # does not tell two classes' ``__init__`` apart.
+    qualname: str = field(default="", compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def _site_of(module, frame, is_user_file, inits: InitFrames,
             visit = visits.of(frame, span, callee) if visits is not None and callee else 0
             chain.append(
                 Frame(code.co_filename, *span, code.co_name, _values(frame), frame.f_globals,
-                      params, visit)
+                      params, visit, code.co_qualname)
             )
         elif chain:
             break  # user code was called from outside (the loader): chain ends
