@@ -506,7 +506,7 @@ class _Tracer:
             def checked(input, weight, bias=None, *args, **kwargs):
                 module = owners.get(id(weight))
                 if module is not None and module._parameters.get("weight") is weight \
-                        and isinstance(input, torch.Tensor) and not _fits(input, weight):
+                        and isinstance(input, torch.Tensor) and not _fits(input, weight, module):
                     old_bias = module._parameters.get("bias")
                     tracer._pre_hook(module, (input,))
                     if module._parameters.get("weight") is not weight:
@@ -667,14 +667,16 @@ def _params(kind: type) -> Tuple[str, ...]:
 _FUNCTIONAL = ("linear", "conv1d", "conv2d", "conv3d")
 
 
-def _fits(input, weight) -> bool:
-    """Whether ``input``'s feature dimension is what ``weight`` takes (linear:
-    the last; conv: the channels, before groups divide them)."""
+def _fits(input, weight, module) -> bool:
+    """Whether ``input``'s feature dimension is what ``module``'s ``weight``
+    takes (linear: the last; conv: the channels, all groups together)."""
     if weight.dim() == 2:
         return input.dim() >= 1 and input.shape[-1] == weight.shape[1]
     spatial = weight.dim() - 2
-    channels = input.shape[-spatial - 1] if input.dim() > spatial else None
-    return channels is not None and channels % weight.shape[1] == 0
+    if input.dim() <= spatial:
+        return True  # not a batch this check can read: the op says
+    channels = input.shape[-spatial - 1]
+    return channels == getattr(module, "in_channels", channels)
 
 
 def _arrives(x, factors) -> str:
