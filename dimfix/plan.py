@@ -134,6 +134,7 @@ class _Planner:
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
+        self.contexts: Dict[cst.CSTNode, Tuple[set, set]] = {}  # call -> _context
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -553,8 +554,9 @@ class _Planner:
         each construction's size, the one ``named`` the width where it was made,
         or one the same statement already uses elsewhere
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
-        in one ``nn.Sequential``) before any other, and never a loop variable read
-        after its loop. Two that tie raise _Tie if ``tie``, else None."""
+        in one ``nn.Sequential``) before any other, and never a loop's leftover
+        (see _context). Of two that tie, the one named ``param``, as the callee's
+        parameter is; else _Tie is raised if ``tie``, or None returned."""
         used, leftovers = self._context(frame)
         exclude = [*names_in(expr), code_of(expr), *leftovers]
         found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=named)
@@ -570,11 +572,17 @@ class _Planner:
 
     def _context(self, frame) -> Tuple[set, set]:
         """(names the statement of ``frame``'s call uses outside the call, loop
-        variables of loops in its function that the call is not in)."""
+        leftovers: variables of loops in its function that the call is not in,
+        and names only such a loop binds, unless bound again before the call)."""
         f = self.resolver.file(frame.path)
         call = f.index.find(frame) if f is not None else None
         if call is None:
             return set(), set()
+        if call not in self.contexts:
+            self.contexts[call] = self._context_of(call, f)
+        return self.contexts[call]
+
+    def _context_of(self, call, f) -> Tuple[set, set]:
         statement, loops, node = None, set(), call
         while node is not None:
             if statement is None and isinstance(node, (cst.SimpleStatementLine,
@@ -588,6 +596,7 @@ class _Planner:
         own = set(_descendants(call))  # not its own arguments: in == out is no sign
         used = {code_of(n) for n in _descendants(statement or call)
                 if n not in own and isinstance(n, (cst.Name, cst.Attribute))}
+
         def targets(loop):
             return {n.value for n in _descendants(loop.target) if isinstance(n, cst.Name)}
 
@@ -631,15 +640,15 @@ class _Planner:
         # out (a VAE's decoder following image_size): the layers that read that
         # output are checked by tracing the edit, not here.
         follows = self.bold and bool(candidate.label)
-        reached = [(key, c, exp) for key, (c, exp) in self.expansions.items()
-                   if c.required is not None and touched & self.reach[key]]
-        if self.names_only and (candidate.phase == _WRITTEN
-                                or any(self._shared(n) for n in touched)):
+        affected = [(key, c, exp) for key, (c, exp) in self.expansions.items()
+                    if touched & self.reach[key]]
+        reached = [(key, c, exp) for key, c, exp in affected if c.required is not None]
+        shared = self.names_only and any(self._shared(n) for n in touched)
+        if self.names_only and (candidate.phase == _WRITTEN or shared) \
+                and len(reached) < len(affected):
             # A trace that stopped did not run what comes after: a shared
             # value read there (the head's num_classes) is not known to be free.
-            if any(c.required is None for key, (c, _) in self.expansions.items()
-                   if touched & self.reach[key]):
-                return 0, set()
+            return 0, set()
         # When it does, a layer after it that is wrong now may be wrong only
         # because of the first (``Up(256, ...)`` given 512: the DoubleConv after
         # the cat with the skip gets 384): what it needs is the trace's to say.
@@ -675,8 +684,7 @@ class _Planner:
         if unseen:
             # the cause, not the symptom: verification decides; but a text
             # traced again (names_only) changes no value other reads share
-            bold = self.bold and candidate.label and not (
-                self.names_only and any(self._shared(node) for node in touched))
+            bold = self.bold and candidate.label and not shared
             return (_LENIENT if bold else 0), knock_ons
         return verdict, knock_ons
 

@@ -63,9 +63,7 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
     if not best:
         return Found(())
     nearby = {n: r for n, r in best.items() if n in set(prefer)}
-    best = nearby or best
-    top = min(best.values())
-    return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
+    return _best_ranked(nearby or best)
 
 
 def sequences_of_length(constructions: Sequence[Construction], length: int,
@@ -84,10 +82,15 @@ def sequences_of_length(constructions: Sequence[Construction], length: int,
         values = [_value(c.site.call, name) for c in needed]
         if all(isinstance(v, (list, tuple)) and len(v) == length for v in values):
             best[name] = rank
-    if not best:
+    return _best_ranked(best)
+
+
+def _best_ranked(ranked: Dict[str, int]) -> Found:
+    """The names of the best rank in ``ranked`` (name -> rank), if any."""
+    if not ranked:
         return Found(())
-    top = min(best.values())
-    return Found(tuple(sorted(n for n, r in best.items() if r == top)), top)
+    top = min(ranked.values())
+    return Found(tuple(sorted(n for n, r in ranked.items() if r == top)), top)
 
 
 def _width_like(name: str) -> bool:

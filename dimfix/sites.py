@@ -18,8 +18,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 from dimfix.records import Frame, Site
 
 MAX_CHAIN = 16
-_SHORT_LIST = 256
-_COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")  # longer lists are not copied for every layer built
+_SHORT_LIST = 256  # longer lists are not copied for every layer built
+_COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
 
 
 InitFrames = List[Tuple[object, Dict[str, object]]]  # (code, named arguments)

@@ -361,21 +361,20 @@ class _Tracer:
                 and output and isinstance(output[0], torch.Tensor):
             self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
         if isinstance(output, torch.Tensor):
-            self._remember_maker(module, args, output)
-            self.recent.append(tuple(output.shape))
             family = family_of(module)
+            self._remember_maker(module, family, args, output)
+            self.recent.append(tuple(output.shape))
             if family is not None and family.out_arg:
                 self.produced[id(output)] = (module, weakref.ref(output))
                 self.heads.append(module)
 
-    def _remember_maker(self, module, args, output) -> None:
+    def _remember_maker(self, module, family, args, output) -> None:
         """Note which size argument made ``output``: a layer's out size, a norm's
         own size, or, through a layer that keeps the shape (an activation, a
         container), what made its input. The innermost layer wins."""
         hit = self.made.get(id(output))
         if hit is not None and hit[0]() is output:
             return
-        family = family_of(module)
         if family is not None:
             arg = family.out_arg or (family.checks[0].arg if family.checks else None)
             if arg is None:
