@@ -21,6 +21,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
 
 Size = Union[int, Tuple[int, ...]]
 Changes = Dict[str, Size]
@@ -242,6 +243,7 @@ def _instance_spatial(m) -> int:
 
 
 _RNN = (nn.LSTM, nn.GRU, nn.RNN)
+_RMS_NORM = (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()  # torch >= 2.4
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 FAMILIES: Dict[str, Family] = {
@@ -261,7 +263,7 @@ FAMILIES: Dict[str, Family] = {
                _rebuild),
         Family("GroupNorm", (nn.GroupNorm,), (Check("num_channels", _dim1, _attr("num_channels")),),
                _divisible_by(lambda m: m.num_groups, "num_groups", "num_channels")),
-        Family("LayerNorm", (nn.LayerNorm,),
+        Family("LayerNorm", (nn.LayerNorm,) + _RMS_NORM,
                (Check("normalized_shape", _trailing, _layer_norm_declared),), _rebuild),
         Family("PReLU", (nn.PReLU,), (Check("num_parameters", _dim1, _attr("num_parameters")),),
                lambda m, c, r: _rebuild(m, c, r) if m.num_parameters != 1 else ({}, "")),
@@ -305,16 +307,43 @@ def family_of(module: nn.Module) -> Optional[Family]:
 
 
 def overridden_family(module: nn.Module) -> Optional[Family]:
-    """The family ``module`` subclasses while overriding its ``forward``, or None."""
+    """The family ``module`` subclasses while overriding its ``forward``, or
+    PER_FEATURE for a layer that only looks like a norm; else None."""
     kind = type(module)
     if kind in _OVERRIDDEN:
-        return _OVERRIDDEN[kind]
-    found = None
-    if family_of(module) is None and not issubclass(kind, LazyModuleMixin):
-        found = next((f for f in FAMILIES.values()
-                      if any(issubclass(kind, base) for base in f.classes)), None)
-    _OVERRIDDEN[kind] = found
+        found = _OVERRIDDEN[kind]
+    else:
+        found = None
+        if family_of(module) is None and not issubclass(kind, LazyModuleMixin):
+            found = next((f for f in FAMILIES.values()
+                          if any(issubclass(kind, base) for base in f.classes)), None)
+        _OVERRIDDEN[kind] = found
+    if found is None and not issubclass(kind, LazyModuleMixin) and _per_feature_size(module):
+        return PER_FEATURE
     return found
+
+
+def _per_feature_size(module: nn.Module) -> Optional[int]:
+    """The length of a leaf layer's parameters when they are all one vector of
+    the same length: timm's ``RmsNorm``, a LLaMA ``RMSNorm(dim)`` holding
+    ``self.weight = nn.Parameter(torch.ones(dim))``, a ``LayerScale``. Such a
+    layer subclasses no torch norm, so only its own forward can say which
+    dimension it reads; it is probed like a subclass that overrides forward."""
+    if next(module.children(), None) is not None:
+        return None
+    params = list(module.parameters(recurse=False))
+    if any(isinstance(p, UninitializedParameter) for p in params):
+        return None
+    sizes = {tuple(p.shape) for p in params}
+    if len(sizes) != 1:
+        return None
+    (shape,) = sizes
+    return int(shape[0]) if len(shape) == 1 else None
+
+
+# Not a key of FAMILIES: no layer belongs to it by class, and it is only probed.
+PER_FEATURE = Family("PerFeature", (), (Check("size", lambda m, args: None, _per_feature_size),),
+                     lambda m, changes, rebuild: ({}, ""))
 
 
 _OVERRIDDEN: Dict[type, Optional[Family]] = {}
