@@ -273,8 +273,14 @@ class Resolver:
     def _name(self, node: cst.Name, site, i, depth, module_level) -> Optional[Expansion]:
         scopes, parents = self._scopes(site, i), self._parents(site, i)
         found = _assignments(scopes, node)
+        # ``out_chs = out_chs or in_chs``: the read on the right is the binding
+        # before this one (on a loop's later passes, this one again).
+        found = [a for a in found if not _binds_after(parents, a, node)
+                 or _enclosing(parents, node, (cst.For, cst.While)) is not None]
         if not found:
             return None
+        if len(found) > 1:
+            found = _dominating(found, node, parents) or found
         if len(found) > 1:
             # ``in_channels = v`` in a loop after ``def f(in_channels=3)``: the
             # binding in force is the one whose value is the name's value now.
@@ -319,7 +325,7 @@ class Resolver:
             return (positions[node].start.line, positions[node].start.column)
 
         inside = [a for a in found if _within(parents, a.node, loop)]
-        above = [a for a in inside if at(a.node) < at(read)]
+        above = [a for a in inside if at(a.node) < at(read) and not _binds_after(parents, a, read)]
         if above:
             return above
         if site.chain[i].visit == 0:
@@ -333,8 +339,9 @@ class Resolver:
         target = assignment.node
         frame = site.chain[i]
         if isinstance(target, cst.Param):
-            if target.default is None:
-                return self._passed(target, parents, site, i) == current
+            passed = self._passed(target, parents, site, i)
+            if target.default is None or passed not in (MISSING, None):  # None: cannot tell
+                return passed == current
             value = Evaluator({}, frame.global_values).value(target.default)
             return value == current
         value_node = _assigned_value(parents, target)
@@ -701,6 +708,42 @@ def _assigned_value(parents, target) -> Optional[cst.BaseExpression]:
     if isinstance(parent, cst.AnnAssign) and parent.target is target:
         return parent.value
     return None
+
+
+def _dominating(found: List[Assignment], read: cst.Name, parents) -> List[Assignment]:
+    """``out_chs = out_chs or in_chs`` written straight in the function body,
+    before the statement that reads ``out_chs``, and after every other binding
+    of it: it runs before the read on every path and hides the parameter."""
+    func = _enclosing(parents, read, cst.FunctionDef)
+    if func is None or not isinstance(func.body, cst.IndentedBlock) \
+            or _enclosing(parents, read, cst.Lambda) is not None:
+        return []
+    index = {statement: k for k, statement in enumerate(func.body.body)}
+
+    def statement_of(node) -> Optional[int]:
+        while node is not None and node not in index:
+            node = parents.get(node)
+        return index.get(node) if node is not None else None
+
+    def direct(a: Assignment) -> bool:  # the whole statement, not nested in a block
+        return _assigned_value(parents, a.node) is not None \
+            and _enclosing(parents, a.node, cst.SimpleStatementLine) in index
+
+    read_at = statement_of(read)
+    placed = [(statement_of(a.node), a) for a in found if not isinstance(a.node, cst.Param)]
+    if read_at is None or any(k is None for k, _ in placed):
+        return []
+    last = max(placed, key=lambda p: p[0], default=None)
+    if last is None or last[0] >= read_at or not direct(last[1]) \
+            or sum(k == last[0] for k, _ in placed) > 1:
+        return []
+    return [last[1]]
+
+
+def _binds_after(parents, assignment: Assignment, read: cst.Name) -> bool:
+    """Is ``read`` inside the value ``assignment`` binds, so read before it binds?"""
+    value = _assigned_value(parents, assignment.node)
+    return value is not None and _within(parents, read, value)
 
 
 def _is_module_scope(assignment: Assignment) -> bool:

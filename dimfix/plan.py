@@ -22,7 +22,7 @@ import libcst as cst
 from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver
-from dimfix.records import Construction, Edit, Mismatch, Trace, Unfixable
+from dimfix.records import Construction, Edit, Frame, Mismatch, Trace, Unfixable
 from dimfix.scope import ALL, FOR_LITERALS, names_holding, sequences_of_length
 from dimfix.source import display_path
 
@@ -94,6 +94,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     resolver = Resolver(index, path, dict(init), texts)
     planner = _Planner(index, resolver, path, display, editable, bold, names_only)
     planner.expand(trace.constructions)
+    planner.mark_suspects(trace.mismatches)
     planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
                         if m.why.startswith("--num-classes")}
     groups: Dict[tuple, List[Mismatch]] = {}
@@ -135,6 +136,7 @@ class _Planner:
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
         self.contexts: Dict[cst.CSTNode, Tuple[set, set]] = {}  # call -> _context
+        self.suspect: set = set()  # (path, qualname, name): see mark_suspects
 
     # -- expansion of every traced argument --------------------------------------
 
@@ -163,6 +165,22 @@ class _Planner:
             self.literals[key] = literals
             self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals),
                                          *_expanded_nodes(exp)])
+
+    def mark_suspects(self, mismatches: Sequence[Mismatch]) -> None:
+        """The names a wrong layer's size comes from unchanged, in each frame
+        it passes: they hold the wrong value, so that they hold what another
+        layer needs is no sign it belongs there (``SIZE_2``, now 2 where 5 is
+        right, is not the name for a conv that needs 2)."""
+        for m in mismatches:
+            hit = self.expansions.get((m.layer_path, m.arg))
+            if hit is None or hit[0].site is None:
+                continue
+            chain = hit[0].site.chain
+            for e in hit[1].chain():
+                node = e.bare()
+                if e.frame is not None and isinstance(node, (cst.Name, cst.Attribute)):
+                    frame = chain[e.frame]
+                    self.suspect.add((frame.path, frame.qualname, code_of(node)))
 
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
@@ -313,7 +331,9 @@ class _Planner:
                     yield _Candidate({expr: cst.Name(name)}, expr, "")
         origin = exp.passthrough()
         if origin is not exp and isinstance(origin.node, cst.Integer):
-            # The value is written elsewhere, unchanged on its way: fix it there.
+            # The value is written elsewhere, unchanged on its way: fix it there,
+            # with a name the caller has for it (``Head(in_features=dim)``).
+            yield from self._outer_names(exp, m, literal=True)
             lit = origin.node
             yield _Candidate({lit: lit.with_changes(value=str(want))}, lit, origin.label,
                              phase=_WRITTEN)
@@ -470,15 +490,24 @@ class _Planner:
             yield _Candidate({expr: cst.parse_expression(name)}, expr, "",
                              f"`{name}` holds {m.observed} at every layer built here", phase=_NAME)
 
-    def _outer_names(self, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
+    def _outer_names(self, exp: Expansion, m: Mismatch,
+                     literal: bool = False) -> Iterator[_Candidate]:
         """A name swap further out: the value reaches the layer unchanged through
         parameters from a name a caller wrote (``Block(in_chs=out_chs)`` where
         ``prev_chs`` belongs). In that caller's scope, the one name that holds the
-        size at every layer built through that call."""
+        size at every layer built through that call. With ``literal``, the
+        literal a caller passed (``Head(in_features=96)``) for such a name, as
+        a literal at the layer's own call is (FOR_LITERALS)."""
         chain = exp.chain()
         for depth, outer in enumerate(chain[1:], 1):
             node = outer.bare()
-            if outer.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+            if literal:
+                if depth != len(chain) - 1 or not isinstance(node, cst.Integer) \
+                        or outer.kind != "call-site":
+                    continue
+            elif not isinstance(node, (cst.Name, cst.Attribute)):
+                continue
+            if outer.frame is None:
                 continue
             # Only the layers whose value flows through this node follow it.
             group = [replace(c, site=replace(c.site, chain=c.site.chain[outer.frame:]))
@@ -487,29 +516,30 @@ class _Planner:
             inner = chain[depth - 1].bare()
             param = code_of(inner) if isinstance(inner, cst.Name) else ""
             frame = m.site.chain[outer.frame]
-            name = self._holding(group, frame, node, ALL, tie=False, param=param,
-                                 named=self._maker_names(m, frame))
+            name = self._holding(group, frame, node, FOR_LITERALS if literal else ALL, tie=False,
+                                 param=param, named=self._maker_names(m, outer.frame))
             if name:
                 bindings = tuple(b for e in chain[1:depth + 1] for b in e.bindings)
                 yield _Candidate({node: cst.parse_expression(name)}, node,
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                                  bindings, phase=_NAME)
 
-    def _maker_names(self, m: Mismatch, call=None) -> set:
+    def _maker_names(self, m: Mismatch, depth: int = 0) -> set:
         """The name the layer that made the arriving tensor was given its size
-        by, when it was built in the same function as the wrong layer, or as
-        the frame ``call`` runs (``Conv2d(first_planes, outplanes)`` then
-        ``norm_layer(outplanes)``)."""
+        by, when it was built in the same run of the function as the wrong
+        layer, or of the function frame ``depth`` of its chain runs
+        (``Conv2d(first_planes, outplanes)`` then ``norm_layer(outplanes)``).
+        The last layer of the block before, built by another run, names the
+        width its own way (``oup``, where this block's ``inp`` belongs)."""
         hit = self.expansions.get(tuple(m.producer)) if m.producer else None
         if hit is None or hit[0].site is None:
             return set()
-        chain, call = hit[0].site.chain, call or m.site.call
+        chain = hit[0].site.chain
         for e in hit[1].chain():  # outward, through a helper's parameters
             node = e.bare()
             if e.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
                 continue
-            made = chain[e.frame]
-            if (made.path, made.qualname) == (call.path, call.qualname):
+            if _same_run(chain, e.frame, m.site.chain, depth):
                 return {code_of(node)}
         return set()
 
@@ -556,14 +586,23 @@ class _Planner:
         (``norm_layer(lastconv_output_channels)`` beside the wrong ``nn.Linear``
         in one ``nn.Sequential``) before any other, and never a loop's leftover
         (see _context). Of two that tie, the one named ``param``, as the callee's
-        parameter is; else _Tie is raised if ``tie``, or None returned."""
+        parameter is, or the one that starts with its first word (``in_chs``
+        for ``in_channels``); else _Tie is raised if ``tie``, or None returned."""
         used, leftovers = self._context(frame)
-        exclude = [*names_in(expr), code_of(expr), *leftovers]
+        suspect = {n for p, q, n in self.suspect if (p, q) == (frame.path, frame.qualname)}
+        exclude = [*names_in(expr), code_of(expr), *leftovers, *suspect]
         found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=named)
         if not found.names or len(set(found.names) & set(named)) != 1:
             found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=used)
         if found.ambiguous and param in found.names:
             return param  # ``ConvNorm(in_chs, ...)``: passed on under its own name
+        if found.ambiguous and param:
+            # ``conv_norm_act(in_chs, ...)`` for ``in_channels`` when ``out_chs``
+            # holds the same: the one name that starts with the parameter's word.
+            head = _first_word(param)
+            alike = [n for n in found.names if _first_word(n) == head]
+            if len(alike) == 1:
+                return alike[0]
         if found.ambiguous:
             if tie:
                 raise _Tie(found.names)
@@ -750,6 +789,25 @@ class _Planner:
                 f"uses need as it is, and no edit here gives {m.observed}"
             )
         return f"no single change to `{code}` gives {m.observed} for every layer built here"
+
+
+def _same_run(a: Sequence[Frame], i: int, b: Sequence[Frame], j: int) -> bool:
+    """Are frame i of chain ``a`` and frame j of chain ``b`` one run of one
+    function: the same ``self``, or else the same calls outward, pass for pass?"""
+    x, y = a[i], b[j]
+    if (x.path, x.qualname) != (y.path, y.qualname):
+        return False
+    x_self, y_self = x.local_values.get("self"), y.local_values.get("self")
+    if x_self is not None or y_self is not None:
+        return x_self is y_self
+    outer_x, outer_y = a[i + 1:], b[j + 1:]
+    return len(outer_x) == len(outer_y) and all(
+        p == q and p.visit == q.visit for p, q in zip(outer_x, outer_y))
+
+
+def _first_word(name: str) -> str:
+    """``in`` of ``in_channels`` and of ``self.in_chs``."""
+    return name.rsplit(".", 1)[-1].lstrip("_").split("_", 1)[0]
 
 
 def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements,
