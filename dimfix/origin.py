@@ -12,6 +12,7 @@ an origin is made only when every use of it is accounted for.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -146,6 +147,7 @@ class _File:
         self.index = index
         self.scopes = index.wrapper.resolve(ScopeProvider)
         self.parents = index.wrapper.resolve(ParentNodeProvider)
+        self.attribute_reads: Optional[Dict[str, List[cst.CSTNode]]] = None  # attr -> reads
 
 
 class Resolver:
@@ -163,6 +165,7 @@ class Resolver:
         self.texts = dict(texts)  # files whose text is not (yet) what is on disk
         self.files: Dict[str, Optional[_File]] = {path: _File(index)}
         self.traversed: Set[cst.CSTNode] = set()
+        self.field_params: Dict[tuple, object] = {}  # (class, attr) -> _field_param
         self.why: str = ""
 
     def file(self, path: str) -> Optional[_File]:
@@ -246,7 +249,8 @@ class Resolver:
         if isinstance(node, cst.Attribute):
             if node.value.value == "self":
                 return self._attribute(node, site, i, depth)
-            return self._argparse_default(node, site, i, depth)
+            return (self._argparse_default(node, site, i, depth)
+                    or self._object_field(node, site, i, depth))
         return self._subscript(node, site, i, depth, module_level)
 
     def _argparse_default(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
@@ -506,6 +510,102 @@ class Resolver:
         binding = Binding(f"self.{attr}", tuple(loads))
         return self._expand(value, site, j, "attribute", f"self.{attr}", (binding,), depth)
 
+    def _object_field(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
+        """``cnf.input_channels`` where ``cnf`` is an object a call built
+        (``CNBlockConfig(1536, None, 3)`` in a list, a dataclass config) whose
+        ``__init__`` stores ``self.input_channels = input_channels``, or whose
+        dataclass field it is: the argument that call passed for it."""
+        frame = site.chain[i]
+        obj = frame.local_values.get(node.value.value, MISSING)
+        if obj is MISSING or isinstance(obj, _PLAIN) or inspect.isclass(obj) \
+                or inspect.ismodule(obj) or type(obj).__module__.split(".")[0] in _NOT_CONFIGS:
+            return None
+        built = self._built_by(node.value, obj, site, i, depth)
+        param = self._field_param(type(obj), node.attr.value) if built else None
+        if param is None:
+            return None
+        (call, j), (func, name) = built, param
+        if func is None:  # a dataclass: its fields are the parameters, in order
+            fields = [f.name for f in dataclasses.fields(type(obj)) if f.init]
+            found, _ = find_argument(call, tuple(fields), name)
+            arg = found.value if found is not None else None
+        else:
+            arg = _bound_argument(call, func, name, True)
+        if arg is None or arg is MISSING:
+            return None
+        binding = Binding(code_of(node), self._field_reads(site.chain[i].path, node.attr.value))
+        return self._expand(arg, site, j, "call-site", f"argument {name} of {_callee(call)}()",
+                            (binding,), depth)
+
+    def _field_reads(self, path: str, attr: str) -> Tuple[cst.CSTNode, ...]:
+        """Every ``<anything>.<attr>`` in the file at ``path``: the reads an edit of
+        a config field may reach (those the trace did not follow are unseen)."""
+        f = self.file(path)
+        if f is None:
+            return ()
+        if f.attribute_reads is None:
+            f.attribute_reads = {}
+            for n in descendants(f.index.module, cst.Attribute):
+                f.attribute_reads.setdefault(n.attr.value, []).append(n)
+        return tuple(f.attribute_reads.get(attr, ()))
+
+    def _built_by(self, name: cst.Name, obj, site, i, depth) -> Optional[Tuple[cst.Call, int]]:
+        """The call that built ``obj``, the value of ``name`` at frame i, and the
+        index of the frame it runs in: ``cnf = Config(...)``, ``last =
+        configs[-1]``, or ``for cnf in configs`` (the element that is ``obj``)."""
+        scopes, parents = self._scopes(site, i), self._parents(site, i)
+        found = _assignments(scopes, name)
+        if len(found) != 1 or depth > MAX_DEPTH:
+            return None
+        target = found[0].node
+        if isinstance(target, cst.Param):  # ``Encoder(cfg)``: where the caller built it
+            func = _enclosing(parents, target, cst.FunctionDef)
+            if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
+                return None
+            caller = site.chain[i + 1]
+            caller_file = self.file(caller.path)
+            call = caller_file.index.find(caller) if caller_file is not None else None
+            arg = _bound_argument(call, func, target.name.value, _is_method(parents, func)) \
+                if call is not None else None
+            if isinstance(arg, cst.Call):
+                return arg, i + 1
+            if isinstance(arg, cst.Name) and caller.local_values.get(arg.value) is obj:
+                return self._built_by(arg, obj, site, i + 1, depth + 1)
+            return None
+        comprehensions = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+        if site.chain[i].function.startswith("<") and i + 1 < len(site.chain) \
+                and _enclosing(parents, target, comprehensions) is None:
+            i += 1  # ``[Block(cnf.dim) for _ in ...]``: ``cnf`` is its function's
+        value = _assigned_value(parents, target)
+        if isinstance(value, cst.Call):
+            return (value, i) if self._in_frame_function(target, site, i) else None
+        if isinstance(value, cst.Subscript) and len(value.slice) == 1 \
+                and isinstance(value.slice[0].slice, cst.Index):
+            frame = site.chain[i]
+            k = Evaluator(frame.local_values, frame.global_values).integer(
+                value.slice[0].slice.value)
+            return self._element_call(value.value, k, site, i, depth)
+        loop = _enclosing_loop(parents, target)
+        if value is None and loop is not None and loop[0] is target:
+            live = site.chain[i].local_values.get(getattr(loop[1], "value", None))
+            hits = [k for k, e in enumerate(live) if e is obj] \
+                if isinstance(live, (list, tuple)) else []
+            return self._element_call(loop[1], hits[0], site, i, depth) if len(hits) == 1 else None
+        return None
+
+    def _field_param(self, cls: type, attr: str):
+        key = (cls, attr)
+        if key not in self.field_params:
+            self.field_params[key] = _field_param(cls, attr, self.file)
+        return self.field_params[key]
+
+    def _element_call(self, seq_node, index, site, i, depth) -> Optional[Tuple[cst.Call, int]]:
+        seq = self._sequence(seq_node, site, i, depth, False)
+        element = self._element(seq, index) if seq is not None else None
+        if element is None or seq.frame is None or not isinstance(element.node, cst.Call):
+            return None
+        return element.node, seq.frame
+
     def _subscript(self, node: cst.Subscript, site, i, depth, module_level) -> Optional[Expansion]:
         if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
             return None
@@ -680,6 +780,55 @@ def _assignments(scopes, node: cst.Name) -> List[Assignment]:
     found = list(scope[node.value])
     if not found or any(type(a) is not Assignment for a in found):
         return []
+    return found
+
+
+_PLAIN = (int, float, bool, str, bytes, list, tuple, dict, set, type(None))
+_NOT_CONFIGS = ("torch", "numpy", "builtins")  # layers, tensors, arrays: not config objects
+
+
+def _field_param(cls: type, attr: str, read) -> Optional[Tuple[Optional[cst.FunctionDef], str]]:
+    """(``cls.__init__``, the parameter it stores as ``self.<attr>`` unchanged),
+    or (None, ``attr``) for a dataclass field; None if neither can be told."""
+    try:
+        path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
+    except (TypeError, OSError):
+        return None
+    f = read(path) if path else None
+    if f is None:
+        return None
+    named = [n for n in descendants(f.index.module, cst.ClassDef) if n.name.value == cls.__name__]
+    if not named:
+        return None
+    cls_node = min(named, key=lambda n: abs(f.index.positions[n].start.line - line))
+    init = next((n for n in cls_node.body.body if isinstance(n, cst.FunctionDef)
+                 and n.name.value == "__init__"), None)
+    if init is None:
+        if dataclasses.is_dataclass(cls) and any(
+                f_.name == attr and f_.init for f_ in dataclasses.fields(cls)):
+            return None, attr  # the generated __init__ stores each field as given
+        return None
+    stores = _class_attribute_uses(cls_node).get(attr, ((), ()))[0]
+    if len(stores) != 1 or not isinstance(stores[0][1], cst.Name) \
+            or _enclosing(f.parents, stores[0][0], cst.FunctionDef) is not init:
+        return None
+    name = stores[0][1].value
+    params = [p.name.value for p in (*init.params.posonly_params, *init.params.params,
+                                     *init.params.kwonly_params)]
+    return (init, name) if name in params else None
+
+
+def descendants(root: cst.CSTNode, kind=cst.CSTNode) -> List[cst.CSTNode]:
+    """Every node under ``root`` (itself included) of type ``kind``, in order."""
+    found: List[cst.CSTNode] = []
+
+    class Visit(cst.CSTVisitor):
+        def on_visit(self, node) -> bool:
+            if isinstance(node, kind):
+                found.append(node)
+            return True
+
+    root.visit(Visit())
     return found
 
 

@@ -21,7 +21,7 @@ import libcst as cst
 
 from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
 from dimfix.locate import CallIndex, find_argument
-from dimfix.origin import Expansion, Resolver
+from dimfix.origin import Expansion, Resolver, descendants
 from dimfix.records import Construction, Edit, Frame, Mismatch, Trace, Unfixable
 from dimfix.scope import ALL, FOR_LITERALS, names_holding, sequences_of_length
 from dimfix.source import display_path
@@ -167,20 +167,23 @@ class _Planner:
                                          *_expanded_nodes(exp)])
 
     def mark_suspects(self, mismatches: Sequence[Mismatch]) -> None:
-        """The names a wrong layer's size comes from unchanged, in each frame
-        it passes: they hold the wrong value, so that they hold what another
-        layer needs is no sign it belongs there (``SIZE_2``, now 2 where 5 is
-        right, is not the name for a conv that needs 2)."""
+        """The name a wrong layer's size is written as, in the frame it is
+        written in: it holds the wrong value, so that it holds what another
+        layer there needs is no sign it belongs there (``SIZE_2``, now 2 where
+        5 is right, is not the name for a conv that needs 2). Only the first:
+        further out, a layer that is wrong because the one before it is (a
+        stage after a wrong ``PatchMerging``) passes through names that hold
+        what they should."""
         for m in mismatches:
             hit = self.expansions.get((m.layer_path, m.arg))
             if hit is None or hit[0].site is None:
                 continue
-            chain = hit[0].site.chain
             for e in hit[1].chain():
                 node = e.bare()
                 if e.frame is not None and isinstance(node, (cst.Name, cst.Attribute)):
-                    frame = chain[e.frame]
+                    frame = hit[0].site.chain[e.frame]
                     self.suspect.add((frame.path, frame.qualname, code_of(node)))
+                    break
 
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
@@ -591,9 +594,11 @@ class _Planner:
         used, leftovers = self._context(frame)
         suspect = {n for p, q, n in self.suspect if (p, q) == (frame.path, frame.qualname)}
         exclude = [*names_in(expr), code_of(expr), *leftovers, *suspect]
-        found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=named)
+        found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=named,
+                              param=param)
         if not found.names or len(set(found.names) & set(named)) != 1:
-            found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=used)
+            found = names_holding(constructions, exclude=exclude, ranks=ranks, prefer=used,
+                                  param=param)
         if found.ambiguous and param in found.names:
             return param  # ``ConvNorm(in_chs, ...)``: passed on under its own name
         if found.ambiguous and param:
@@ -1074,12 +1079,4 @@ def _bound(nodes) -> set:
 
 
 def _descendants(node: cst.CSTNode) -> List[cst.CSTNode]:
-    found: List[cst.CSTNode] = []
-
-    class Collect(cst.CSTVisitor):
-        def on_visit(self, n: cst.CSTNode) -> bool:
-            found.append(n)
-            return True
-
-    node.visit(Collect())
-    return found
+    return descendants(node)

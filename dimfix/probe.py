@@ -44,7 +44,7 @@ def probe(module: nn.Module, family: Family, args: tuple, inits: InitFrames,
     if len(names) != 1:
         return None
     arg = names[0]
-    if _runs(module, args):
+    if runs(module, args):
         return Probe(arg, declared, True)
     x = args[0]
     sizes = sorted({int(d) for d in x.shape[1:]} - {declared})
@@ -54,13 +54,14 @@ def probe(module: nn.Module, family: Family, args: tuple, inits: InitFrames,
             candidate = build(module, {arg: size})
         except Exception:  # this size cannot even be built (groups do not divide)
             continue
-        if _runs(candidate, args):
+        if runs(candidate, args):
             working.append(size)
             fresh = fresh or candidate
     return Probe(arg, declared, False, tuple(working), fresh)
 
 
-def _runs(module: nn.Module, args: tuple) -> bool:
+def runs(module: nn.Module, args: tuple) -> bool:
+    """Does ``module``'s own forward run on ``args``, unseen by the tracer?"""
     try:
         with _hooks_off(), torch.no_grad():
             module(*args)

@@ -45,10 +45,12 @@ class Found:
 
 
 def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] = (),
-                  ranks: frozenset = ALL, prefer: Iterable[str] = ()) -> Found:
+                  ranks: frozenset = ALL, prefer: Iterable[str] = (), param: str = "") -> Found:
     """Names (``n_mels``, ``self.hidden``, ``config.hidden_size``, ``EMBED``)
     whose value equals each construction's required size, at its own call.
-    Names in ``prefer`` (used nearby), if any holds it, come before all others."""
+    Names in ``prefer`` (used nearby), if any holds it, come before all others.
+    A name that counts something other than a width is none of them, unless
+    the parameter it is for counts the same (``seq_length`` for ``seq_length``)."""
     needed = [c for c in constructions if c.required is not None and type(c.required) is int]
     if not needed:
         return Found(())
@@ -56,7 +58,7 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
     best: Dict[str, int] = {}
     for name, rank in _candidates(needed[0].site.call):
         if rank not in ranks or name.split(".")[0] in excluded or name in excluded \
-                or not _width_like(name):
+                or not (_width_like(name) or _counts_like(name, param)):
             continue
         if all(_value(c.site.call, name) == c.required for c in needed):
             best[name] = rank
@@ -91,6 +93,13 @@ def _best_ranked(ranked: Dict[str, int]) -> Found:
         return Found(())
     top = min(ranked.values())
     return Found(tuple(sorted(n for n, r in ranked.items() if r == top)), top)
+
+
+def _counts_like(name: str, param: str) -> bool:
+    """``seq_length`` for a parameter ``seq_length`` or ``seq_len``."""
+    last, param = name.rsplit(".", 1)[-1].lower(), param.lower()
+    return bool(param) and not _width_like(param) and (
+        last == param or last.split("_")[0] == param.split("_")[0])
 
 
 def _width_like(name: str) -> bool:

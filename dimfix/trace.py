@@ -24,7 +24,7 @@ from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig
 from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame_of
-from dimfix.probe import probe
+from dimfix.probe import probe, runs
 from dimfix.records import Construction, Mismatch, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
@@ -34,6 +34,9 @@ from dimfix.views import ViewChecker
 # one-time cost of loading torch's Python meta kernels.
 CPU_TRACE_BYTES = 256 * 2**20
 MAX_PASSES = 3
+# Modules rebuilt because their own parameters did not fit (see _own_parameters),
+# each followed by a new pass: a bound on what one trace may rebuild.
+MAX_REBUILDS = 8
 
 # An optional observer of every module call (shapes.py): set by observing().
 _observer = None
@@ -148,6 +151,9 @@ class _Tracer:
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
         # Layers that override a family's forward, as probed: (module, arg, declared, needed)
         self.probed: Dict[int, Tuple[nn.Module, str, int, int]] = {}
+        # The modules whose forward is running, with their arguments, innermost
+        # last: when the forward raises, the last one raised in its own code.
+        self.running: List[Tuple[nn.Module, tuple]] = []
         self.observer = _observer
 
     def run(self) -> Trace:
@@ -157,16 +163,21 @@ class _Tracer:
         # Layers are resized as the pass goes, so one pass finds every input
         # mismatch. Another is needed only when the head was resized after it,
         # to see what follows the head; verify traces the new source anyway.
-        for _ in range(MAX_PASSES):
+        passes, rebuilds = 0, 0
+        while passes < MAX_PASSES:
             try:
                 output = self._forward()
             except ModelRaised as e:
+                if rebuilds < MAX_REBUILDS and not self.guess and self._own_parameters():
+                    rebuilds += 1
+                    continue  # that module now fits: the forward goes further
                 if not self.mismatches or self.guess:
                     raise
                 # Raised after layers were found wrong: fix those, then trace again.
                 trace = Trace(tuple(self.mismatches), self._constructions(), self.device,
                               stopped=str(e))
                 raise Stopped(str(e), trace) from e
+            passes += 1
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
@@ -193,6 +204,7 @@ class _Tracer:
         args, kwargs = self._inputs()
         _check_forward(self.model, args, kwargs)
         self.recent.clear()
+        self.running.clear()
         self.produced.clear()
         self.made.clear()
         self.makers.clear()
@@ -241,6 +253,7 @@ class _Tracer:
         return args, kwargs
 
     def _pre_hook(self, module, args):
+        self.running.append((module, args))
         family = family_of(module)
         if family is None:
             family = overridden_family(module)
@@ -319,6 +332,49 @@ class _Tracer:
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
             self.book.get(module), _params(type(module)), note=note))
 
+    def _own_parameters(self) -> bool:
+        """The forward raised in the code of the innermost module running, which
+        holds parameters of its own sized by a constructor argument (ViT's
+        ``Encoder(seq_length, ...)`` and its ``pos_embedding``, a block's
+        ``layer_scale``): rebuild it with that argument set to each dimension
+        of the tensor it was given, and if exactly one rebuild runs its own
+        forward, that is the size it needs. It replaces the live module and
+        the pass starts again. Returns whether one was found."""
+        if not self.running:
+            return False
+        module, args = self.running[-1]
+        own = list(module.parameters(recurse=False))
+        inits = self.book.inits(module)
+        if family_of(module) is not None or not own or not inits or not args \
+                or not isinstance(args[0], torch.Tensor) or id(module) in self.probed:
+            return False
+        dims = {int(d) for p in own for d in p.shape if d > 1}
+        x = args[0]
+        sizes = sorted({int(d) for d in x.shape[1:]})
+        found = []
+        for arg, value in inits[-1][1].items():  # as the user's call names them
+            if type(value) is not int or value not in dims:
+                continue
+            for size in sizes:
+                if size == value:
+                    continue
+                try:
+                    fresh = self._fresh(module, {arg: size})
+                except Exception:  # this size cannot even be built
+                    continue
+                if runs(fresh, args):
+                    found.append((arg, value, size, fresh))
+        if len(found) != 1:
+            return False
+        arg, declared, size, fresh = found[0]
+        self.probed[id(module)] = (module, arg, declared, size)
+        self._transplant(module, fresh)
+        self.mismatches.append(Mismatch(
+            self._path(module), "Parameter", type(module).__name__, arg, declared, size,
+            f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
+            self.book.get(module), _params(type(module))))
+        return True
+
     def _fresh(self, module: nn.Module, changes) -> nn.Module:
         """A new layer of ``module``'s class, built with its recorded arguments
         and ``changes``, on its device."""
@@ -356,7 +412,28 @@ class _Tracer:
         for name, child in module.named_modules(prefix=path):
             self.paths.setdefault(id(child), name)
 
+    def _transplant(self, module: nn.Module, fresh: nn.Module) -> None:
+        """``module`` and each layer in it take the state of the layer at the
+        same place in ``fresh``, built the same way; the objects stay, since
+        the trace knows them by identity (where each was built, what it was
+        fed). A rebuild of another shape replaces the layers outright."""
+        old = dict(module.named_modules(remove_duplicate=False))
+        new = dict(fresh.named_modules(remove_duplicate=False))
+        if old.keys() != new.keys() or any(type(old[k]) is not type(new[k]) for k in old):
+            return self._take(module, fresh)
+        training = module.training
+        for name, layer in old.items():
+            kept = layer._modules
+            layer.__dict__.clear()
+            layer.__dict__.update(new[name].__dict__)
+            layer._modules = kept
+        module.train(training)
+
     def _post_hook(self, module, args, output):
+        for i in range(len(self.running) - 1, -1, -1):
+            if self.running[i][0] is module:
+                del self.running[i:]  # and any a try/except inside it left behind
+                break
         if isinstance(module, nn.RNNBase) and module.bidirectional and isinstance(output, tuple) \
                 and output and isinstance(output[0], torch.Tensor):
             self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
