@@ -77,19 +77,22 @@ def make_server():
     results: Dict[str, object] = {}  # uri -> lsp_check.Checked of the last finished check
     published: Dict[str, Set[str]] = {}  # uri -> the uris its diagnostics went to
 
-    def publish(uri: str, by_path) -> None:
+    def publish(uri: str, by_path, version: Optional[int] = None) -> None:
+        """Diagnostics of the check of ``uri``'s text ``version``, for every file
+        they fall in; the version lets a client drop those of an older text
+        (the check of the opened text may finish after the next save)."""
         targets = {from_fs_path(p): d for p, d in by_path.items()}
         for stale in published.get(uri, set()) - set(targets):
             targets[stale] = []
         published[uri] = {u for u, d in targets.items() if d}
         for target, diags in targets.items():
-            server.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=target, diagnostics=diags))
+            server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+                uri=target, diagnostics=diags, version=version if target == uri else None))
 
     async def run_check(uri: str) -> None:
         path = to_fs_path(uri)
         doc = server.workspace.get_text_document(uri)
-        text = doc.source
+        text, version = doc.source, doc.version
         try:
             source = read_source(path)
             if source.text != text.replace("\r\n", "\n"):
@@ -103,21 +106,21 @@ def make_server():
         except DimfixError as e:  # a bad pragma or [tool.dimfix]: one line, on line 1
             rng = types.Range(types.Position(0, 0), types.Position(0, 0))
             publish(uri, {path: [types.Diagnostic(rng, str(e), types.DiagnosticSeverity.Warning,
-                                                  "DIM003", source="dimfix")]})
+                                                  "DIM003", source="dimfix")]}, version)
             return
         if job is None:
             results.pop(uri, None)
-            publish(uri, {path: []})
+            publish(uri, {path: []}, version)
             return
         def drafted(early) -> None:
             early_texts = {path: source.text}
-            publish(uri, diagnostics(early, early_texts))
+            publish(uri, diagnostics(early, early_texts), version)
 
         checked = await check(source, job, limits, drafted)
         results[uri] = checked
         texts = {p: s.text for p, s in (checked.fix.sources.items() if checked.fix else ())}
         texts[path] = source.text
-        publish(uri, diagnostics(checked, texts))
+        publish(uri, diagnostics(checked, texts), version)
 
     async def _settled(uri: str) -> None:
         """Wait for the check in flight for ``uri``, if any (a newer save may cancel it)."""

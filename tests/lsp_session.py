@@ -71,11 +71,13 @@ class Session:
         return uri
 
     async def diagnostics(self, uri: str, after: int = 0, timeout: float = 60.0):
-        """The first diagnostics published for ``uri`` after ``after`` publications."""
+        """The first diagnostics published for ``uri`` after ``after`` publications,
+        of its latest text (the check of an older one may finish after a save)."""
+        version = self.versions.get(uri)
 
         def found():
             for p in self.published[after:]:
-                if p.uri == uri:
+                if p.uri == uri and (p.version is None or version is None or p.version >= version):
                     return p.diagnostics
             return None
 
