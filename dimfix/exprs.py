@@ -37,8 +37,12 @@ class Evaluator:
 
     def __init__(self, local_values: Mapping[str, object] = (), global_values: Mapping[str, object] = (),
                  hook: Optional[Callable[[cst.CSTNode], object]] = None,
-                 override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None) -> None:
+                 override: Optional[Mapping[cst.CSTNode, cst.CSTNode]] = None,
+                 none: Optional[Callable[[cst.CSTNode], bool]] = None) -> None:
         self.local_values = dict(local_values)
+        # Whether a name the hook answers for stands for a written ``None`` (a
+        # default of None), which the hook's None cannot tell from "unknown".
+        self.none = none
         self.global_values = global_values or {}
         self.hook = hook
         self.override = override or {}
@@ -138,7 +142,7 @@ class Evaluator:
 
     def _truth(self, node: cst.CSTNode) -> Optional[bool]:
         value = self.value(node)
-        if value is None and not _is_none(node):
+        if value is None and not _is_none(node) and not (self.none is not None and self.none(node)):
             return None  # unknown, not None
         if isinstance(value, (bool, int, float, str, tuple, list, dict)) or value is None:
             return bool(value)

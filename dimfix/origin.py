@@ -74,13 +74,22 @@ class Expansion:
                 return MISSING
             return sub.number(override, used, stack)
 
-        ev = Evaluator(self.local_values, self.global_values, hook, override)
+        ev = Evaluator(self.local_values, self.global_values, hook, override, self._none)
         result = ev.value(self.node)
         if used is not None:
             used.extend((literal, stack) for literal in ev.used)
         if plain:
             self.__dict__["_number"] = result
         return result
+
+    def _none(self, node: cst.CSTNode) -> bool:
+        """Does ``node``, a name in this expression, stand for a written ``None``
+        (``out_chs=None``, a parameter no caller gave)?"""
+        sub = self.subs.get(node)
+        if sub is None:
+            return False
+        bare = sub.node
+        return (isinstance(bare, cst.Name) and bare.value == "None") or sub._none(bare)
 
     def value_of(self, node: cst.CSTNode) -> object:
         """The value of ``node``, a part of this expression, in its context."""
@@ -98,7 +107,7 @@ class Expansion:
                 read.append(sub)
             return sub.number()
 
-        return Evaluator(self.local_values, self.global_values, hook)
+        return Evaluator(self.local_values, self.global_values, hook, none=self._none)
 
     def literals(self) -> List[Tuple[cst.Integer, Tuple["Expansion", ...]]]:
         """Every integer literal the value depends on, with the path to it."""
@@ -216,10 +225,25 @@ class Resolver:
             plain = Evaluator(local_values, frame.global_values)
             for sub_node in self._resolvable(node):
                 sub = self._resolve(sub_node, site, i, depth + 1, module_level)
-                if sub is not None and not _disagrees(sub.number(), plain.value(sub_node)):
+                # ``out_chs`` in ``out_chs = out_chs or in_chs`` is the parameter,
+                # not what the frame holds once the line has run.
+                if sub is not None and (not _disagrees(sub.number(), plain.value(sub_node))
+                                        or self._rebinding(sub_node, site, i)):
                     exp.subs[sub_node] = sub
                     self.traversed.add(sub_node)
         return exp
+
+    def _rebinding(self, node, site, i) -> bool:
+        """Is ``node``, a name, read in the value of an assignment to itself?"""
+        if not isinstance(node, cst.Name):
+            return False
+        parents = self._parents(site, i)
+        statement = _enclosing(parents, node, (cst.Assign, cst.AnnAssign))
+        value = getattr(statement, "value", None)
+        targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) \
+            else [statement.target] if statement is not None else []
+        return value is not None and _within(parents, node, value) and any(
+            isinstance(t, cst.Name) and t.value == node.value for t in targets)
 
     def _resolvable(self, node) -> Iterator[cst.CSTNode]:
         """Names, ``self.x`` and subscripts in arithmetic, outermost first."""
@@ -586,12 +610,14 @@ class Resolver:
                 value.slice[0].slice.value)
             return self._element_call(value.value, k, site, i, depth)
         loop = _enclosing_loop(parents, target)
-        if value is None and loop is not None and loop[0] is target:
-            live = site.chain[i].local_values.get(getattr(loop[1], "value", None))
-            hits = [k for k, e in enumerate(live) if e is obj] \
-                if isinstance(live, (list, tuple)) else []
-            return self._element_call(loop[1], hits[0], site, i, depth) if len(hits) == 1 else None
-        return None
+        found = _loop_iterable(*loop, name.value) if value is None and loop is not None else None
+        if found is None:
+            return None
+        iterable, offset, _ = found
+        live = site.chain[i].local_values.get(getattr(iterable, "value", None))
+        hits = [k for k, e in enumerate(live) if e is obj and k >= offset] \
+            if isinstance(live, (list, tuple)) else []
+        return self._element_call(iterable, hits[0], site, i, depth) if len(hits) == 1 else None
 
     def _field_param(self, cls: type, attr: str):
         key = (cls, attr)
@@ -640,31 +666,10 @@ class Resolver:
 
     def _loop_sources(self, target, iterable, name, site, i, depth):
         """The sequence (and offset) the loop variable ``name`` reads, if simple."""
-        index_name = None
-        if _is_call_to(iterable, "enumerate") and isinstance(target, cst.Tuple):
-            parts = [e.value for e in target.elements]
-            if len(parts) != 2 or not isinstance(parts[0], cst.Name):
-                return None
-            index_name, target, iterable = parts[0].value, parts[1], iterable.args[0].value
-        if _is_call_to(iterable, "zip") and isinstance(target, cst.Tuple):
-            parts = [e.value for e in target.elements]
-            args = [a.value for a in iterable.args]
-            if len(parts) != len(args):
-                return None
-            for part, arg in zip(parts, args):
-                if isinstance(part, cst.Name) and part.value == name:
-                    target, iterable = part, arg
-                    break
-            else:
-                return None
-        if not (isinstance(target, cst.Name) and target.value == name):
+        found = _loop_iterable(target, iterable, name)
+        if found is None:
             return None
-        offset = 0
-        if isinstance(iterable, cst.Subscript):
-            offset = _slice_start(iterable)
-            if offset is None:
-                return None
-            iterable = iterable.value
+        iterable, offset, index_name = found
         self.traversed.add(iterable)
         seq = self._sequence(iterable, site, i, depth, False)
         return (seq, offset, index_name) if seq is not None else None
@@ -724,6 +729,39 @@ class Resolver:
             reads = _reads_of(target, scopes, parents)
             return all(self.is_accounted(r, seen) for r in reads)
         return False
+
+
+def _loop_iterable(target, iterable, name):
+    """(the sequence the loop variable ``name`` reads, the index its first pass
+    reads, the name of ``enumerate``'s counter or None), if the loop is simple:
+    ``for x in xs``, ``for i, x in enumerate(xs)``, ``for a, x in zip(as, xs)``,
+    ``for x in xs[1:]``."""
+    index_name = None
+    if _is_call_to(iterable, "enumerate") and isinstance(target, cst.Tuple):
+        parts = [e.value for e in target.elements]
+        if len(parts) != 2 or not isinstance(parts[0], cst.Name):
+            return None
+        index_name, target, iterable = parts[0].value, parts[1], iterable.args[0].value
+    if _is_call_to(iterable, "zip") and isinstance(target, cst.Tuple):
+        parts = [e.value for e in target.elements]
+        args = [a.value for a in iterable.args]
+        if len(parts) != len(args):
+            return None
+        for part, arg in zip(parts, args):
+            if isinstance(part, cst.Name) and part.value == name:
+                target, iterable = part, arg
+                break
+        else:
+            return None
+    if not (isinstance(target, cst.Name) and target.value == name):
+        return None
+    offset = 0
+    if isinstance(iterable, cst.Subscript):
+        offset = _slice_start(iterable)
+        if offset is None:
+            return None
+        iterable = iterable.value
+    return iterable, offset, index_name
 
 
 def _reads_of(target, scopes, parents) -> List[cst.CSTNode]:

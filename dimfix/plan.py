@@ -215,7 +215,7 @@ class _Planner:
         construction, exp = self.expansions[key]
         if exp.value(self.replacements) == m.observed:
             return None  # an edit made for another layer already fixed this one
-        if all((x.layer_path, x.arg) in self.deferred for x in group):
+        if all((x.layer_path, x.arg) in self.deferred or self._fed_right(x) for x in group):
             return None  # a knock-on of an edit made for a layer before it
         arg = self.args[key]
         outside = self.problems.get(key)  # part of the value comes from outside the file
@@ -526,6 +526,18 @@ class _Planner:
                 yield _Candidate({node: cst.parse_expression(name)}, node,
                                  outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                                  bindings, phase=_NAME)
+
+    def _fed_right(self, m: Mismatch) -> bool:
+        """Is ``m`` wrong only because the layer that made its input puts out
+        another size than the edits planned so far make it put out, which is
+        the size ``m`` declares? (``out_chs = out_chs or in_chs``: the edit of
+        ``ConvNormAct(48)`` to 32 changes its conv's out channels too, so the
+        next layer, built for 32, is fed 32.) Verification traces it."""
+        hit = self.expansions.get(tuple(m.producer)) if m.producer and self.replacements else None
+        if hit is None or not m.why.startswith("input arrives"):
+            return False
+        made = hit[1]
+        return made.value() == m.observed and made.value(self.replacements) == m.declared
 
     def _maker_names(self, m: Mismatch, depth: int = 0) -> set:
         """The name the layer that made the arriving tensor was given its size
