@@ -238,12 +238,7 @@ class Resolver:
         if not isinstance(node, cst.Name):
             return False
         parents = self._parents(site, i)
-        statement = _enclosing(parents, node, (cst.Assign, cst.AnnAssign))
-        value = getattr(statement, "value", None)
-        targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) \
-            else [statement.target] if statement is not None else []
-        return value is not None and _within(parents, node, value) and any(
-            isinstance(t, cst.Name) and t.value == node.value for t in targets)
+        return any(_binds_after(parents, a, node) for a in _assignments(self._scopes(site, i), node))
 
     def _resolvable(self, node) -> Iterator[cst.CSTNode]:
         """Names, ``self.x`` and subscripts in arithmetic, outermost first."""
@@ -379,18 +374,24 @@ class Resolver:
 
     def _passed(self, param: cst.Param, parents, site, i) -> object:
         """The value frame i's caller passed for ``param``, if it can be told."""
-        func = _enclosing(parents, param, cst.FunctionDef)
-        if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
+        arg = self._caller_argument(param, parents, site, i)
+        if arg is None:
             return MISSING
         caller = site.chain[i + 1]
-        caller_file = self.file(caller.path)
-        call = caller_file.index.find(caller) if caller_file else None
-        if call is None:
-            return MISSING
-        arg = _bound_argument(call, func, param.name.value, _is_method(parents, func))
-        if arg is None or arg is MISSING:
-            return MISSING
         return Evaluator(caller.local_values, caller.global_values).value(arg)
+
+    def _caller_argument(self, param: cst.Param, parents, site, i) -> Optional[cst.BaseExpression]:
+        """The expression frame i's caller wrote for ``param``; None if it
+        passed none or it cannot be told (``*args``, ``**kwargs``)."""
+        func = _enclosing(parents, param, cst.FunctionDef)
+        if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
+            return None
+        caller_file = self.file(site.chain[i + 1].path)
+        call = caller_file.index.find(site.chain[i + 1]) if caller_file else None
+        if call is None:
+            return None
+        arg = _bound_argument(call, func, param.name.value, _is_method(parents, func))
+        return None if arg is MISSING else arg
 
     def _parameter(self, param: cst.Param, site, i, depth, binding) -> Optional[Expansion]:
         parents = self._parents(site, i)
@@ -583,17 +584,10 @@ class Resolver:
             return None
         target = found[0].node
         if isinstance(target, cst.Param):  # ``Encoder(cfg)``: where the caller built it
-            func = _enclosing(parents, target, cst.FunctionDef)
-            if func is None or func.name.value != site.chain[i].function or i + 1 >= len(site.chain):
-                return None
-            caller = site.chain[i + 1]
-            caller_file = self.file(caller.path)
-            call = caller_file.index.find(caller) if caller_file is not None else None
-            arg = _bound_argument(call, func, target.name.value, _is_method(parents, func)) \
-                if call is not None else None
+            arg = self._caller_argument(target, parents, site, i)
             if isinstance(arg, cst.Call):
                 return arg, i + 1
-            if isinstance(arg, cst.Name) and caller.local_values.get(arg.value) is obj:
+            if isinstance(arg, cst.Name) and site.chain[i + 1].local_values.get(arg.value) is obj:
                 return self._built_by(arg, obj, site, i + 1, depth + 1)
             return None
         comprehensions = (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
