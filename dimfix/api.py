@@ -3,281 +3,104 @@
 ``fix_file`` reads a file and returns a FileFix without writing anything;
 ``write_result`` writes a verified result, every file of it or none.
 
-This process never imports the user's code: each trace runs in a child forked
-from it (isolate.py). A file's fix is a short series of such steps — draft a
-fix for each model in turn, then verify them all on the final text — written
-as a generator (``fix_steps``) so that one driver can run a single file and
-another can run many files' steps side by side.
+This process never imports the user's code: a ``FixSession`` (session.py)
+hands out the steps of a fix — draft each model, verify the new texts — and
+the driver (driver.py) runs each in a child process forked from this one.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import Dict, Generator, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from dimfix.errors import BadUsage, DimfixError, ModelRaised
+from dimfix.errors import Audience, BadUsage, DimfixError, option, speaking_to
 from dimfix.records import Edit, InputSpec, Options, Unfixable
-from dimfix.source import NotebookFile, SourceFile, display_path, read_source, write_files
+from dimfix.session import FileFix, FixSession, ModelFix, Status
+from dimfix.source import SourceFile, display_path, write_files
+from dimfix.steps import Limits
 
 
-MAX_ROUNDS = 4  # drafts of one model when a forward error hid what lay behind it
-
-
-@dataclass(frozen=True)
-class FixResult:
-    """One model: its edits, what could not be fixed, and notes."""
-
-    options: Options
-    edits: Tuple[Edit, ...] = ()
-    unfixable: Tuple[Unfixable, ...] = ()
-    notes: Tuple[str, ...] = ()
-    device: str = ""
-    printed: str = ""  # what the model's own code printed (for --verbose)
-    output_shape: Tuple[int, ...] = ()  # the output the fix must keep
-    kept: Tuple[Tuple[str, str, int], ...] = ()  # sizes found right, as declared
-    wrong: int = 0  # layer arguments found wrong
-
-    @property
-    def name(self) -> str:
-        return self.options.name
-
-
-@dataclass(frozen=True)
-class FileFix:
-    """Every model of one file, fixed together: the verified new text of each
-    file the fixes edit (the target, and project files values are written in)."""
-
-    path: str  # absolute path of the target file
-    sources: Mapping[str, SourceFile]  # every file read, by absolute path
-    texts: Mapping[str, str] = field(default_factory=dict)  # new text of changed files
-    results: Tuple[FixResult, ...] = ()
-    errors: Tuple[Tuple[Options, DimfixError], ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
-
-    @property
-    def changes(self) -> Tuple[Tuple[SourceFile, str], ...]:
-        """(file as read, new text) of each changed file, the target first."""
-        order = sorted(self.texts, key=lambda p: (p != self.path, p))
-        return tuple((self.sources[p], self.texts[p]) for p in order
-                     if self.texts[p] != self.sources[p].text)
-
-    @property
-    def source(self) -> SourceFile:
-        return self.sources[self.path]
-
-    @property
-    def new_text(self) -> str:
-        return self.texts.get(self.path, self.source.text)
-
-    @property
-    def edits(self) -> Tuple[Edit, ...]:
-        return tuple(e for r in self.results for e in r.edits)
-
-    @property
-    def unfixable(self) -> Tuple[Unfixable, ...]:
-        return tuple(u for r in self.results for u in r.unfixable)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One call to run in a child process: ``fn(*args)``."""
-
-    fn: object
-    args: tuple
-    name: str = ""  # the model it is for, if one
-
-
-Steps = Generator[Step, object, FileFix]
-
-
-def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile] = None) -> Steps:
-    """The steps that fix ``models`` in the file at ``path`` (or in ``source``,
-    an editor's buffer for it). Send each step's result back in, or throw the
-    DimfixError it raised; the generator returns the FileFix."""
-    from dimfix.draft import draft_fix, verify_fix
-
-    path = os.path.abspath(path)
-    source = source or read_source(path)
-    sources: Dict[str, SourceFile] = {path: source}
-    texts: Dict[str, str] = {path: source.text}
-    results, errors = [], []
-    fallbacks = {}  # model index -> the cautious draft, if its draft was bold
-    for options in models:
-        if source.newline is None or isinstance(source, NotebookFile):
-            options = _replace(options, format=False)
-        before = dict(texts)
-        try:
-            draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
-            _take(draft, texts, sources)
-            rounds = 1
-            while draft.stopped and rounds < MAX_ROUNDS:
-                # The forward raised after the layers just fixed: trace the new
-                # text for what that error hid.
-                again, more = yield Step(draft_fix, (path, dict(texts), options, True),
-                                         options.name)
-                _take(again, texts, sources)
-                draft = _replace(again, edits=_merged(draft.edits, again.edits),
-                                 notes=draft.notes + again.notes, fallback=None,
-                                 kept=draft.kept, wrong=draft.wrong + again.wrong)
-                printed += more
-                rounds += 1
-            if draft.stopped:
-                raise ModelRaised(draft.stopped)
-        except DimfixError as e:
-            texts = before
-            errors.append((options, e))
-            continue
-        if draft.fallback is not None and len(models) == 1:
-            fallbacks[len(results)] = draft.fallback
-        results.append(_result(options, draft, printed, source))
-    while True:
-        changed = {p: t for p, t in texts.items() if t != sources[p].text}
-        if not (changed and results):
-            break
-        checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
-                                         for u in r.unfixable), r.output_shape, r.kept, r.wrong)
-                       for r in results)
-        try:
-            notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
-        except DimfixError as e:
-            if fallbacks:
-                # The bold plan changed a value where it is written and the
-                # model did not follow: the cautious plan, verified in turn.
-                i, draft = fallbacks.popitem()
-                texts = {path: source.text}
-                _take(draft, texts, sources)
-                results[i] = _result(results[i].options, draft, results[i].printed, source)
-                continue
-            errors.extend((r.options, e) for r in results if r.edits)
-            results = [r for r in results if not r.edits]
-            changed = {}
-        else:
-            results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
-                       for r in results]
-        break
-    if changed and isinstance(source, NotebookFile):
-        try:
-            source.encode(texts[path])  # the cells can take the new lines
-        except DimfixError as e:
-            errors.extend((r.options, e) for r in results if r.edits)
-            results = [r for r in results if not r.edits]
-            changed = {}
-    results = [_relocated(r, source) for r in results]
-    for _, e in errors:
-        e.message = source.relocate(e.message)
-    return FileFix(path, sources, changed, tuple(results), tuple(errors))
-
-
-def _merged(earlier: Sequence[Edit], later: Sequence[Edit]) -> Tuple[Edit, ...]:
-    """A later round's edits after the earlier ones; one that rewrites what an
-    earlier edit wrote (a name the first, partial trace chose) replaces it,
-    its reason showing the net change."""
-    at = {(e.path, e.line, e.col): e for e in earlier}
-    out = list(earlier)
-    for e in later:
-        first = at.get((e.path, e.line, e.col))
-        if first is not None and first.new_code == e.old_code:
-            out.remove(first)
-            e = _replace(e, old_code=first.old_code, tried=first.tried + e.tried,
-                         reason=e.reason.replace(f" {e.old_code} -> {e.new_code}",
-                                                 f" {first.old_code} -> {e.new_code}", 1))
-        out.append(e)
-    return tuple(out)
-
-
-def _take(draft, texts: Dict[str, str], sources: Dict[str, SourceFile]) -> None:
-    """Put ``draft``'s new texts in ``texts``, reading each other file it edits."""
-    for other, text in draft.texts.items():
-        if other not in sources:
-            sources[other] = read_source(other)
-        texts[other] = text
-
-
-def _result(options: Options, draft, printed: str, source: SourceFile) -> FixResult:
-    notes = draft.notes
-    if source.newline is None and draft.texts:
-        notes += ("mixed line endings: changed lines left unformatted",)
-    return FixResult(options, draft.edits, draft.unfixable, notes, draft.device, printed,
-                     draft.output_shape, draft.kept, draft.wrong)
-
-
-def _relocated(result: FixResult, source: SourceFile) -> FixResult:
-    """Positions in a notebook's script become cells and lines in them (source.py)."""
-    if not isinstance(source, NotebookFile):
-        return result
-    shown = display_path(source.path)
-
-    def move(record):
-        if record.path != shown or not record.line:
-            return record
-        cell, line = source.notebook.locate(record.line)
-        return _replace(record, path=f"{shown}:cell {cell}", line=line,
-                        reason=source.relocate(record.reason))
-
-    return _replace(result, edits=tuple(move(e) for e in result.edits),
-                    unfixable=tuple(move(u) for u in result.unfixable),
-                    notes=tuple(source.relocate(n) for n in result.notes))
-
-
-def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = None) -> FileFix:
-    """Drive ``steps`` one child at a time."""
-    from dimfix.isolate import Limits, run_isolated, warm
-
-    warm()
-    limits = Limits(timeout, max_memory)
-    value, error = None, None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        try:
-            value, error = run_isolated(step.fn, step.args, limits), None
-        except DimfixError as e:
-            value, error = None, e
+def session_for(job, observe: bool = False) -> FixSession:
+    """The session that fixes ``job``'s models (discover.Job)."""
+    return FixSession(job.path, job.models, job.source, job.problems, observe)
 
 
 def fix_file(path: str, inputs: Union[Iterable[Union[str, InputSpec]], Options] = (), *,
              name: Optional[str] = None, num_classes: Optional[int] = None,
              init: Union[Mapping[str, object], Iterable[str]] = (), output: Optional[str] = None,
-             format: bool = True, timeout: float = 60.0,
+             unbatched: bool = False, sets: Union[Mapping[str, object], Iterable[str]] = (),
+             exec_module: bool = False, format: bool = True, timeout: Optional[float] = None,
              max_memory: Union[int, str, None] = None, text: Optional[str] = None) -> FileFix:
-    """Fix the model ``name`` in ``path`` (``path`` may be ``"file.py::Name"``);
-    nothing is written. ``inputs`` and ``init`` take the CLI's strings
-    (``"1x3x32x32"``, ``"long:2x12"``, ``"num_classes=10"``) or parsed values;
-    ``text`` fixes an editor's buffer for ``path`` instead of the file on disk.
-    Raises DimfixError (exit code 2 in the CLI) for bad input."""
+    """Fix the models of ``path`` as the CLI would; nothing is written.
+
+    ``path`` may be ``"file.py::Name"``, or name the model with ``name``; with
+    neither, the one model the file declares (a ``# dimfix:`` pragma or
+    [tool.dimfix]) or, given ``inputs``, the one nn.Module subclass it defines.
+    ``inputs``, ``init`` and ``sets`` take the CLI's strings (``"1x3x32x32"``,
+    ``"long:2x12"``, ``"num_classes=10"``) or parsed values; ``inputs`` may
+    also be an ``Options``, which then says everything. ``text`` fixes an
+    editor's buffer for ``path`` instead of the file on disk.
+
+    Raises DimfixError (exit code 2 in the CLI) for bad input and for a model
+    that cannot be traced or fixed (its ``kind``, ``where`` and ``message``
+    say why); the result's ``edits`` are verified, ``unfixable`` lists what
+    was found but cannot be edited.
+    """
+    from dimfix.config import ModelSpec
+    from dimfix.discover import discover, discover_source
+    from dimfix.driver import run
     from dimfix.source import decode_source
     from dimfix.target import parse_init, parse_input, parse_size
 
-    if isinstance(inputs, Options):  # fix_file(path, Options("Net", ["1x3x32x32"]))
-        inputs, name, init, num_classes, output, format = (
-            inputs.inputs, inputs.name, inputs.init, inputs.num_classes, inputs.output,
-            inputs.format)
-        max_memory = max_memory or inputs.max_memory
-    if name is None:
-        path, sep, name = path.rpartition("::") if "::" in path else (path, "", "")
-        if not name:
-            raise BadUsage("name the model: fix_file('net.py', name='Net') or 'net.py::Net'")
-    specs = tuple(i if isinstance(i, InputSpec) else parse_input(i) for i in inputs)
-    if not specs:
-        raise BadUsage("give a sample input, e.g. inputs=['1x3x32x32']")
-    if not isinstance(init, Mapping):
-        init = parse_init(init)
-    if isinstance(max_memory, str):
-        max_memory = parse_size(max_memory)
-    if num_classes is not None and num_classes < 1:
-        raise BadUsage(f"--num-classes must be at least 1, got {num_classes}")
-    options = Options(name, specs, dict(init), num_classes, max_memory, format, output)
-    check_inputs(options)
-    source = None
-    if text is not None:
-        source = decode_source(path, text.encode("utf-8"))
-    return run_steps(fix_steps(path, [options], source), timeout, max_memory)
+    with speaking_to(Audience.API):
+        if isinstance(inputs, Options):  # fix_file(path, Options("Net", ["1x3x32x32"]))
+            given = inputs
+            name = name or given.name
+            inputs, init, num_classes, output = (given.inputs, given.init, given.num_classes,
+                                                 given.output)
+            unbatched, sets, exec_module = given.unbatched, given.sets, given.exec_module
+            format, max_memory = given.format, max_memory or given.max_memory
+        if name is None and "::" in path:
+            path, _, name = path.rpartition("::")
+        if not isinstance(init, Mapping):
+            init = parse_init(init)
+        if not isinstance(sets, Mapping):
+            sets = parse_init(sets, "set")
+        if isinstance(max_memory, str):
+            max_memory = parse_size(max_memory)
+        if num_classes is not None and num_classes < 1:
+            raise BadUsage(f"{option('num-classes')} must be at least 1, got {num_classes}")
+        spec = ModelSpec("", "", inputs=tuple(i if isinstance(i, InputSpec) else parse_input(i)
+                                              for i in inputs),
+                         init=dict(init), num_classes=num_classes, output=output)
+        if text is not None:
+            source = decode_source(path, text.encode("utf-8"))
+            job, config = discover_source(source, [name] if name else [], spec, format)
+        else:
+            jobs, config = discover([f"{path}::{name}" if name else path], spec, (), format)
+            if not jobs:
+                raise BadUsage(f"{display_path(path)}: no model found; name one, or give "
+                               f"{option('input')} for the one model class it defines")
+            job = jobs[0]
+        models = tuple(_options(o, unbatched, sets, exec_module, max_memory) for o in job.models)
+        for options in models:
+            check_inputs(options)
+        for model, why in job.problems:
+            raise BadUsage(f"{model}: {why}")
+        if timeout is None:
+            timeout = (config.timeout if config else None) or 60.0
+        session = FixSession(job.path, models, job.source)
+        fix = run(session, Limits(timeout, max_memory))
+        for failed in fix.failed:
+            raise failed.problem.error()
+        return fix
+
+
+def _options(options: Options, unbatched: bool, sets, exec_module: bool,
+             max_memory: Optional[int]) -> Options:
+    from dataclasses import replace
+
+    return replace(options, unbatched=unbatched or options.unbatched, sets=dict(sets),
+                   exec_module=exec_module, max_memory=max_memory or options.max_memory)
 
 
 def check_inputs(options: Options) -> None:
@@ -287,9 +110,9 @@ def check_inputs(options: Options) -> None:
     limit = options.max_memory or default_max_memory()
     need = sum(input_bytes(spec) for spec in options.inputs)
     if need > limit:
-        shapes = " ".join(f"--input {s}" for s in options.inputs)
+        shapes = " ".join(option("input", s) for s in options.inputs)
         raise BadUsage(f"{shapes}: the input alone needs {size_text(need)}, over the "
-                       f"{size_text(limit)} limit (--max-memory)")
+                       f"{size_text(limit)} limit ({option('max-memory')})")
 
 
 def write_result(result: FileFix) -> Tuple[str, ...]:
@@ -306,11 +129,6 @@ def write_changes(changes: Sequence[Tuple[SourceFile, str]]) -> Tuple[str, ...]:
     return tuple(display_path(source.path) for source, _ in changes)
 
 
-def _replace(obj, **changes):
-    from dataclasses import replace
-
-    return replace(obj, **changes)
-
-
-__all__ = ["FixResult", "FileFix", "Edit", "fix_file", "fix_steps", "run_steps",
-           "write_result", "write_changes", "DimfixError", "Options"]
+__all__ = ["DimfixError", "Edit", "FileFix", "FixSession", "ModelFix", "Options", "Status",
+           "Unfixable", "check_inputs", "fix_file", "session_for", "write_changes",
+           "write_result"]

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from dimfix.errors import DimfixError, ModelRaised
-from dimfix.load import cuda_hint, user_frame_of
+from dimfix.load import cuda_hint, user_frame
 from dimfix.records import Options
 
 
@@ -51,7 +51,8 @@ def build(target, options: Options, device: str) -> nn.Module:
     except DimfixError:
         raise  # a timeout, say: not the model's own error
     except Exception as e:
-        raise ModelRaised(f"{user_frame_of(e)}building {name} raised {what(e)}") from e
+        where, func = user_frame(e)
+        raise ModelRaised(f"{func}building {name} raised {what(e)}", where) from e
     if not isinstance(model, nn.Module):
         raise ModelRaised(
             f"{name}() returned an object of type {type(model).__name__}, not an nn.Module"

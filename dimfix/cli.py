@@ -7,7 +7,6 @@ import gc
 import os
 import signal
 import sys
-import traceback
 from typing import Optional, Sequence
 
 import click
@@ -82,16 +81,16 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
     or a mismatch that cannot be fixed; 2 bad input or a model that fails for
     another reason (nothing is written for it).
     """
-    from dimfix.report import Report
+    from dimfix.report import Format, Mode, Report
 
-    mode = "check" if check else "dry-run" if dry_run or diff else "write"
+    mode = Mode.CHECK if check else Mode.DRY_RUN if dry_run or diff else Mode.WRITE
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
-    report = Report(mode, fmt, color, verbose, single, quiet=quiet)
+    report = Report(mode, Format(fmt), color, verbose, single, quiet=quiet)
 
     def limits(config):
-        from dimfix.isolate import Limits
+        from dimfix.steps import Limits
         from dimfix.target import parse_size
 
         memory = max_memory or (config.defaults.max_memory if config else None)
@@ -112,11 +111,11 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
+    workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
     if shapes:
         from dimfix.table import run_shapes
 
-        sys.exit(run_shapes(jobs_list, limits(config), fmt, color, verbose))
-    workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
+        sys.exit(run_shapes(jobs_list, limits(config), fmt, color, verbose, workers))
     sys.exit(_run(jobs_list, workers, limits(config), report, mode))
 
 
@@ -147,23 +146,23 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
 
 
 def _run(jobs_list, workers, limits, report, mode) -> int:
-    from dimfix.api import write_changes
-    from dimfix.batch import run_jobs
-    from dimfix.report import file_diff
+    from dimfix.api import session_for, write_changes
+    from dimfix.driver import run_many
+    from dimfix.report import Format, Mode, file_diff
 
     total = sum(len(j.models) + len(j.problems) for j in jobs_list)
-    progress = _Progress(total if report.fmt == "text" else 0)
-    for outcome in run_jobs(jobs_list, workers, limits):
+    progress = _Progress(total if report.fmt is Format.TEXT else 0)
+    for fix in run_many([session_for(job) for job in jobs_list], workers, limits):
         progress.clear()
-        diff = "".join(file_diff(src, text) for src, text in outcome.changes) or None
-        if outcome.changed and mode == "write":
+        diff = "".join(file_diff(src, text) for src, text in fix.changes) or None
+        if fix.changed and mode is Mode.WRITE:
             try:
-                write_changes(outcome.changes)
+                write_changes(fix.changes)
             except DimfixError as e:
-                outcome = report.fail_file(outcome, {"kind": type(e).__name__, "message": str(e)})
+                fix = fix.refused(e.problem())
                 diff = None
-        report.add(outcome, diff)
-        progress.step(len(outcome.models))
+        report.add(fix, diff)
+        progress.step(len(fix.models))
     progress.clear()
     return report.finish()
 
@@ -173,9 +172,10 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
     or the one that came in."""
-    from dimfix.batch import run_here
+    from dimfix.api import session_for
     from dimfix.discover import discover_source
-    from dimfix.report import colorize, file_diff
+    from dimfix.driver import run
+    from dimfix.report import Mode, colorize, file_diff
     from dimfix.source import decode_source
 
     raw = sys.stdin.buffer.read()
@@ -185,19 +185,20 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
         job, config = discover_source(source, names, cli, fmt, config)
         job = loading(job) if loading else job
         _check_inputs([job])
-        outcome = run_here(job, limits(config))
+        fix = run(session_for(job), limits(config))
     except BaseException:
-        if report.mode != "dry-run":  # --diff: no diff
+        if report.mode is not Mode.DRY_RUN:  # --diff: no diff
             _echo_bytes(raw)
         raise
-    fixed = outcome.changes[0][1] if outcome.changed else None
-    if report.mode == "dry-run":  # --diff/--dry-run: the diff alone, empty if clean
+    fixed = fix.changes[0][1] if fix.changed else None
+    if report.mode is Mode.DRY_RUN:  # --diff/--dry-run: the diff alone, empty if clean
         if fixed is not None:
             diff = file_diff(source, fixed)
             click.echo(colorize(diff) if report.color else diff, nl=False, color=report.color)
     else:
-        _echo_bytes(source.encode(fixed) if fixed is not None and report.mode == "write" else raw)
-    report.add(outcome, None)
+        _echo_bytes(source.encode(fixed) if fixed is not None and report.mode is Mode.WRITE
+                    else raw)
+    report.add(fix, None)
     return report.finish()
 
 
@@ -221,7 +222,7 @@ def _loading(sets, exec_module, unbatched=False):
 
     from dimfix.target import parse_init
 
-    values = parse_init(sets, "--set")
+    values = parse_init(sets, "set")
     return lambda job: replace(job, models=tuple(
         replace(o, sets=values, exec_module=exec_module, unbatched=unbatched or o.unbatched)
         for o in job.models))
@@ -266,9 +267,12 @@ class _Progress:
 
 
 def _fail(e: DimfixError, verbose: bool):
-    if verbose and e.__cause__ is not None:
-        traceback.print_exception(e.__cause__, file=sys.stderr)
-    click.echo(f"dimfix: error: {e}", err=True)
+    from dimfix.report import problem_line
+
+    problem = e.problem()
+    if verbose and problem.detail:
+        click.echo(problem.detail.rstrip(), err=True)
+    click.echo(f"dimfix: error: {problem_line(problem)}", err=True)
     sys.exit(e.exit_code)
 
 

@@ -18,8 +18,8 @@ A target that is a module-level instance (``model = ConvNet()``) is bound by a
 skipped statement: the last such assignment at module level runs, the rest
 stays skipped.
 
-Runs in the child (draft.py); messages name script lines (``train.py:12``),
-which the parent maps into cells for a notebook (``SourceFile.relocate``).
+Runs in the child (draft.py); errors and notes carry positions in the script
+(``Position``), which renderers show as cells and lines of a notebook.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
 
-from dimfix.errors import BadUsage, DimfixError, TargetNotFound
-from dimfix.records import Options
+from dimfix.errors import BadUsage, DimfixError, Position, TargetNotFound, option
+from dimfix.records import Note, Options
 from dimfix.script import definitions_only, undefined_after_skip
 
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
@@ -42,11 +42,11 @@ class Loading:
 
     text: str
     seed: Mapping[str, object] = field(default_factory=dict)
-    notes: Tuple[str, ...] = ()
+    notes: Tuple[Note, ...] = ()
     missing: Mapping[str, int] = field(default_factory=dict)  # name -> line binding it
 
 
-def plan_loading(text: str, names: Sequence[str], options: Options, display: str,
+def plan_loading(text: str, names: Sequence[str], options: Options, path: str,
                  in_package: bool = False) -> Loading:
     """The text to execute for ``text``, whose models are ``names``.
 
@@ -59,8 +59,8 @@ def plan_loading(text: str, names: Sequence[str], options: Options, display: str
         return Loading(text)
     if options.exec_module:
         if sets:
-            raise BadUsage("--set gives values to statements dimfix skips; with "
-                           "--exec-module nothing is skipped: drop one of them")
+            raise BadUsage(f"{option('set')} gives values to statements dimfix skips; with "
+                           f"{option('exec-module')} nothing is skipped: drop one of them")
         return Loading(text)
     try:
         plan = definitions_only(text)
@@ -71,10 +71,11 @@ def plan_loading(text: str, names: Sequence[str], options: Options, display: str
         if name not in missing:
             line = _binding_line(text, name)
             if line:
-                raise BadUsage(f"--set {name}: {display}:{line}: {name} is set by a statement "
-                               "dimfix runs; change it there, or pass the model's argument "
-                               "with --init")
-            raise BadUsage(f"--set {name}: {display} has no statement that binds {name}")
+                raise BadUsage(f"{option('set', name)}: {name} is set by a statement dimfix "
+                               "runs; change it there, or pass the model's argument with "
+                               f"{option('init')}", Position(path, line))
+            raise BadUsage(f"{option('set', name)}: the file has no statement that binds {name}",
+                           Position(path))
     run = plan.text
     notes = []
     for name in dict.fromkeys(n.split(".")[0] for n in names):
@@ -82,19 +83,19 @@ def plan_loading(text: str, names: Sequence[str], options: Options, display: str
             restored, line = _restore(run, text, name)
             if restored is not None:
                 run = restored
-                notes.append(f"{display}:{line}: runs: it binds the target {name}")
-    notes += [f"{display}:{first}: skipped (does work at import): {what}"
+                notes.append(Note(f"runs: it binds the target {name}", Position(path, line)))
+    notes += [Note(f"skipped (does work at import): {what}", Position(path, first))
               for first, _last, what in plan.skipped]
-    notes += [f"{display}:{line}: {what}" for line, what in plan.rewritten]
+    notes += [Note(what, Position(path, line)) for line, what in plan.rewritten]
     if plan.skipped:
-        notes.append(f"definitions only: {len(plan.skipped)} statement(s) skipped "
-                     "(--exec-module runs them)")
+        notes.append(Note(f"definitions only: {len(plan.skipped)} statement(s) skipped "
+                          f"({option('exec-module')} runs them)"))
     left = {n: line for n, line in missing.items() if n not in sets}
     return Loading(run, sets, tuple(notes), left)
 
 
 def explain(error: DimfixError, loading: Loading, names: Sequence[str],
-            display: str, text: str = "") -> Optional[DimfixError]:
+            path: str, text: str = "") -> Optional[DimfixError]:
     """A clearer error when ``error`` comes from a name only a skipped statement binds."""
     seen = set()
     cause: Optional[BaseException] = error
@@ -102,22 +103,22 @@ def explain(error: DimfixError, loading: Loading, names: Sequence[str],
         seen.add(id(cause))
         if isinstance(cause, NameError) and getattr(cause, "name", None) in loading.missing:
             name = cause.name
-            return BadUsage(f"{display}:{loading.missing[name]}: {name} is set by a statement "
-                            f"dimfix skips (it does work at import); pass --set {name}=VALUE "
-                            "or --exec-module")
+            return BadUsage(f"{name} is set by a statement dimfix skips (it does work at "
+                            f"import); pass {option('set', name + '=VALUE')} or "
+                            f"{option('exec-module')}", Position(path, loading.missing[name]))
         cause = cause.__cause__ or cause.__context__
     if isinstance(error, TargetNotFound):
         for name in names:
             top = name.split(".")[0]
             if top in loading.missing:
                 return TargetNotFound(
-                    f"{display}:{loading.missing[top]}: {top} is set by a statement dimfix skips "
-                    "(it does work at import); name the model's class or factory, or pass "
-                    "--exec-module")
-    if isinstance(error, TargetNotFound) and "(models in it: " in error.message:
+                    f"{top} is set by a statement dimfix skips (it does work at import); name "
+                    f"the model's class or factory, or pass {option('exec-module')}",
+                    Position(path, loading.missing[top]))
+    if isinstance(error, TargetNotFound) and error.models:
         # Module-level instances (``model = Net()``) are skipped statements:
         # name them too, as a target they would be.
-        listed = error.message.rsplit("(models in it: ", 1)[1][:-1].split(", ")
+        listed = list(error.models)
         lines = text.split("\n")
         extra = []
         for n, line in loading.missing.items():
@@ -126,8 +127,9 @@ def explain(error: DimfixError, loading: Loading, names: Sequence[str],
             if built and built.group(1) in listed and n not in listed:
                 extra.append(n)
         if extra:
-            head = error.message.rsplit("(models in it: ", 1)[0]
-            return TargetNotFound(f"{head}(models in it: {', '.join(listed + extra)})")
+            from dimfix.load import not_defined
+
+            return not_defined(error.name, path, tuple(listed + extra))
     return None
 
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from dimfix.config import Config, ModelSpec, find_config, pragma_models
-from dimfix.errors import BadSource, BadUsage
-from dimfix.load import display_path
+from dimfix.errors import BadSource, BadUsage, option
 from dimfix.records import Options
-from dimfix.source import SourceFile, decode_source
+from dimfix.source import SourceFile, decode_source, display_path
 from dimfix.target import parse_size
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -73,8 +72,9 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
                 spec = spec.over(config.defaults)
             spec = _override(spec, cli)
             if not spec.inputs:
-                problems.append((spec.name, "no sample input: give --input SHAPE, or input= in "
-                                            "its '# dimfix:' pragma or [tool.dimfix]"))
+                problems.append((spec.name, f"no sample input: give {option('input', 'SHAPE')}, "
+                                            "or input= in its '# dimfix:' pragma or "
+                                            "[tool.dimfix]"))
                 continue
             models.append(_options(spec, fmt))
         jobs.append(Job(path, tuple(models), tuple(problems)))
@@ -102,7 +102,8 @@ def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
         if spec.inputs:
             models.append(_options(spec, fmt))
         else:
-            problems.append((spec.name, "no sample input: give --input SHAPE or a pragma"))
+            problems.append((spec.name, f"no sample input: give {option('input', 'SHAPE')} or "
+                                        "a pragma"))
     return Job(path, tuple(models), tuple(problems), source), config
 
 
@@ -167,7 +168,7 @@ def _only_model(path: str, text: Optional[str] = None) -> ModelSpec:
     if len(names) == 1:
         return ModelSpec(os.path.abspath(path), names[0])
     if names:
-        raise BadUsage(f"{shown}: --input given but no model named; it defines "
+        raise BadUsage(f"{shown}: {option('input')} given but no model named; it defines "
                        f"{', '.join(names)}: name one as {shown}::NAME")
     raise BadUsage(f"{shown}: no nn.Module subclass found; name the model as "
                    f"{shown}::NAME (a class, factory or instance)")

@@ -1,6 +1,11 @@
-"""What runs inside a child process (isolate.py): import the user's code, trace,
-plan and rewrite (``draft_fix``), or trace a rewritten text again
-(``verify_fix``). Both return picklable records and never write a file."""
+"""What runs inside a child process (isolate.py): the two steps of a fix.
+
+``draft_step`` imports the user's code, traces the model, plans, rewrites and
+formats: it returns ``Drafted``. ``verify_step`` imports the rewritten texts as
+the files themselves and traces every model again: it returns ``Verified``.
+Both return picklable records and never write a file; a DimfixError they
+raise reaches the session as ``Refused`` (isolate.py turns it into a value).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from dimfix.definitions import Loading, explain, plan_loading
-from dimfix.errors import DimfixError, ModelRaised, Stopped, VerifyFailed
-from dimfix.load import Location, check_init, display_path, find_model, import_target
-from dimfix.records import Edit, Options, Unfixable
+from dimfix.errors import DimfixError, ModelRaised, Problem, Stopped, VerifyFailed
+from dimfix.load import Location, check_init, find_model, import_target
+from dimfix.records import Edit, Note, Options, Unfixable
+from dimfix.steps import Drafted, Refused, Verified
 
 
 @dataclass(frozen=True)
@@ -22,28 +28,61 @@ class Draft:
     texts: Mapping[str, str]  # absolute path -> new text, changed files only
     edits: Tuple[Edit, ...] = ()
     unfixable: Tuple[Unfixable, ...] = ()
-    notes: Tuple[str, ...] = ()
+    notes: Tuple[Note, ...] = ()
     device: str = ""
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # The forward raised after the layers fixed here: trace the new text again.
-    stopped: str = ""
+    stopped: Optional[Problem] = None
     # Declared input sizes the trace found right: a fix may change a few of
     # them (a decoder following image_size), not rebuild the model.
     kept: Tuple[Tuple[str, str, int], ...] = ()
     wrong: int = 0  # how many layer arguments the trace found wrong
-    # A cautious plan, when this one changes a value where it is written
-    # although reads the trace cannot see follow it: used if this one fails
-    # verification.
-    fallback: Optional["Draft"] = None
+    # Other plans, next in order, should this one fail verification.
+    alternatives: Tuple["Draft", ...] = ()
+    table: object = None  # shapes.Table of every module call, when the session observes
+
+
+@dataclass(frozen=True)
+class Check:
+    """What verification asks of one model's trace of the new texts."""
+
+    options: Options
+    allowed: Tuple[Tuple[str, str], ...] = ()  # (layer, argument) left wrong: cannot be fixed
+    output: Tuple[int, ...] = ()  # the output shape the fix must keep
+    kept: Tuple[Tuple[str, str, int], ...] = ()
+    wrong: int = 0
+
+
+def draft_step(path: str, texts: Mapping[str, str], options: Options, again: bool = False,
+               observe: bool = False):
+    """Trace ``options.name`` in ``path`` (whose text, and that of other project
+    files being edited, is in ``texts``), then plan, rewrite and format.
+    ``again``: the text is one an earlier draft already changed, traced again
+    after a forward error: no value is changed where it is written unless the
+    trace accounts for every read of it. ``observe`` records every module call
+    (shapes.Table) for --shapes and the editor's hover, also of a trace that
+    stopped at an error it cannot fix (then the answer is Refused)."""
+    if not observe:
+        return Drafted(draft_fix(path, texts, options, again))
+    from dimfix.shapes import Recorder
+    from dimfix.trace import observing
+
+    recorder = Recorder()
+    try:
+        with observing(recorder):
+            draft = draft_fix(path, texts, options, again)
+    except DimfixError as e:
+        return Refused(e.problem(), recorder.table(texts))
+    return Drafted(replace(draft, table=recorder.table(texts)))
+
+
+def verify_step(path: str, texts: Mapping[str, str], checks: Sequence[Check]) -> Verified:
+    return Verified(verify_fix(path, texts, checks))
 
 
 def draft_fix(path: str, texts: Mapping[str, str], options: Options,
               cautious: bool = False) -> Draft:
-    """Trace ``options.name`` in ``path`` (whose text, and that of other project
-    files being edited, is in ``texts``), then plan, rewrite and format.
-    ``cautious`` changes no value where it is written unless the trace accounts
-    for every read of it (a name may still be swapped): for a text an earlier
-    draft already changed, whose verification is not the next step."""
+    """The draft of ``draft_step``; ``cautious`` is its ``again``."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -52,19 +91,18 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
-    display = display_path(path)
-    loading = plan_loading(texts[loc.path], [options.name], options, display, loc.in_package)
+    loading = plan_loading(texts[loc.path], [options.name], options, loc.path, loc.in_package)
     try:
         with recording_sites(is_user_file) as book:
             module = _import(loc, texts, loading)
-        target = find_model(module, options.name, display)
-        check_init(target, dict(options.init), f"{display}::{options.name}")
+        target = find_model(module, options.name, loc.path)
+        check_init(target, dict(options.init), options.name, loc.path)
         try:
             trace = trace_model(target, options, is_user_file, book)
         except Stopped as stopped:
             trace = stopped.trace
     except DimfixError as e:
-        raise explain(e, loading, [options.name], display, texts[loc.path]) or e
+        raise explain(e, loading, [options.name], loc.path, texts[loc.path]) or e
     if not trace.mismatches:
         return Draft({}, notes=loading.notes + trace.notes, device=trace.device,
                      output_shape=trace.output)
@@ -79,31 +117,31 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
                          and (c.layer_path, c.arg) not in wrong}))
     # A trace stopped by an error is not verified next, but traced again: no
     # value is changed where it is written unless the trace accounts for it.
-    cautious = cautious or bool(trace.stopped)
-    draft, bold, written = _plan(loc, display, trace, options, texts, editable, bold=True,
+    cautious = cautious or trace.stopped is not None
+    draft, bold, written = _plan(loc, trace, options, texts, editable, bold=True,
                                  names_only=cautious)
     kept = kept if written else ()
-    if trace.stopped:
+    if trace.stopped is not None:
         if not draft.texts:
-            raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
-        note = f"then the forward raised ({trace.stopped}): traced again after these fixes"
+            raise trace.stopped.error()  # nothing to fix first: the error stands
+        note = Note(f"then the forward raised ({trace.stopped.message}): traced again after "
+                    "these fixes", trace.stopped.where)
         return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
                        kept=kept, wrong=len(wrong))
+    alternatives: Tuple[Draft, ...] = ()
     if bold and not cautious:
-        fallback, _, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
-        draft = replace(draft, fallback=replace(fallback, notes=loading.notes + fallback.notes,
-                                                output_shape=trace.output,
-                                                wrong=len(wrong)))
+        fallback, _, _ = _plan(loc, trace, options, texts, editable, bold=False)
+        alternatives = (replace(fallback, notes=loading.notes + fallback.notes,
+                                output_shape=trace.output, wrong=len(wrong)),)
     return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,
-                   kept=kept, wrong=len(wrong))
+                   kept=kept, wrong=len(wrong), alternatives=alternatives)
 
 
-def _plan(loc, display, trace, options, texts, editable, bold,
-          names_only=False) -> Tuple[Draft, bool, bool]:
+def _plan(loc, trace, options, texts, editable, bold, names_only=False) -> Tuple[Draft, bool, bool]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
-    plan = plan_edits(texts[loc.path], loc.path, display, trace, options.init, texts,
+    plan = plan_edits(texts[loc.path], loc.path, loc.path, trace, options.init, texts,
                       editable, bold, names_only)
     changed: Dict[str, str] = {}
     notes = []
@@ -111,7 +149,7 @@ def _plan(loc, display, trace, options, texts, editable, bold,
         old = plan.resolver.file(path).index.module.code
         if new_text != old and options.format:
             new_text, note = format_edit(old, new_text, path)
-            notes += [note] if note else []
+            notes += [Note(note, _file(path))] if note else []
         if new_text != old:
             changed[path] = new_text
     draft = Draft(changed, tuple(_portable(e) for e in plan.edits),
@@ -121,8 +159,13 @@ def _plan(loc, display, trace, options, texts, editable, bold,
     return draft, plan.bold, plan.bold_written
 
 
-def verify_fix(path: str, texts: Mapping[str, str],
-               models: Sequence[tuple]) -> Tuple[str, ...]:
+def _file(path: str):
+    from dimfix.errors import Position
+
+    return Position(path)
+
+
+def verify_fix(path: str, texts: Mapping[str, str], checks: Sequence[Check]) -> Tuple[Note, ...]:
     """Import the rewritten ``texts`` as the files themselves and trace every
     model again; raise VerifyFailed unless only the ``allowed`` (layer path,
     argument) mismatches of each are left. Returns notes for --verbose."""
@@ -133,31 +176,37 @@ def verify_fix(path: str, texts: Mapping[str, str],
 
     loc = Location.of(path)
     is_user_file = loc.is_user_file()
-    names = [options.name for options, *_ in models]
+    names = [check.options.name for check in checks]
     try:
-        loading = plan_loading(texts[loc.path], names, models[0][0], display_path(path),
+        loading = plan_loading(texts[loc.path], names, checks[0].options, loc.path,
                                loc.in_package)
         module = _import(loc, texts, loading)
     except DimfixError as e:
-        raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
+        raise _unverified(e) from e
     notes = []
-    for options, allowed, output, kept, wrong in models:
+    for check in checks:
+        options = check.options
         try:
-            target = find_model(module, options.name, display_path(path))
+            target = find_model(module, options.name, loc.path)
             trace = trace_model(target, options, is_user_file)
         except DimfixError as e:
-            raise VerifyFailed(f"fix did not verify: {e}; nothing written") from e
-        left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(allowed)
+            raise _unverified(e) from e
+        left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(check.allowed)
         if left:
             detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
             raise VerifyFailed(
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
-        _check_output(options, output, trace.output)
-        _check_kept(kept, wrong, trace.constructions)
+        _check_output(options, check.output, trace.output)
+        _check_kept(check.kept, check.wrong, trace.constructions)
         notes.extend(trace.notes)
         if trace.device != "meta":  # on meta a second trace costs seconds; skipped
-            notes.extend(_check_doubled_batch(target, options, is_user_file, allowed))
+            notes.extend(_check_doubled_batch(target, options, is_user_file, check.allowed))
     return tuple(notes)
+
+
+def _unverified(e: DimfixError) -> VerifyFailed:
+    return VerifyFailed(f"fix did not verify: {e.message}; nothing written", e.where,
+                        detail=e.detail)
 
 
 def _check_output(options: Options, before: Tuple[int, ...], after: Tuple[int, ...]) -> None:
@@ -187,10 +236,9 @@ def _check_kept(kept, wrong: int, constructions) -> None:
             f"(e.g. {changed[0][0]} {changed[0][1]}) to fix {wrong}; nothing written")
 
 
-def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[str, ...]:
+def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[Note, ...]:
     """Trace once more with the batch doubled: a size that fits only batch 1
     (``x.view(-1)`` folding the batch into the features) is no fix."""
-    from dimfix.errors import ModelRaised
     from dimfix.trace import trace_model
 
     if options.unbatched or not all(len(s.shape) >= 2 for s in options.inputs):
@@ -200,7 +248,8 @@ def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tup
     try:
         trace = trace_model(target, doubled, is_user_file)
     except ModelRaised as e:
-        return (f"with the batch doubled the model raised: {e} (not checked)",)
+        return (Note(f"with the batch doubled the model raised: {e.message} (not checked)",
+                     e.where),)
     left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(allowed)
     if left:
         detail = ", ".join(f"{p} {a}" for p, a in sorted(left))

@@ -19,12 +19,12 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import replace
 from multiprocessing.connection import Connection, Pipe, wait
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
-from dimfix.errors import DimfixError
+from dimfix.errors import DimfixError, ErrorKind, ModelRaised, Problem, option
+from dimfix.steps import Failed, Limits, Refused, StepResult
 from dimfix.target import size_text
 
 CAPTURE_LIMIT = 64 * 1024  # bytes of the user's own output kept for --verbose
@@ -34,30 +34,24 @@ POLL = 0.05  # seconds between memory checks
 OWN_MEMORY = 512 * 2**20
 
 
-class Failed(DimfixError):
-    """The child did not return a result: it exited, died or ran out of time."""
-
-    def __init__(self, message: str, kind: str = "Crashed") -> None:
-        super().__init__(message)
-        self.kind = kind
+_warmed: set = set()  # what warm() has loaded in this process
 
 
-@dataclass(frozen=True)
-class Limits:
-    timeout: float = 60.0  # seconds
-    max_memory: Optional[int] = None  # bytes above the child's size at start
+def warm(plan: bool = False, meta: bool = False) -> None:
+    """Import torch here once, so that every child forked later starts with it;
+    with ``plan``, also what drafting needs (libcst, black, dimfix's stages,
+    torch's first CPU op): worth it when more than one child will be forked;
+    with ``meta``, torch's Python meta kernels too (~1.3 s on first use), for a
+    process that forks many children (the language server, a test session).
 
-
-def warm() -> None:
-    """Import torch here once, so that every child forked later starts with it.
-
-    CUDA is hidden first: dimfix traces on CPU or meta, and code that picks
-    ``"cuda" if torch.cuda.is_available() else "cpu"`` must take its CPU path,
-    on a machine with a GPU as on one without.
+    The caller's environment is left as it was: children hide GPUs from the
+    model themselves (_hide_gpus), so a notebook that calls the API keeps CUDA.
     """
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import warnings
 
+    wanted = {"torch"} | ({"plan"} if plan else set()) | ({"meta"} if meta else set())
+    if wanted <= _warmed:
+        return
     # An interrupt raised inside torch's import can surface as another error
     # (a RuntimeError from a class being created): it waits the second the
     # import takes, then arrives as itself.
@@ -66,8 +60,50 @@ def warm() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import torch  # noqa: F401
+
+            if plan and "plan" not in _warmed:
+                _warm_planning()
+            if meta and "meta" not in _warmed:
+                _warm_meta()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    _warmed.update(wanted)
+
+
+def _warm_meta() -> None:
+    """torch's Python meta kernels load on first use: use them once here, on
+    torch's own layers, so a trace on meta in a child does not pay for them."""
+    import torch
+    from torch import nn
+
+    with torch.device("meta"), torch.no_grad():
+        emb, ln = nn.Embedding(16, 8), nn.LayerNorm(8)
+        fc, conv = nn.Linear(8, 8), nn.Conv2d(3, 4, 3)
+        x = ln(emb(torch.zeros(1, 4, dtype=torch.long)))
+        att = torch.softmax(torch.matmul(x, x.transpose(-2, -1)).masked_fill(
+            torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1), float("-inf")), -1)
+        torch.nn.functional.gelu(fc(torch.matmul(att, x)).view(1, 4, 2, 4).reshape(1, 4, 8))
+        conv(torch.empty(1, 3, 8, 8))
+
+
+def _warm_planning() -> None:
+    import black  # noqa: F401
+    import libcst  # noqa: F401
+    import torch
+
+    import dimfix.draft  # noqa: F401
+    import dimfix.formatting  # noqa: F401
+    import dimfix.plan  # noqa: F401
+    import dimfix.rewrite  # noqa: F401
+    import dimfix.shapes  # noqa: F401
+    import dimfix.trace  # noqa: F401
+    from dimfix.build import threads
+
+    # The first CPU op loads kernels (~0.3 s); on one thread, so no OpenMP
+    # pool exists to be lost across fork.
+    with threads(1), torch.no_grad():
+        layer = torch.nn.Linear(4, 4)
+        torch.nn.functional.relu(layer(torch.zeros(1, 4))).view(1, 2, 2).flatten(1)
 
 
 class Child:
@@ -103,7 +139,7 @@ class Child:
         self.started = time.monotonic()
         self.deadline = self.started + limits.timeout
         self.base_rss = _rss(self.pid)
-        self.result: Optional[Tuple[bool, object]] = None
+        self.result: Optional[StepResult] = None
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -116,45 +152,49 @@ class Child:
             return True
         if self.conn.poll():
             try:
-                self.result = (True, self.conn.recv())
+                self.result = self._printed(self.conn.recv())
             except (EOFError, OSError):
-                self.result = (False, self._death())
+                self.result = self._death()
             except Exception as e:  # a result that does not unpickle: dimfix's bug
-                self.result = (False, Failed(f"internal error: cannot read the result ({e})",
-                                             "InternalError"))
+                self.result = self._failed(ErrorKind.INTERNAL,
+                                           f"internal error: cannot read the result ({e})")
             self._end()
             return True
         if time.monotonic() >= self.deadline:
             self._kill()
-            self.result = (False, Failed(f"timed out after {self.limits.timeout:g} s (--timeout)",
-                                         "Timeout"))
+            self.result = self._failed(ErrorKind.TIMEOUT,
+                                       f"timed out after {self.limits.timeout:g} s "
+                                       f"({option('timeout')})")
             self._end()
             return True
         limit = self.limits.max_memory
         if limit and self.base_rss and _rss(self.pid) - self.base_rss > limit + OWN_MEMORY:
             self._kill()
-            self.result = (False, Failed(
-                f"the model used more memory than --max-memory allows ({size_text(limit)}); "
-                "killed", "TooBig"))
+            self.result = self._failed(
+                ErrorKind.TOO_BIG, f"the model used more memory than {option('max-memory')} "
+                f"allows ({size_text(limit)}); killed")
             self._end()
             return True
         return False
 
-    def wait(self) -> object:
-        """Block until done; the function's result, or raise what it raised."""
+    def wait(self) -> StepResult:
+        """Block until done: the step's result."""
         while not self.poll():
             timeout = min(POLL, max(0.0, self.deadline - time.monotonic()))
             wait(self.waitables(), timeout=timeout)
-        return self.value()
+        return self.result
 
-    def value(self) -> object:
-        ok, value = self.result
-        if ok:
-            status, payload = value
-            if status == "ok":
-                return payload
-            raise payload
-        raise value
+    def _printed(self, result: StepResult) -> StepResult:
+        """``result`` with what the user's code printed."""
+        printed = self.output()
+        if not printed:
+            return result
+        if isinstance(result, (Refused, Failed)):
+            return replace(result, problem=replace(result.problem, printed=printed))
+        return replace(result, printed=printed)
+
+    def _failed(self, kind: ErrorKind, message: str) -> Failed:
+        return Failed(Problem(kind, message, printed=self.output()), self.limits)
 
     def output(self) -> str:
         """What the user's code printed (truncated), for --verbose."""
@@ -171,16 +211,20 @@ class Child:
     def _death(self) -> Failed:
         status = self._reap(block=True)
         if status is None:
-            return Failed("the model's process ended without a result")
+            return self._failed(ErrorKind.CRASHED, "the model's process ended without a result")
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
             if sig == signal.SIGKILL:
-                return Failed("the model's process was killed (SIGKILL; out of memory?)")
-            return Failed(f"the model's process died of signal {name}")
+                return self._failed(ErrorKind.CRASHED,
+                                    "the model's process was killed (SIGKILL; out of memory?)")
+            return self._failed(ErrorKind.CRASHED, f"the model's process died of signal {name}")
         code = os.WEXITSTATUS(status)
-        return Failed(f"the model's code ended the process (os._exit({code})) before dimfix "
-                      "had a result")
+        if code == _OWN_FAILURE:
+            return self._failed(ErrorKind.INTERNAL, "internal error: dimfix's own process for "
+                                "this model failed before it had a result; nothing written")
+        return self._failed(ErrorKind.CRASHED, f"the model's code ended the process "
+                            f"(os._exit({code})) before dimfix had a result")
 
     def _kill(self) -> None:
         for target in (lambda s: os.killpg(self.pid, s), lambda s: os.kill(self.pid, s)):
@@ -213,18 +257,11 @@ class Child:
         self.capture.close()
 
 
-def run_isolated(fn: Callable, args: Sequence[object], limits: Limits) -> Tuple[object, str]:
-    """``fn(*args)`` in a child: (its result, what the user's code printed).
-
-    Raises what ``fn`` raised (a DimfixError, rebuilt here), or ``Failed``.
-    """
+def run_isolated(fn: Callable, args: Sequence[object], limits: Limits) -> StepResult:
+    """``fn(*args)`` in a child: its typed result (never raises for what the child did)."""
     child = Child(fn, args, limits)
     try:
-        try:
-            return child.wait(), child.output()
-        except DimfixError as e:
-            e.output = child.output()
-            raise
+        return child.wait()
     finally:
         child.close()
 
@@ -239,6 +276,9 @@ _live: "set[Child]" = set()
 
 
 # -- the child side ------------------------------------------------------------------------
+
+
+_OWN_FAILURE = 70  # the child's exit status when dimfix's own code there failed
 
 
 def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
@@ -260,6 +300,7 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
         sys.stdout = open(1, "w", buffering=1, errors="replace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, errors="replace", closefd=False)
         sys.dont_write_bytecode = True  # nothing may appear beside the user's files
+        _hide_gpus()
         if "torch" in sys.modules:
             # OpenMP's thread pool does not survive fork: a parent that ran
             # parallel CPU work (an editor's server, a notebook calling the API)
@@ -271,59 +312,61 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
 
         warnings.simplefilter("ignore")
         try:
-            payload = ("ok", fn(*args))
+            payload = fn(*args)
         except DimfixError as e:
-            payload = ("error", _portable(e))
+            payload = Refused(e.problem())
         except BaseException as e:  # noqa: B036 - the user's code may raise anything
-            payload = ("error", _contained(e))
+            payload = _contained(e)
         try:
             conn.send(payload)
         except BaseException as e:  # noqa: B036 - e.g. an unpicklable result
-            conn.send(("error", _contained(e)))
+            conn.send(_contained(e))
     except BaseException:  # noqa: B036
-        code = 70
+        code = _OWN_FAILURE
     finally:
         os._exit(code)
 
 
-def _portable(e: DimfixError) -> DimfixError:
-    """``e`` as a plain DimfixError subclass that pickles, with its traceback as text."""
-    cause = e.__cause__ or e
-    detail = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-    clone = type(e).__new__(type(e))
-    Exception.__init__(clone, e.message)
-    clone.message = e.message
-    clone.detail = detail
-    if hasattr(e, "kind"):
-        clone.kind = e.kind
-    return clone
+def _hide_gpus() -> None:  # pragma: no cover - runs in the child
+    """dimfix traces on CPU or meta: code that picks ``"cuda" if
+    torch.cuda.is_available() else "cpu"`` takes its CPU path, on a machine
+    with a GPU as on one without. Only this child is told so."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.cuda.is_available = lambda: False
+        torch.cuda.device_count = lambda: 0
 
 
-def _contained(e: BaseException) -> DimfixError:
+def _contained(e: BaseException):
     """What escaped ``fn``: the user's code leaving by a door that is not an
     Exception (sys.exit, KeyboardInterrupt, a BaseException subclass), or a
     bug in dimfix (user code's exceptions arrive as DimfixError already)."""
-    from dimfix.errors import ModelRaised
-    from dimfix.load import user_frame_of
+    from dimfix.load import user_frame
 
     first = (str(e).strip().splitlines() or [""])[0]
+    where, func = user_frame(e)
     if isinstance(e, SystemExit):
-        error = ModelRaised(f"{user_frame_of(e)}the model's code called sys.exit({e.code!r})")
+        error = ModelRaised(f"{func}the model's code called sys.exit({e.code!r})", where)
     elif not isinstance(e, Exception):
-        error = ModelRaised(f"{user_frame_of(e)}the model's code raised {type(e).__name__}"
-                            + (f": {first}" if first else ""))
+        error = ModelRaised(f"{func}the model's code raised {type(e).__name__}"
+                            + (f": {first}" if first else ""), where)
     elif isinstance(e, MemoryError) or "Cannot allocate memory" in str(e) \
             or "DefaultCPUAllocator: can't allocate" in str(e):
-        error = DimfixError("the trace ran out of memory (--max-memory, or the machine's); "
-                            "nothing written")
-        error.kind = "TooBig"
+        error = DimfixError(f"the trace ran out of memory ({option('max-memory')}, or the "
+                            "machine's); nothing written")
+        error.kind = ErrorKind.TOO_BIG
+        error.__cause__ = e
+        return Failed(error.problem())
     else:
         error = DimfixError(
             f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
             "Please report it; --verbose shows the traceback")
-        error.kind = "InternalError"
+        error.kind = ErrorKind.INTERNAL
+        error.__cause__ = e
+        return Failed(error.problem())
     error.__cause__ = e
-    return _portable(error)
+    return Refused(error.problem())
 
 
 def _limit_address_space(max_memory: Optional[int]) -> None:  # pragma: no cover
@@ -351,4 +394,4 @@ def _rss(pid: int) -> int:
         return 0
 
 
-__all__ = ["Child", "Failed", "Limits", "kill_all", "run_isolated", "warm"]
+__all__ = ["Child", "Limits", "kill_all", "run_isolated", "warm"]

@@ -13,8 +13,8 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound
-from dimfix.source import display_path
+from dimfix.errors import (BadSource, BadUsage, DimfixError, ModelRaised, Position,
+                           TargetNotFound, option)
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ def import_target(loc: Location, texts: Mapping[str, str],
         raise
     except SyntaxError as e:
         if e.filename and os.path.abspath(e.filename) in finder.texts:
-            raise BadSource(
-                f"{display_path(e.filename)}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
-            ) from None
+            raise BadSource(f"cannot parse: {e.msg}",
+                            Position(os.path.abspath(e.filename), e.lineno or 0,
+                                     e.offset or 0)) from None
         raise _raised(e, f"importing {os.path.basename(loc.path)}") from e
     except BaseException as e:  # noqa: B036 - user code may raise anything
         raise _raised(e, f"importing {os.path.basename(loc.path)}") from e
@@ -170,16 +170,15 @@ def _forget_shadowed(loc: Location) -> None:
     if expected in folders or (file and os.path.dirname(os.path.abspath(file)) == loc.root):
         return
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        raise BadUsage(
-            f"{display_path(loc.path)}: its module name {top!r} is the standard library's; "
-            "rename the file or folder"
-        )
+        raise BadUsage(f"its module name {top!r} is the standard library's; rename the file "
+                       "or folder", Position(loc.path))
     for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
         del sys.modules[name]
 
 
 def find_model(module, name: str, path: str):
-    """The class, factory or instance called ``name`` defined in ``module``.
+    """The class, factory or instance called ``name`` defined in ``module``
+    (the file at ``path``, absolute).
 
     Only what the file itself defines can be a target (``Outer.Inner`` for a
     nested class): never an attribute path into another module, which could
@@ -187,41 +186,43 @@ def find_model(module, name: str, path: str):
     """
     import torch.nn as nn
 
+    where, base = Position(path), os.path.basename(path)
     obj = module
     parts = name.split(".")
     for i, part in enumerate(parts):
         try:
             obj = inspect.getattr_static(obj, part)
         except AttributeError:
-            found = _models_in(module)
-            hint = f" (models in it: {', '.join(found)})" if found else ""
-            raise TargetNotFound(f"{path}: no model named {name!r}{hint}") from None
+            raise not_defined(name, path, _models_in(module)) from None
         if i < len(parts) - 1 and not _defined_in(obj, module):
             raise TargetNotFound(
-                f"{path}::{name}: {'.'.join(parts[:i + 1])} is not a class defined in "
-                f"{os.path.basename(path)}; name a class, function or model instance defined there"
-            )
+                f"{name}: {'.'.join(parts[:i + 1])} is not a class defined in {base}; name a "
+                "class, function or model instance defined there", where)
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if isinstance(obj, type) or inspect.isfunction(obj):
         if not _defined_in(obj, module):
-            where = getattr(obj, "__module__", None) or "elsewhere"
+            origin = getattr(obj, "__module__", None) or "elsewhere"
             raise TargetNotFound(
-                f"{path}::{name} is not defined in {os.path.basename(path)} (it comes from "
-                f"{where}); name a class, function or model instance defined there"
-            )
+                f"{name} is not defined in {base} (it comes from {origin}); name a class, "
+                "function or model instance defined there", where)
     if isinstance(obj, type):
         if not issubclass(obj, nn.Module):
-            raise TargetNotFound(
-                f"{path}::{name} is a class but not an nn.Module subclass"
-            )
+            raise TargetNotFound(f"{name} is a class but not an nn.Module subclass", where)
         return obj
     if isinstance(obj, nn.Module) or inspect.isfunction(obj):
         return obj
     raise TargetNotFound(
-        f"{path}::{name} is not a model: it is of type {type(obj).__name__}, "
-        "not an nn.Module subclass or a function that returns one"
-    )
+        f"{name} is not a model: it is of type {type(obj).__name__}, not an nn.Module "
+        "subclass or a function that returns one", where)
+
+
+def not_defined(name: str, path: str, models: Tuple[str, ...]) -> TargetNotFound:
+    """``name`` is not defined in the file at ``path``, which defines ``models``."""
+    hint = f" (models in it: {', '.join(models)})" if models else ""
+    error = TargetNotFound(f"no model named {name!r}{hint}", Position(path), models=models)
+    error.name = name
+    return error
 
 
 def _defined_in(obj, module) -> bool:
@@ -229,13 +230,15 @@ def _defined_in(obj, module) -> bool:
         getattr(obj, "__module__", None) == module.__name__
 
 
-def check_init(target, init: Dict[str, object], spec: str) -> None:
+def check_init(target, init: Dict[str, object], name: str, path: str) -> None:
     """Fail early, and clearly, when --init does not fit the target's signature."""
     import torch.nn as nn
 
+    where = Position(path)
     if isinstance(target, nn.Module):
         if init:
-            raise BadUsage(f"{spec} is a model instance; --init cannot apply to it")
+            raise BadUsage(f"{name} is a model instance; {option('init')} cannot apply to it",
+                           where)
         return
     try:
         sig = inspect.signature(target)
@@ -250,8 +253,8 @@ def check_init(target, init: Dict[str, object], spec: str) -> None:
                 n for n, q in params.items() if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)
             )
             raise BadUsage(
-                f"--init {key}: {spec} takes no keyword {key!r}"
-                + (f" (it takes: {known})" if known else "")
+                f"{option('init', key)}: {name} takes no keyword {key!r}"
+                + (f" (it takes: {known})" if known else ""), where
             )
     try:
         sig.bind(**init)
@@ -264,9 +267,9 @@ def check_init(target, init: Dict[str, object], spec: str) -> None:
             and n not in init
         ]
         if missing:
-            args = " ".join(f"--init {n}=VALUE" for n in missing)
-            raise BadUsage(f"{spec} needs arguments: pass {args}") from None
-        raise BadUsage(f"{spec}: {e}") from None
+            args = " ".join(option("init", f"{n}=VALUE") for n in missing)
+            raise BadUsage(f"{name} needs arguments: pass {args}", where) from None
+        raise BadUsage(f"{name}: {e}", where) from None
 
 
 def _models_in(module) -> Tuple[str, ...]:
@@ -290,10 +293,10 @@ def _raised(e: BaseException, doing: str) -> ModelRaised:
     """One line naming where in user code ``e`` was raised."""
     if isinstance(e, (KeyboardInterrupt, DimfixError)):
         raise e
-    where = user_frame_of(e)
+    where, func = user_frame(e)
     what = f"{type(e).__name__}: {e}".strip().rstrip(":")
     what = what.splitlines()[0] if what else type(e).__name__
-    return ModelRaised(f"{where}{doing} raised {what}{cuda_hint(what)}")
+    return ModelRaised(f"{func}{doing} raised {what}{cuda_hint(what)}", where)
 
 
 _CUDA_ERRORS = ("not compiled with CUDA", "No CUDA GPUs", "no NVIDIA driver", "CUDA driver",
@@ -308,15 +311,16 @@ def cuda_hint(message: str) -> str:
     return ""
 
 
-def user_frame_of(e: BaseException) -> str:
-    """``path:line: in func: `` for the innermost traceback frame outside installed code."""
+def user_frame(e: BaseException) -> Tuple[Optional[Position], str]:
+    """The innermost traceback frame outside installed code: its position and
+    ``in func: `` (or None and "")."""
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
     tb = e.__traceback__
-    best = ""
+    best: Tuple[Optional[Position], str] = (None, "")
     while tb is not None:
         code = tb.tb_frame.f_code
         name = code.co_filename
         if not (name.startswith("<") or name.startswith(here) or "site-packages" in name):
-            best = f"{display_path(name)}:{tb.tb_lineno}: in {code.co_name}: "
+            best = Position(os.path.abspath(name), tb.tb_lineno), f"in {code.co_name}: "
         tb = tb.tb_next
     return best

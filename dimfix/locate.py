@@ -6,12 +6,13 @@ counts characters. ``CallIndex`` converts one to the other per line.
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from dimfix.errors import BadSource
+from dimfix.errors import BadSource, Position
 from dimfix.records import Frame
 
 
@@ -25,7 +26,8 @@ class CallIndex(cst.CSTVisitor):
         try:
             self.wrapper = MetadataWrapper(cst.parse_module(text))
         except cst.ParserSyntaxError as e:
-            raise BadSource(f"{path}:{e.raw_line}:{e.raw_column}: cannot parse: {e.message}") from None
+            raise BadSource(f"cannot parse: {e.message}",
+                            Position(os.path.abspath(path), e.raw_line, e.raw_column)) from None
         self.lines = text.splitlines(keepends=True)
         self.calls: Dict[Tuple[int, int], List[cst.Call]] = {}
         self.positions = self.wrapper.resolve(PositionProvider)

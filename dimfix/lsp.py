@@ -32,34 +32,9 @@ def warm_server() -> None:
     """Import what every check needs, so a forked child starts with it."""
     from dimfix.isolate import warm
 
-    warm()
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import torch
-        from torch import nn
-
-        import dimfix.api  # noqa: F401
-        import dimfix.formatting  # noqa: F401
-        import dimfix.plan  # noqa: F401
-        import dimfix.rewrite  # noqa: F401
-        import dimfix.shapes  # noqa: F401
-        import dimfix.trace  # noqa: F401  (imported for the children it forks)
-        import libcst  # noqa: F401
-        import black  # noqa: F401
-
-        # torch's Python meta kernels load on first use (about 1.3 s): use
-        # them once here, on torch's own layers, so a big model's trace on
-        # meta in a child does not pay for them.
-        with torch.device("meta"), torch.no_grad():
-            emb, ln = nn.Embedding(16, 8), nn.LayerNorm(8)
-            fc, conv = nn.Linear(8, 8), nn.Conv2d(3, 4, 3)
-            x = ln(emb(torch.zeros(1, 4, dtype=torch.long)))
-            att = torch.softmax(torch.matmul(x, x.transpose(-2, -1)).masked_fill(
-                torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1), float("-inf")), -1)
-            torch.nn.functional.gelu(fc(torch.matmul(att, x)).view(1, 4, 2, 4).reshape(1, 4, 8))
-            conv(torch.empty(1, 3, 8, 8))
+    warm(plan=True, meta=True)
+    import dimfix.api  # noqa: F401
+    import dimfix.driver  # noqa: F401
 
 
 def make_server():
@@ -118,7 +93,7 @@ def make_server():
 
         checked = await check(source, job, limits, drafted)
         results[uri] = checked
-        texts = {p: s.text for p, s in (checked.fix.sources.items() if checked.fix else ())}
+        texts = {p: s.text for p, s in checked.fix.sources.items()}
         texts[path] = source.text
         publish(uri, diagnostics(checked, texts), version)
 
@@ -161,7 +136,7 @@ def make_server():
         uri = params.text_document.uri
         await _settled(uri)  # diagnostics come after the draft; the fix once verified
         checked = results.get(uri)
-        if checked is None or checked.fix is None or not checked.fix.changed:
+        if checked is None or not checked.fix.changed:
             return None
         doc = server.workspace.get_text_document(uri)
         if doc.source.replace("\r\n", "\n") != checked.source.text:
@@ -183,7 +158,7 @@ def make_server():
         if not hits:
             return None
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown,
-                                                        value=hover_text(hits)))
+                                                        value=hover_text(hits, checked.fix)))
 
     return server
 

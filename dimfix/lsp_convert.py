@@ -1,20 +1,19 @@
 """From a check's records to LSP: diagnostics at the wrong argument, the fix as
 a WorkspaceEdit, hover text. Pure functions over text; no I/O.
 
-dimfix's records count columns two ways: Edit/Unfixable in characters
-(1-based, libcst), a layer's construction site in UTF-8 bytes (0-based,
-Python's code positions). LSP counts UTF-16 code units (0-based).
+dimfix's records count columns one way: characters, 1-based (errors.Position,
+Edit, Unfixable, a layer row's start and end). LSP counts UTF-16 code units,
+0-based.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from lsprotocol import types
 
-from dimfix.report import CANNOT_FIX, FAILED, FIXABLE
+from dimfix.report import CANNOT_FIX, FAILED, FIXABLE, cannot_fix_line, fix_line, problem_line
 
 SOURCE = "dimfix"
 
@@ -34,15 +33,15 @@ def char_position(text: str, line: int, col: int) -> types.Position:
     return types.Position(row, _utf16(lines[row][: max(0, col - 1)]))
 
 
-def byte_column(line_text: str, character: int) -> int:
-    """LSP (UTF-16) character -> UTF-8 byte offset in ``line_text``."""
+def char_column(line_text: str, character: int) -> int:
+    """LSP (UTF-16) character -> 1-based character column in ``line_text``."""
     units, chars = 0, 0
     for ch in line_text:
         if units >= character:
             break
         units += 2 if ord(ch) > 0xFFFF else 1
         chars += 1
-    return len(line_text[:chars].encode("utf-8"))
+    return chars + 1
 
 
 def _span_of(text: str, line: int, col: int, code: Optional[str]) -> types.Range:
@@ -89,42 +88,47 @@ def _definition(text: str, name: str) -> types.Range:
 def diagnostics(checked, texts: Dict[str, str]) -> Dict[str, List[types.Diagnostic]]:
     """Diagnostics by absolute path. ``texts``: the text of each file by path
     (the checked buffer, and other files the fix edits as read)."""
-    out: Dict[str, List[types.Diagnostic]] = {checked.source.path: []}
     target = checked.source.path
+    out: Dict[str, List[types.Diagnostic]] = {target: []}
     fix = checked.fix
 
     def add(path, rng, code, message, severity=types.DiagnosticSeverity.Error):
         out.setdefault(path, []).append(types.Diagnostic(
             range=rng, message=message, severity=severity, code=code, source=SOURCE))
 
-    def where(display: str) -> str:
-        return os.path.abspath(display) if display else target
-
-    for result in fix.results if fix else ():
-        for e in result.edits:
-            path = where(e.path)
-            text = texts.get(path, "")
-            add(path, _span_of(text, e.line, e.col, e.old_code or None), FIXABLE,
-                _message(e.reason, e.path, e.line, e.col))
-        for u in result.unfixable:
-            path = where(u.path)
-            text = texts.get(path, "")
+    for model in fix.models:
+        for e in model.edits:
+            text = texts.get(e.path, "")
+            add(e.path, _span_of(text, e.line, e.col, e.old_code or None), FIXABLE, fix_line(e))
+        for u in model.unfixable:
+            text = texts.get(u.path, "")
             rng = _span_of(text, u.line, u.col, None) if u.line else _definition(
-                texts[target], result.name)
-            add(path, rng, CANNOT_FIX, "cannot fix: " + u.reason)
-    text = texts[target]
-    for options, error in fix.errors if fix else ():
-        add(target, _definition(text, options.name), FAILED, f"{options.name}: {error}",
-            types.DiagnosticSeverity.Warning)
-    for name, why in checked.problems:
-        add(target, _definition(text, name), FAILED, f"{name}: {why}",
+                texts[target], model.name)
+            add(u.path, rng, CANNOT_FIX, "cannot fix: " + cannot_fix_line(u))
+        problem = model.problem
+        if problem is None:
+            continue
+        where = problem.where
+        message = f"{model.name}: {problem_line(problem, fix.sources)}"
+        if where is not None and where.line and where.path in texts:
+            # On the line that raised (or the line a message is about).
+            rng = _line_span(texts[where.path], where.line)
+            add(where.path, rng, FAILED, message, types.DiagnosticSeverity.Warning)
+            if where.path == target:
+                continue
+        add(target, _definition(texts[target], model.name), FAILED, message,
             types.DiagnosticSeverity.Warning)
     return out
 
 
-def _message(reason: str, path: str, line: int, col: int) -> str:
-    prefix = f"{path}:{line}:{col}: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
+def _line_span(text: str, line: int) -> types.Range:
+    """The text of ``line`` (1-based), its indentation left out."""
+    lines = _lines(text)
+    row = max(0, min(line - 1, len(lines) - 1))
+    body = lines[row]
+    start = len(body) - len(body.lstrip())
+    return types.Range(types.Position(row, _utf16(body[:start])),
+                       types.Position(row, _utf16(body.rstrip())))
 
 
 def text_edit(old: str, new: str, newline: str = "\n") -> types.TextEdit:
@@ -166,19 +170,21 @@ def hover_rows(rows_by_model: Dict[str, Sequence], path: str, text: str,
     lines = _lines(text)
     if pos.line >= len(lines):
         return []
-    line, col = pos.line + 1, byte_column(lines[pos.line], pos.character)
+    here = (pos.line + 1, char_column(lines[pos.line], pos.character))
     hits = []
     for model, rows in rows_by_model.items():
         for row in rows:
-            if row.site is None or row.site[0] != path:
+            if row.start is None or row.start.path != path:
                 continue
-            _, l0, c0, l1, c1 = row.site
-            if (l0, c0) <= (line, col) <= (l1, c1):
+            if (row.start.line, row.start.col) <= here <= (row.end.line, row.end.col):
                 hits.append((model, row))
     return hits
 
 
-def hover_text(hits) -> str:
+def hover_text(hits, fix=None) -> str:
+    """Markdown for the rows under the cursor; a change is a fix only when
+    ``fix`` (the check's FileFix) verified it."""
+    models = {m.name: m for m in fix.models} if fix is not None else {}
     blocks, seen = [], set()
     for model, row in hits[:6]:
         key = (model, row.layer, row.inputs)
@@ -190,12 +196,23 @@ def hover_text(hits) -> str:
                  f"declared: {declared}",
                  f"arrives: {_shapes(row.inputs)}",
                  f"leaves: {_shapes(row.outputs)}"]
-        if row.changes:
-            change = ", ".join(f"{c.arg} {_size(c.old)} -> {_size(c.new)}" for c in row.changes)
-            parts.append(("cannot fix: " if row.status == "cannot-fix" else "fix: ") + change
-                         + (f" ({row.reason})" if row.reason else ""))
+        for c in row.changes:
+            parts.append(_settled(models.get(model), row.layer, c))
         blocks.append("  \n".join(parts))
     return "\n\n---\n\n".join(blocks)
+
+
+def _settled(model, layer: str, change) -> str:
+    """How the session settled one change the trace made to a layer."""
+    text = f"{change.arg} {_size(change.old)} -> {_size(change.new)}"
+    key = (layer, change.arg)
+    for u in model.unfixable if model is not None else ():
+        if (u.mismatch.layer_path, u.mismatch.arg) == key:
+            return f"cannot fix: {text} ({u.reason})"
+    if model is not None and any((e.mismatch.layer_path, e.mismatch.arg) == key
+                                 for e in model.edits):
+        return f"fix: {text}"
+    return f"wrong, not fixed: {text}"
 
 
 def _size(v) -> str:

@@ -22,7 +22,7 @@ import libcst as cst
 from dimfix.exprs import Replacements, code_of, names_in, product_factors, refit_product
 from dimfix.locate import CallIndex, find_argument
 from dimfix.origin import Expansion, Resolver, descendants
-from dimfix.records import Construction, Edit, Frame, Mismatch, Trace, Unfixable
+from dimfix.records import Cause, Construction, Edit, Frame, Mismatch, Trace, Unfixable
 from dimfix.scope import ALL, FOR_LITERALS, names_holding, sequences_of_length
 from dimfix.source import display_path
 
@@ -90,20 +90,20 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
     tracing it and keeps a cautious one (``bold=False``) to fall back on. With
     ``names_only`` too, only a name swap may be bold (a text traced again
     rather than verified next: no value changed where it is written)."""
-    index = CallIndex(text, display)
+    index = CallIndex(text, path)
     resolver = Resolver(index, path, dict(init), texts)
     planner = _Planner(index, resolver, path, display, editable, bold, names_only)
     planner.expand(trace.constructions)
     planner.mark_suspects(trace.mismatches)
     planner.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
-                        if m.why.startswith("--num-classes")}
+                        if m.cause is Cause.NUM_CLASSES}
     groups: Dict[tuple, List[Mismatch]] = {}
     for m in trace.mismatches:
         key = (m.site.key, m.arg) if m.site is not None else (m.layer_path, m.arg)
         groups.setdefault(key, []).append(m)
     for group in groups.values():
         planner.plan(group)
-    edits = sorted(planner.edits, key=lambda e: (e.path != display, e.path, e.line, e.col))
+    edits = sorted(planner.edits, key=lambda e: (e.path != path, e.path, e.line, e.col))
     return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
                 resolver, planner.bold_used, planner.bold_written)
 
@@ -534,7 +534,7 @@ class _Planner:
         ``ConvNormAct(48)`` to 32 changes its conv's out channels too, so the
         next layer, built for 32, is fed 32.) Verification traces it."""
         hit = self.expansions.get(tuple(m.producer)) if m.producer and self.replacements else None
-        if hit is None or not m.why.startswith("input arrives"):
+        if hit is None or m.cause is not Cause.INPUT:
             return False
         made = hit[1]
         return made.value() == m.observed and made.value(self.replacements) == m.declared
@@ -762,31 +762,21 @@ class _Planner:
     def _edit(self, group: Sequence[Mismatch], candidate: _Candidate) -> Edit:
         m = group[0]
         path, line, col = self.resolver.position(candidate.node)
-        shown = display_path(path)
         original = candidate.node
         new = candidate.replacements.get(original, original)
-        more = f" (and {len(group) - 1} more built here)" if len(group) > 1 else ""
-        layer = f"{m.layer_path} ({m.kind}){more}"
-        if candidate.label:
-            reason = (
-                f"{shown}:{line}:{col}: {candidate.label} {code_of(original)} -> "
-                f"{code_of(new)} (used by {layer} {m.arg}; {m.why}"
-                + (f"; {candidate.because})" if candidate.because else ")")
-            )
-        else:
-            reason = f"{shown}:{line}:{col}: {layer} {m.arg} {m.declared} -> {m.observed}: {m.why}"
-            if candidate.because:
-                reason += f" ({candidate.because})"
-            elif isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
-                reason += f" (`{code_of(original)}` kept: other uses need it as it is)"
-        return Edit(m, line, col, code_of(new), reason, shown, code_of(original))
+        because = candidate.because
+        if not because and not candidate.label \
+                and isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
+            because = f"`{code_of(original)}` kept: other uses need it as it is"
+        return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
+                    len(group))
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]
-        path, line, col = self.display, 0, 0
+        path, line, col = self.path, 0, 0
         found = self.resolver.position(node) if node is not None else None
         if found is not None:
-            path, line, col = display_path(found[0]), found[1], found[2]
+            path, line, col = found
         elif m.site is not None:
             # Point at the first call in the target file on the way to the layer.
             for frame in m.site.chain:
@@ -794,8 +784,7 @@ class _Planner:
                     line, col = frame.line, self.index.char_col(frame.line, frame.col) + 1
                     break
         for x in group:
-            reason = f"{x.layer_path} ({x.kind}) {x.arg} {x.declared} -> {x.observed} ({x.why}): {why}"
-            self.unfixable.append(Unfixable(x, path, line, col, reason))
+            self.unfixable.append(Unfixable(x, path, line, col, why))
 
     def _why_not(self, expr, exp: Expansion, m: Mismatch) -> str:
         code = code_of(expr)

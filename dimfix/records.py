@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
+
+from dimfix.errors import Position, Problem
+
+
+class Cause(enum.Enum):
+    """Why a layer's declared size is wrong."""
+
+    INPUT = "input"  # the tensor that arrives does not fit it
+    NUM_CLASSES = "num-classes"  # --num-classes asks another output size of the head
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for --verbose, about a place in the user's code or about the run."""
+
+    text: str
+    where: Optional[Position] = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,7 @@ class Mismatch:
     # layers that keep its shape: the size argument its author named this width
     # with (``outplanes`` in ``conv2 = Conv2d(planes, outplanes)`` before ``bn2``).
     producer: Tuple[str, ...] = ()
+    cause: Cause = Cause.INPUT
 
 
 @dataclass(frozen=True)
@@ -111,28 +130,51 @@ class Trace:
     # site: an edit must leave each of them at its required value.
     constructions: Tuple[Construction, ...]
     device: str
-    notes: Tuple[str, ...] = ()  # for --verbose: what the train-mode pass met
+    notes: Tuple[Note, ...] = ()  # for --verbose: what the train-mode pass met
     output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
-    stopped: str = ""  # the forward raised after these mismatches (errors.Stopped)
+    stopped: Optional[Problem] = None  # the forward raised after these mismatches
 
 
 @dataclass(frozen=True)
 class Edit:
-    """One argument to rewrite, and the reason shown to the user."""
+    """One expression to rewrite, and why."""
 
     mismatch: Mismatch
     line: int  # 1-based, in the original text
-    col: int  # 1-based character column of the argument's value
+    col: int  # 1-based character column of the edited expression
     new_code: str
-    reason: str
-    path: str = ""  # the file edited, as shown to the user
+    path: str = ""  # absolute path of the file edited
     old_code: str = ""
+    # Where the value is written, when not at the layer's own argument
+    # ("argument in_chs of Stage()", "default of hidden", "NUM_CLASSES").
+    label: str = ""
+    because: str = ""  # why this form of the edit ("`in_chs` holds 32 there")
+    group: int = 1  # layers built by this call that the edit fixes
     tried: int = 0  # candidate edits the planner weighed, this one included
+
+    @property
+    def reason(self) -> str:
+        """The reason line's text, after ``path:line:col: ``."""
+        m = self.mismatch
+        more = f" (and {self.group - 1} more built here)" if self.group > 1 else ""
+        layer = f"{m.layer_path} ({m.kind}){more}"
+        if self.label:
+            because = f"; {self.because}" if self.because else ""
+            return (f"{self.label} {self.old_code} -> {self.new_code} (used by {layer} {m.arg}; "
+                    f"{m.why}{because})")
+        because = f" ({self.because})" if self.because else ""
+        return f"{layer} {m.arg} {m.declared} -> {m.observed}: {m.why}{because}"
+
+    @property
+    def position(self) -> Position:
+        return Position(self.path, self.line, self.col)
 
     # The names the README's API example uses.
     @property
     def file(self) -> str:
-        return self.path
+        from dimfix.source import display_path
+
+        return display_path(self.path)
 
     @property
     def column(self) -> int:
@@ -149,13 +191,17 @@ class Edit:
 
 @dataclass(frozen=True)
 class Unfixable:
-    """A mismatch dimfix found but will not edit, with the reason."""
+    """A mismatch dimfix found but will not edit, and why not (``reason``)."""
 
     mismatch: Mismatch
-    path: str
+    path: str  # absolute; line 0 when no place is known
     line: int
     col: int
     reason: str
+
+    @property
+    def position(self) -> Position:
+        return Position(self.path, self.line, self.col)
 
 
 @dataclass(frozen=True)

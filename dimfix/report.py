@@ -1,23 +1,93 @@
 """What the user sees: diffs, one reason line per fix, errors, a summary, and
 the exit code (text); or one JSON document; or ``path:line:col: DIM00N``
-lines for editors. Only this module and cli.py print."""
+lines for editors. Only this module and cli.py print.
+
+Records arrive typed (session.FileFix); every message line is written here,
+from their fields: ``place`` turns a Position into what the user reads
+(``nb.ipynb:cell 4:2:9`` in a notebook), ``fix_line``/``cannot_fix_line``/
+``problem_line`` the lines the text, lines and JSON formats share (the
+language server and the shape table use them too).
+"""
 
 from __future__ import annotations
 
 import difflib
+import enum
 import json
-import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import click
 
-from dimfix.batch import ModelOutcome, Outcome
-from dimfix.source import display_path
+from dimfix.errors import Position, Problem, where_text
+from dimfix.records import Edit, Note, Unfixable
+from dimfix.session import FileFix, ModelFix, Status
+from dimfix.source import NotebookFile, SourceFile, display_path
 
 # Codes for --format lines (and the "code" field of JSON entries).
 FIXABLE, CANNOT_FIX, FAILED = "DIM001", "DIM002", "DIM003"
 JSON_VERSION = 1
+
+
+class Mode(enum.Enum):
+    WRITE = "write"
+    CHECK = "check"
+    DRY_RUN = "dry-run"
+
+
+class Format(enum.Enum):
+    TEXT = "text"
+    JSON = "json"
+    LINES = "lines"
+
+
+# -- places and lines, shared by every renderer --------------------------------------------
+
+
+def place(where: Position, sources: Mapping[str, SourceFile] = ()) -> Tuple[str, int, int]:
+    """(file as shown, line, col) of ``where``: a notebook's script line becomes
+    the cell (``nb.ipynb:cell 4``) and the line in it."""
+    shown = display_path(where.path)
+    source = dict(sources).get(where.path)
+    if isinstance(source, NotebookFile) and where.line:
+        try:
+            cell, line = source.notebook.locate(where.line)
+        except ValueError:
+            return shown, where.line, where.col
+        return f"{shown}:cell {cell}", line, where.col
+    return shown, where.line, where.col
+
+
+def place_text(where: Optional[Position], sources: Mapping[str, SourceFile] = ()) -> str:
+    if where is None:
+        return ""
+    shown, line, col = place(where, sources)
+    return where_text(Position(where.path, line, col), shown)
+
+
+def fix_line(edit: Edit) -> str:
+    """A fix's reason, after its place."""
+    return edit.reason
+
+
+def cannot_fix_line(item: Unfixable) -> str:
+    """Why a mismatch cannot be fixed, after its place and ``cannot fix: ``."""
+    m = item.mismatch
+    return f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {item.reason}"
+
+
+def problem_line(problem: Problem, sources: Mapping[str, SourceFile] = ()) -> str:
+    """A failure: ``place: message``, or the message alone."""
+    where = place_text(problem.where, sources)
+    return f"{where}: {problem.message}" if where else problem.message
+
+
+def note_line(note: Note, sources: Mapping[str, SourceFile] = ()) -> str:
+    where = place_text(note.where, sources)
+    return f"{where}: {note.text}" if where else note.text
+
+
+# -- diffs ---------------------------------------------------------------------------------
 
 
 def unified_diff(display: str, old_text: str, new_text: str) -> str:
@@ -51,69 +121,65 @@ def colorize(diff: str) -> str:
     return "".join(out)
 
 
-def status(model: ModelOutcome) -> str:
-    if model.error:
-        return "failed"
-    if model.cannot_fix:
-        return "cannot-fix"
-    return "fixed" if model.fixes else "clean"
+# -- the report ----------------------------------------------------------------------------
 
 
 @dataclass
 class Report:
     """Collects outcomes, prints as they come, and owns the exit code."""
 
-    mode: str = "write"  # write, check, dry-run
-    fmt: str = "text"  # text, json, lines
+    mode: Mode = Mode.WRITE
+    fmt: Format = Format.TEXT
     color: bool = False
     verbose: bool = False
     single: bool = False  # one model named on the command line: terse, as in v1
     quiet: bool = False  # -q: errors, cannot-fix lines and asked-for diffs only
-    models: List[dict] = field(default_factory=list)
-    counts: dict = field(default_factory=lambda: dict(fixed=0, pending=0, clean=0,
-                                                      cannot_fix=0, failed=0))
+    models: List[dict] = field(default_factory=list)  # JSON entries, in order
+    counts: Dict[str, int] = field(default_factory=lambda: dict(fixed=0, pending=0, clean=0,
+                                                                cannot_fix=0, failed=0))
+    fixes: int = 0  # fixes reported (pending ones, when nothing is written)
+    files: List[set] = field(default_factory=list)  # per model: the files its edits are in
 
     # -- collecting ------------------------------------------------------------------------
 
-    def add(self, outcome: Outcome, diff: Optional[str] = None) -> None:
-        for model in outcome.models:
-            state = status(model)
-            key = {"failed": "failed", "cannot-fix": "cannot_fix", "clean": "clean"}.get(
-                state, "fixed" if self.mode == "write" else "pending")
+    def add(self, fix: FileFix, diff: Optional[str] = None) -> None:
+        for model in fix.models:
+            status = model.status
+            key = {Status.FAILED: "failed", Status.CANNOT_FIX: "cannot_fix",
+                   Status.CLEAN: "clean"}.get(status,
+                                              "fixed" if self.mode is Mode.WRITE else "pending")
             self.counts[key] += 1
-            self.models.append(self._json_model(outcome, model, state))
-        if self.fmt == "text":
-            self._text(outcome, diff)
-        elif self.fmt == "lines":
-            self._lines(outcome)
-
-    def fail_file(self, outcome: Outcome, error: dict) -> Outcome:
-        """A write that failed: every model of the file is reported failed."""
-        models = tuple(ModelOutcome(m.name, error=error) for m in outcome.models)
-        return Outcome(outcome.path, outcome.display, models)
+            self.fixes += len(model.edits)
+            self.models.append(self._json_model(fix, model))
+            self.files.append({e.path for e in model.edits})
+        if self.fmt is Format.TEXT:
+            self._text(fix, diff)
+        elif self.fmt is Format.LINES:
+            self._lines(fix)
 
     # -- the end -----------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        return sum(len(m["fixes"]) for m in self.models) if self.mode != "write" else 0
+        return self.fixes if self.mode is not Mode.WRITE else 0
 
     @property
     def return_code(self) -> int:
         if self.counts["failed"]:
             return 2
-        if self.counts["cannot_fix"] or (self.mode == "check" and self.pending):
+        if self.counts["cannot_fix"] or (self.mode is Mode.CHECK and self.pending):
             return 1
         return 0
 
     def finish(self) -> int:
         code = self.return_code
-        if self.fmt == "json":
+        if self.fmt is Format.JSON:
             summary = dict(self.counts, models=len(self.models))
             doc = {"version": JSON_VERSION, "models": self.models, "summary": summary,
                    "exit_code": code}
             click.echo(json.dumps(doc, indent=2))
-        elif self.fmt == "text" and not (self.single and self.counts["failed"]) and not self.quiet:
+        elif self.fmt is Format.TEXT and not (self.single and self.counts["failed"]) \
+                and not self.quiet:
             click.echo(self._summary(), err=True)
         return code
 
@@ -124,7 +190,7 @@ class Report:
         if not self.models:
             return "no models found (mark one with a '# dimfix:' pragma or [tool.dimfix])"
         parts = []
-        how = {"write": "fixed", "check": "would be fixed", "dry-run": "would be fixed"}[self.mode]
+        how = "fixed" if self.mode is Mode.WRITE else "would be fixed"
         for key, label in (("fixed", how), ("pending", how), ("clean", "clean"),
                            ("cannot_fix", "cannot fix"), ("failed", "failed")):
             if c[key]:
@@ -133,20 +199,21 @@ class Report:
         return ", ".join(parts) + ("." if parts else "")
 
     def _single_summary(self) -> str:
-        model = self.models[0]
+        model = dict(self.models[0], files=self.files[0])
         fixes, cannot = len(model["fixes"]), len(model["cannot_fix"])
         parts = []
         if fixes:
             word = "fix" if fixes == 1 else "fixes"
             # A value written in another project file is fixed there: say where.
-            files = {f["file"] for f in model["fixes"]}
+            files = {display_path(f) for f in model["files"]}
             others = ", ".join(sorted(files - {model["file"]}))
             where = "" if not others else f" (in {others})" if model["file"] not in files \
                 else f" (also in {others})"
-            if self.mode == "write":
+            if self.mode is Mode.WRITE:
                 parts.append(f"{fixes} {word} written{where}")
             else:
-                parts.append(f"{fixes} {word} pending{where}, nothing written (--{self.mode})")
+                parts.append(f"{fixes} {word} pending{where}, nothing written "
+                             f"(--{self.mode.value})")
         if cannot:
             parts.append(f"{cannot} mismatch{'es' if cannot > 1 else ''} cannot be fixed")
         if not parts:
@@ -155,68 +222,88 @@ class Report:
 
     # -- formats ------------------------------------------------------------------------------
 
-    def _text(self, outcome: Outcome, diff: Optional[str]) -> None:
-        if diff and self.mode != "check" and not (self.quiet and self.mode == "write"):
+    def _text(self, fix: FileFix, diff: Optional[str]) -> None:
+        display = display_path(fix.path)
+        if diff and self.mode is not Mode.CHECK and not (self.quiet and self.mode is Mode.WRITE):
             # color= forces escapes into a pipe when --color was given
             click.echo(colorize(diff) if self.color else diff, nl=False, color=self.color)
-        for model in outcome.models:
+        for model in fix.models:
             if self.verbose and model.device:
-                click.echo(f"{outcome.display}::{model.name}: traced on {model.device}", err=True)
+                click.echo(f"{display}::{model.name}: traced on {model.device}", err=True)
             for note in model.notes if self.verbose else ():
-                click.echo(f"{outcome.display}: note: {note}", err=True)
-            printed = model.printed or (model.error or {}).get("printed", "")
+                click.echo(f"{display}: note: {note_line(note, fix.sources)}", err=True)
+            printed = model.printed or (model.problem.printed if model.problem else "")
             if self.verbose and printed:
-                click.echo(f"{outcome.display}::{model.name}: the model's code printed:", err=True)
+                click.echo(f"{display}::{model.name}: the model's code printed:", err=True)
                 click.echo(printed.rstrip("\n"), err=True)
-            for fix in model.fixes if not self.quiet else ():
-                click.echo(fix["reason"], err=True)
-            for item in model.cannot_fix:
-                where = f"{item['file']}:{item['line']}:{item['col']}" if item["line"] else item["file"]
-                click.echo(f"{where}: cannot fix: {item['reason']}", err=True)
-            if model.error:
-                if self.verbose and model.error.get("traceback"):
-                    click.echo(model.error["traceback"].rstrip(), err=True)
-                prefix = "dimfix: error: " if self.single else f"{outcome.display}::{model.name}: error: "
-                click.echo(prefix + model.error["message"], err=True)
+            for edit in model.edits if not self.quiet else ():
+                click.echo(f"{place_text(edit.position, fix.sources)}: {fix_line(edit)}",
+                           err=True)
+            for item in model.unfixable:
+                where = place_text(item.position, fix.sources)
+                click.echo(f"{where}: cannot fix: {cannot_fix_line(item)}", err=True)
+            if model.problem is not None:
+                if self.verbose and model.problem.detail:
+                    click.echo(model.problem.detail.rstrip(), err=True)
+                prefix = "dimfix: error: " if self.single else f"{display}::{model.name}: error: "
+                click.echo(prefix + problem_line(model.problem, fix.sources), err=True)
 
-    def _lines(self, outcome: Outcome) -> None:
-        for model in outcome.models:
-            for fix in model.fixes:
-                click.echo(f"{fix['file']}:{fix['line']}:{fix['col']}: {FIXABLE} {_message(fix)}")
-            for item in model.cannot_fix:
-                click.echo(f"{item['file']}:{item['line'] or 1}:{item['col'] or 1}: {CANNOT_FIX} "
-                           f"cannot fix: {item['reason']}")
-            if model.error:
-                where = _error_location(model.error["message"]) or f"{outcome.display}:1:1"
-                click.echo(f"{where}: {FAILED} {model.name}: {model.error['message']}")
+    def _lines(self, fix: FileFix) -> None:
+        for model in fix.models:
+            for edit in model.edits:
+                click.echo(f"{_at(edit.position, fix)}: {FIXABLE} {fix_line(edit)}")
+            for item in model.unfixable:
+                click.echo(f"{_at(item.position, fix)}: {CANNOT_FIX} cannot fix: "
+                           f"{cannot_fix_line(item)}")
+            if model.problem is not None:
+                where = model.problem.where
+                where = where if where is not None and where.line else Position(fix.path)
+                click.echo(f"{_at(where, fix)}: {FAILED} {model.name}: "
+                           f"{problem_line(model.problem, fix.sources)}")
 
-    def _json_model(self, outcome: Outcome, model: ModelOutcome, state: str) -> dict:
-        if state == "fixed" and self.mode != "write":
-            state = "would-fix"
-        error = {k: model.error[k] for k in ("kind", "message")} if model.error else None
+    def _json_model(self, fix: FileFix, model: ModelFix) -> dict:
+        status = model.status.value
+        if model.status is Status.FIXED and self.mode is not Mode.WRITE:
+            status = "would-fix"
+        error = None
+        if model.problem is not None:
+            error = {"kind": model.problem.kind.value,
+                     "message": problem_line(model.problem, fix.sources)}
         return {
-            "file": outcome.display,
+            "file": display_path(fix.path),
             "name": model.name,
-            "status": state,
+            "status": status,
             "device": model.device or None,
-            "fixes": [dict(f, code=FIXABLE) for f in model.fixes],
-            "cannot_fix": [dict(c, code=CANNOT_FIX) for c in model.cannot_fix],
+            "fixes": [dict(_entry(e, fix, e.new_code), code=FIXABLE) for e in model.edits],
+            "cannot_fix": [dict(_entry(u, fix, None), code=CANNOT_FIX) for u in model.unfixable],
             "error": error,
         }
 
 
-_WHERE = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?: |$)")
+def _at(where: Position, fix: FileFix) -> str:
+    """``file:line:col`` for problem matchers: line and column at least 1."""
+    shown, line, col = place(where, fix.sources)
+    return f"{shown}:{line or 1}:{col or 1}"
 
 
-def _error_location(message: str) -> Optional[str]:
-    """``path:line:1`` when a failure's message starts with the place in user
-    code it names (``m.py:21: in forward: ...``), for problem matchers."""
-    match = _WHERE.match(message)
-    return f"{match['file']}:{match['line']}:1" if match else None
+def _entry(item, fix: FileFix, code: Optional[str]) -> dict:
+    def plain(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    m = item.mismatch
+    shown, line, col = place(item.position, fix.sources)
+    if isinstance(item, Edit):
+        reason = f"{place_text(item.position, fix.sources)}: {fix_line(item)}"
+    else:
+        reason = cannot_fix_line(item)
+    entry = {"file": shown, "line": line, "col": col, "layer": m.layer_path, "kind": m.kind,
+             "argument": m.arg, "old": plain(m.declared), "new": plain(m.observed),
+             "reason": reason}
+    if code is not None:
+        entry["replacement"] = code
+    return entry
 
 
-def _message(entry: dict) -> str:
-    """The reason without its leading ``path:line:col: ``."""
-    reason = entry["reason"]
-    prefix = f"{entry['file']}:{entry['line']}:{entry['col']}: "
-    return reason[len(prefix):] if reason.startswith(prefix) else reason
+__all__ = ["CANNOT_FIX", "FAILED", "FIXABLE", "Format", "Mode", "Report", "cannot_fix_line",
+           "file_diff", "fix_line", "note_line", "place", "place_text", "problem_line",
+           "unified_diff"]

@@ -2,24 +2,20 @@
 
 ``Recorder`` watches every module call of a trace (trace.observing): the sizes
 a layer declares as built, the shapes that arrive and leave, its parameters,
-and whether the tracer had to resize it. ``shape_draft`` runs draft_fix (trace,
-plan, no write) under a recorder and returns the draft together with those
-rows, as plain picklable records: the CLI's ``--shapes`` table and the language
-server's hover and diagnostics both come from it.
+and what the tracer had to resize. The draft step (draft.draft_step with
+``observe``) returns those rows as plain picklable records with its draft: the
+CLI's ``--shapes`` table and the language server's hover both come from them,
+and both call a row fixed only when the session verified that fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from dimfix.draft import Draft, draft_fix
-from dimfix.records import Options
+from dimfix.errors import Position
 
 Shape = Tuple[int, ...]
-# (path, line, col, end_line, end_col): the constructor call in the user's
-# code; lines 1-based, columns 0-based UTF-8 byte offsets, as Python gives them.
-Span = Tuple[str, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -42,30 +38,21 @@ class Row:
     outputs: Tuple[Shape, ...]
     params: int  # parameters this module holds itself (not its submodules')
     changes: Tuple[Change, ...] = ()  # what the trace resized to go on
-    status: str = "ok"  # ok, fixed, cannot-fix
-    reason: str = ""  # for cannot-fix
     after_fix: bool = False  # runs after a resized layer: shapes are the fixed model's
-    site: Optional[Span] = None
+    # The constructor call in the user's code, its first and last character
+    # (1-based lines and character columns, as every Position).
+    start: Optional[Position] = None
+    end: Optional[Position] = None
+    raised: bool = False  # the forward raised inside this call: the trace stopped here
 
 
 @dataclass(frozen=True)
-class ShapedDraft(Draft):
-    """draft_fix's result, and the layer table of the traced model."""
+class Table:
+    """What the recorder saw of one model: its rows, output and parameters."""
 
     rows: Tuple[Row, ...] = ()
     output: Tuple[Shape, ...] = ()  # the model's output tensor(s)
-    total_params: int = 0  # of the model as fixed
-    others: Tuple[Tuple[str, str, str], ...] = ()  # (where, status, text) not in a row (views)
-
-
-def shape_draft(path: str, texts: Mapping[str, str], options: Options) -> ShapedDraft:
-    """Runs in a child (isolate.py): draft_fix with every module call recorded."""
-    from dimfix.trace import observing
-
-    recorder = Recorder()
-    with observing(recorder):
-        draft = draft_fix(path, texts, options)
-    return recorder.result(draft)
+    params: int = 0  # of the model as the trace left it
 
 
 class Recorder:
@@ -121,52 +108,53 @@ class Recorder:
 
     # -- the result ----------------------------------------------------------------------
 
-    def result(self, draft: Draft) -> ShapedDraft:
+    def table(self, texts) -> Table:
+        """The last eval pass, as a Table (``texts``: new texts to read columns from)."""
         if self.tracer is None:
-            return ShapedDraft(**_fields(draft))
-        unfixable = {(u.mismatch.layer_path, u.mismatch.arg): u for u in draft.unfixable}
-        rows, fixed_seen, in_rows = [], False, set()
+            return Table()
+        rows, fixed_seen = [], False
+        columns = _Columns(texts)
         for raw in self.rows:
-            module = raw.pop("module")
+            module = raw["module"]
             now = dict(_declared(module))
             changes = tuple(Change(a, v, now[a]) for a, v in raw["declared"]
                             if a in now and now[a] != v)
-            status, reasons = "ok", []
-            for c in changes:
-                status = "fixed" if status == "ok" else status
-                hit = unfixable.get((raw["layer"], c.arg))
-                if hit is not None:
-                    status = "cannot-fix"
-                    reasons.append(_why(hit))
             site = self.tracer.book.get(module)
-            span = None
+            start = end = None
             if site is not None:
                 f = site.call
-                span = (f.path, f.line, f.col, f.end_line, f.end_col)
-            row = Row(raw["layer"], raw["kind"], raw["depth"], raw["leaf"], raw["declared"],
-                      raw["inputs"], raw.get("outputs", ()),
-                      sum(p.numel() for p in module.parameters(recurse=False)),
-                      changes, status, "; ".join(reasons), fixed_seen and not changes, span)
+                start = Position(f.path, f.line, columns.char(f.path, f.line, f.col) + 1)
+                end = Position(f.path, f.end_line, columns.char(f.path, f.end_line, f.end_col) + 1)
+            rows.append(Row(raw["layer"], raw["kind"], raw["depth"], raw["leaf"], raw["declared"],
+                            raw["inputs"], raw.get("outputs", ()),
+                            sum(p.numel() for p in module.parameters(recurse=False)),
+                            changes, fixed_seen and not changes, start, end,
+                            "outputs" not in raw))
             fixed_seen = fixed_seen or bool(changes)
-            in_rows.update((row.layer, c.arg) for c in changes)
-            rows.append(row)
-        others = []
-        for e in draft.edits:
-            m = e.mismatch
-            if (m.layer_path, m.arg) not in in_rows:
-                others.append((f"{e.path}:{e.line}:{e.col}", "fixed",
-                               f"{m.layer_path} {m.arg} {m.declared} -> {m.observed}"))
-        for u in draft.unfixable:
-            m = u.mismatch
-            if (m.layer_path, m.arg) not in in_rows:
-                others.append((f"{u.path}:{u.line}:{u.col}", "cannot-fix", _why(u)))
-        return ShapedDraft(**_fields(draft), rows=tuple(rows), output=self.output,
-                           total_params=int(self.total), others=tuple(others))
+        return Table(tuple(rows), self.output, int(self.total))
 
 
-def _fields(draft: Draft) -> dict:
-    return dict(texts=draft.texts, edits=draft.edits, unfixable=draft.unfixable,
-                notes=draft.notes, device=draft.device)
+class _Columns:
+    """UTF-8 byte offsets (Python's code positions) -> 0-based character offsets."""
+
+    def __init__(self, texts) -> None:
+        self.texts = dict(texts)
+        self.lines: Dict[str, List[str]] = {}
+
+    def char(self, path: str, line: int, byte_col: int) -> int:
+        if path not in self.lines:
+            text = self.texts.get(path)
+            if text is None:
+                try:
+                    with open(path, "rb") as f:
+                        text = f.read().decode("utf-8", errors="replace")
+                except OSError:
+                    text = ""
+            self.lines[path] = text.split("\n")
+        lines = self.lines[path]
+        if not 0 < line <= len(lines):
+            return byte_col
+        return len(lines[line - 1].encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
 
 
 def _declared(module) -> Tuple[Tuple[str, object], ...]:
@@ -200,11 +188,4 @@ def _shapes(value, depth: int = 0) -> Tuple[Shape, ...]:
     return ()
 
 
-def _why(unfixable) -> str:
-    m = unfixable.mismatch
-    reason = unfixable.reason
-    head = f"({m.why}): "
-    return reason.split(head, 1)[1] if head in reason else reason
-
-
-__all__ = ["Change", "Recorder", "Row", "ShapedDraft", "shape_draft"]
+__all__ = ["Change", "Recorder", "Row"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import signal
 import stat
 import tempfile
@@ -42,10 +41,6 @@ class SourceFile:
         """(where, old, new) for a diff: the whole file, named by its path alone."""
         return [("", self.text, text)]
 
-    def relocate(self, message: str) -> str:
-        """``message`` with this file's ``path:line`` positions as the user reads them."""
-        return message
-
 
 @dataclass(frozen=True)
 class NotebookFile(SourceFile):
@@ -73,18 +68,6 @@ class NotebookFile(SourceFile):
                 parts.append((f":cell {cell.index + 1}", "\n".join(cell.lines) + "\n",
                               "\n".join(new) + "\n"))
         return parts
-
-    def relocate(self, message: str) -> str:
-        """``nb.ipynb:12`` (a script line) -> ``nb.ipynb:cell 4:3`` (a line in that cell)."""
-        def cell(match: "re.Match[str]") -> str:
-            try:
-                number, line = self.notebook.locate(int(match.group(2)))
-            except ValueError:
-                return match.group(0)
-            return f"{match.group(1)}:cell {number}:{line}"
-
-        shown = re.escape(display_path(self.path))
-        return re.sub(rf"(?<![\w./])({shown}):(\d+)", cell, message)
 
 
 # Every file write_files replaced in this process, as shown: what a Ctrl-C

@@ -1,22 +1,24 @@
 """``dimfix --shapes``: the layer table of each model, as text or JSON.
 
-Each model is traced in a child (shapes.shape_draft: trace and plan, nothing
-written); this module runs those children one after another and prints what
-they send back. Exit code: 0 every layer fits, 1 a layer needs a fix (or
-cannot be fixed), 2 a model failed.
+The table is not a separate run: each file's FixSession is driven as a fix is
+(draft, verify), with ``observe`` on, so every draft brings the layer rows of
+its trace (shapes.Table). A row is "fixed" only by an edit the session
+verified — the same edits the CLI would write; a model that fails still shows
+the rows its trace executed, up to the one that raised. Exit code: 0 every
+layer fits, 1 a layer needs a fix (or cannot be fixed), 2 a model failed.
 """
 
 from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import replace
 from typing import Sequence
 
 import click
 
-from dimfix.errors import DimfixError
-from dimfix.shapes import Row, ShapedDraft
+from dimfix.report import place_text, problem_line
+from dimfix.session import FileFix, ModelFix
+from dimfix.shapes import Row, Table
 
 WIDTH = 100
 JSON_VERSION = 1
@@ -28,83 +30,97 @@ HEADERS = dict(layer="layer", kind="kind", declared="declared", input="input", o
                params="params", status="status")
 
 
-def run_shapes(jobs, limits, fmt: str, color: bool, verbose: bool) -> int:
+def run_shapes(jobs, limits, fmt: str, color: bool, verbose: bool, workers: int = 1) -> int:
     """Trace every model of ``jobs`` with the recorder; print; the exit code."""
-    from dimfix.isolate import run_isolated, warm
-    from dimfix.shapes import shape_draft
-    from dimfix.source import read_source
+    from dimfix.api import session_for
+    from dimfix.driver import run_many
 
-    warm()
     docs, code = [], 0
-    for job in jobs:
-        for name, why in job.problems:
-            docs.append(_failed(job.display, name, "BadUsage", why))
-        try:
-            text = (job.source or read_source(job.path)).text
-        except DimfixError as e:
-            docs.extend(_failed(job.display, o.name, type(e).__name__, str(e)) for o in job.models)
-            continue
-        for options in job.models:
-            try:
-                draft, _ = run_isolated(shape_draft, (job.path, {job.path: text},
-                                                      replace(options, format=False)), limits)
-            except DimfixError as e:
-                kind = getattr(e, "kind", None) or type(e).__name__
-                docs.append(_failed(job.display, options.name, kind, str(e)))
-                continue
-            docs.append(document(job.display, options, draft))
+    for fix in run_many([session_for(job, observe=True) for job in jobs], workers, limits):
+        docs.extend(document(fix, model) for model in fix.models)
     for doc in docs:
         code = max(code, 2 if doc["error"] else 1 if doc["pending"] else 0)
     if fmt == "json":
         click.echo(json.dumps({"version": JSON_VERSION, "models": docs, "exit_code": code},
                               indent=2))
         return code
-    for k, doc in enumerate(docs):
+    shown = 0
+    for doc in docs:
+        if doc["rows"]:
+            click.echo("\n" if shown else "", nl=False)
+            click.echo(render(doc, color, verbose))
+            shown += 1
         if doc["error"]:
             click.echo(f"{doc['file']}::{doc['name']}: error: {doc['error']['message']}", err=True)
-            continue
-        if k:
-            click.echo("")
-        click.echo(render(doc, color, verbose))
     return code
 
 
 # -- the document (also what --format json prints) --------------------------------------
 
 
-def document(display: str, options, draft: ShapedDraft) -> dict:
-    rows = [_row(r) for r in draft.rows]
-    pending = sum(1 for r in rows if r["status"] != "ok") + len(draft.others)
+def document(fix: FileFix, model: ModelFix) -> dict:
+    """One model's table: its rows, with each change marked as the session
+    settled it (fixed, cannot-fix, or not fixed when the model failed)."""
+    from dimfix.source import display_path
+
+    table = model.table if isinstance(model.table, Table) else Table()
+    fixed = {(e.mismatch.layer_path, e.mismatch.arg) for e in model.edits}
+    cannot = {(u.mismatch.layer_path, u.mismatch.arg): u for u in model.unfixable}
+    rows, in_rows = [], set()
+    for r in table.rows:
+        rows.append(_row(r, fixed, cannot, model.problem is not None))
+        in_rows.update((r.layer, c.arg) for c in r.changes)
+    others = []
+    for e in model.edits:
+        if (e.mismatch.layer_path, e.mismatch.arg) not in in_rows:
+            m = e.mismatch
+            others.append({"where": place_text(e.position, fix.sources), "status": "fixed",
+                           "text": f"{m.layer_path} {m.arg} {m.declared} -> {m.observed}"})
+    for u in model.unfixable:
+        if (u.mismatch.layer_path, u.mismatch.arg) not in in_rows:
+            others.append({"where": place_text(u.position, fix.sources),
+                           "status": "cannot-fix", "text": u.reason})
+    error = None
+    if model.problem is not None:
+        error = {"kind": model.problem.kind.value,
+                 "message": problem_line(model.problem, fix.sources)}
     return {
-        "file": display, "name": options.name, "device": draft.device or None,
-        "input": [str(s) for s in options.inputs],
+        "file": display_path(fix.path), "name": model.name, "device": model.device or None,
+        "input": [str(s) for s in model.options.inputs],
         "rows": rows,
-        "others": [{"where": w, "status": s, "text": t} for w, s, t in draft.others],
-        "output": [list(s) for s in draft.output],
-        "params": draft.total_params,
-        "pending": pending,
-        "error": None,
+        "others": others,
+        "output": [list(s) for s in table.output],
+        "params": table.params,
+        "fixes": len(model.edits),
+        "pending": len(model.edits) + len(model.unfixable),
+        "error": error,
     }
 
 
-def _row(r: Row) -> dict:
+def _row(r: Row, fixed, cannot, failed: bool) -> dict:
+    status, reasons = "ok", []
+    for c in r.changes:
+        key = (r.layer, c.arg)
+        if key in cannot:
+            status = "cannot-fix"
+            reasons.append(cannot[key].reason)
+        elif key in fixed and status == "ok":
+            status = "fixed"
+        elif key not in fixed and status != "cannot-fix":
+            status = "not-fixed"  # resized to trace on; its fix did not verify
+    if r.raised:
+        status = "raised"
     return {
         "layer": r.layer, "kind": r.kind, "depth": r.depth, "leaf": r.leaf,
         "declared": {a: _plain(v) for a, v in r.declared},
         "input": [list(s) for s in r.inputs], "output": [list(s) for s in r.outputs],
-        "params": r.params, "status": r.status,
+        "params": r.params, "status": status,
         "changes": [{"argument": c.arg, "old": _plain(c.old), "new": _plain(c.new)}
                     for c in r.changes],
-        "reason": r.reason or None,
+        "reason": "; ".join(reasons) or None,
         "after_fix": r.after_fix,
-        "line": r.site[1] if r.site else None,
+        "line": r.start.line if r.start else None,
     }
-
-
-def _failed(display: str, name: str, kind: str, message: str) -> dict:
-    return {"file": display, "name": name, "device": None, "input": [], "rows": [],
-            "others": [], "output": [], "params": 0, "pending": 0,
-            "error": {"kind": kind, "message": message}}
 
 
 def _plain(v):
@@ -139,13 +155,19 @@ def render(doc: dict, color: bool = False, verbose: bool = False) -> str:
         lines.append(line.rstrip())
     for other in doc["others"]:
         lines.append(f"{other['where']}: {other['status'].replace('-', ' ')}: {other['text']}")
-    fixed = sum(1 for r in doc["rows"] if r["status"] == "fixed")
-    cannot = sum(1 for r in doc["rows"] if r["status"] == "cannot-fix")
+    fixed = doc["fixes"]  # counted as the diff counts them: one per edited argument
+    cannot = sum(1 for r in doc["rows"] if r["status"] == "cannot-fix") + sum(
+        1 for o in doc["others"] if o["status"] == "cannot-fix")
     after = any(r["after_fix"] for r in doc["rows"])
+    if doc["error"]:
+        raised = next((r for r in doc["rows"] if r["status"] == "raised"), None)
+        where = f" at {raised['layer']} ({raised['kind']})" if raised else ""
+        lines.append(f"stopped{where}: the model failed there (the error follows)")
+        return "\n".join(lines)
     out = "output " + (", ".join(_dims(s) for s in doc["output"]) or "(no tensor)")
     tail = f"{out}; {doc['params']:,} params"
     if fixed or cannot:
-        tail += " as fixed" + f"; {fixed} layer{'s' if fixed != 1 else ''} to fix"
+        tail += " as fixed" + f"; {fixed} fix{'es' if fixed != 1 else ''}"
         if cannot:
             tail += f", {cannot} cannot be fixed"
     else:
@@ -172,6 +194,10 @@ def _cells(r: dict) -> dict:
         status = f"fixed: {changes}"
     elif status == "cannot-fix":
         status = f"cannot fix: {changes}: {r['reason']}"
+    elif status == "not-fixed":
+        status = f"wrong, not fixed: {changes}"
+    elif status == "raised":
+        status = "raised here" + (f" (after resizing {changes})" if changes else "")
     elif r["after_fix"]:
         status = "ok*"
     return dict(layer=r["layer"], kind=r["kind"], declared=", ".join(shown),
@@ -207,7 +233,7 @@ def _paint(status: str, color: bool, header: bool = False) -> str:
         return status
     if status.startswith("fixed"):
         return click.style(status, fg="yellow")
-    if status.startswith("cannot"):
+    if status.startswith(("cannot", "wrong", "raised")):
         return click.style(status, fg="red")
     return click.style(status, fg="green")
 

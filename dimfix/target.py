@@ -8,7 +8,7 @@ import os
 import re
 from typing import Dict, Iterable, Tuple
 
-from dimfix.errors import BadUsage
+from dimfix.errors import BadUsage, option
 from dimfix.records import InputSpec
 
 # dtype prefixes accepted by --input, and the torch dtype attribute each names.
@@ -50,45 +50,45 @@ def parse_input(text: str) -> InputSpec:
     key, eq, rest = spec.partition("=")
     if eq:
         if not _IDENT.match(key):
-            raise BadUsage(f"--input {text!r}: {key!r} is not a keyword name")
+            raise BadUsage(f"{option('input')} {text!r}: {key!r} is not a keyword name")
         name, spec = key, rest
     dtype = "float32"
     prefix, colon, dims = spec.rpartition(":")
     if colon:
         if prefix not in DTYPES:
             known = ", ".join(sorted(DTYPES))
-            raise BadUsage(f"--input {text!r}: unknown dtype {prefix!r} (one of {known})")
+            raise BadUsage(f"{option('input')} {text!r}: unknown dtype {prefix!r} (one of {known})")
         dtype, spec = DTYPES[prefix], dims
     parts = spec.split("x")
     shape = []
     for part in parts:
         if not (part.isascii() and part.isdigit()):
             raise BadUsage(
-                f"--input {text!r}: {part!r} is not a positive whole number; "
+                f"{option('input')} {text!r}: {part!r} is not a positive whole number; "
                 "write sizes like 1x3x32x32"
             )
         size = int(part)
         if size < 1:
-            raise BadUsage(f"--input {text!r}: sizes must be at least 1, got {size}")
+            raise BadUsage(f"{option('input')} {text!r}: sizes must be at least 1, got {size}")
         if size > MAX_DIM:
-            raise BadUsage(f"--input {text!r}: size {size} is too large")
+            raise BadUsage(f"{option('input')} {text!r}: size {size} is too large")
         shape.append(size)
     return InputSpec(tuple(shape), dtype, name)
 
 
-def parse_init(items: Iterable[str], flag: str = "--init") -> Dict[str, object]:
+def parse_init(items: Iterable[str], flag: str = "init") -> Dict[str, object]:
     """``KEY=VALUE`` pairs; VALUE must be a Python literal (``ast.literal_eval``)."""
     init: Dict[str, object] = {}
     for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not _IDENT.match(key):
-            raise BadUsage(f"{flag} {item!r} must be KEY=VALUE, e.g. num_classes=10")
+            raise BadUsage(f"{option(flag)} {item!r} must be KEY=VALUE, e.g. num_classes=10")
         try:
             init[key] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise BadUsage(
-                f"{flag} {item!r}: {value.strip()!r} is not a Python literal "
+                f"{option(flag)} {item!r}: {value.strip()!r} is not a Python literal "
                 "(numbers, strings, tuples, lists, dicts, True/False/None)"
             ) from None
     return init
@@ -99,7 +99,7 @@ def parse_size(text: str) -> int:
     match = _SIZE.match(text)
     unit = (match.group(2) or "").lower().rstrip("b") if match else None
     if not match or unit not in _UNITS:
-        raise BadUsage(f"--max-memory {text!r}: write a size like 4GiB or 512MB")
+        raise BadUsage(f"{option('max-memory')} {text!r}: write a size like 4GiB or 512MB")
     return int(float(match.group(1)) * _UNITS[unit])
 
 

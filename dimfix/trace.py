@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, what
-from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig
+from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
 from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
-from dimfix.load import user_frame_of
+from dimfix.load import user_frame
 from dimfix.probe import probe, runs
-from dimfix.records import Construction, Mismatch, Options, Trace
+from dimfix.records import Cause, Construction, Mismatch, Note, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
 from dimfix.views import ViewChecker
@@ -86,7 +86,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
             raise TooBig(
                 f"the model does not run on the meta device ({on_meta}); a CPU trace "
                 f"would need {size_text(need)} of memory, over the {size_text(limit)} limit "
-                "(--max-memory)"
+                f"({option('max-memory')})"
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
         model = build(target, options, "cpu")
@@ -112,12 +112,13 @@ def _check_forward(model: nn.Module, args, kwargs) -> None:
             known = ", ".join(n for n, p in params.items()
                               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
             raise BadUsage(
-                f"--input {unknown[0]}=...: {name}.forward takes no argument {unknown[0]!r}"
+                f"{option('input', unknown[0] + '=...')}: {name}.forward takes no argument "
+                f"{unknown[0]!r}"
                 + (f" (it takes: {known})" if known else "")
             ) from None
         given = len(args) + len(kwargs)
         raise BadUsage(
-            f"{name}.forward{sig} does not accept the {given} --input "
+            f"{name}.forward{sig} does not accept the {given} {option('input')} "
             f"tensor{'s' if given != 1 else ''} given: {e}"
         ) from None
 
@@ -175,8 +176,8 @@ class _Tracer:
                     raise
                 # Raised after layers were found wrong: fix those, then trace again.
                 trace = Trace(tuple(self.mismatches), self._constructions(), self.device,
-                              stopped=str(e))
-                raise Stopped(str(e), trace) from e
+                              stopped=e.problem())
+                raise Stopped(e, trace) from e
             passes += 1
             if not self._check_classes(output):
                 break
@@ -184,7 +185,7 @@ class _Tracer:
         notes = self._train_pass()
         return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape)
 
-    def _train_pass(self) -> Tuple[str, ...]:
+    def _train_pass(self) -> Tuple[Note, ...]:
         """One more pass in train mode: branches taken only in training (an
         auxiliary head, ``if self.training: ...``) must fit too. The hooks
         resize what they see before each layer runs, so what the model raises
@@ -193,7 +194,8 @@ class _Tracer:
         try:
             self._forward()
         except ModelRaised as e:
-            return (f"in train mode: {e} (not a declared layer size; eval mode traced clean)",)
+            return (Note(f"in train mode: {e.message} (not a declared layer size; eval mode "
+                         "traced clean)", e.where),)
         finally:
             self.model.eval()
         return ()
@@ -229,7 +231,8 @@ class _Tracer:
         except DimfixError:
             raise
         except Exception as e:
-            raise ModelRaised(f"{user_frame_of(e)}forward raised {what(e)}") from e
+            where, func = user_frame(e)
+            raise ModelRaised(f"{func}forward raised {what(e)}", where) from e
         finally:
             for h in hooks:
                 h.remove()
@@ -306,8 +309,9 @@ class _Tracer:
         spec = next((s for s in self.options.inputs if tuple(s.shape) == tuple(x.shape)), None)
         shape = "x".join(map(str, x.shape))
         raise BadUsage(
-            f"--input {spec or shape} looks unbatched to {self._path(module)} "
-            f"({type(module).__name__}); did you mean 1x{shape}? (pass --unbatched if not)")
+            f"{option('input', spec or shape)} looks unbatched to {self._path(module)} "
+            f"({type(module).__name__}); did you mean 1x{shape}? (pass {option('unbatched')} "
+            "if not)")
 
     def _probe(self, module, family, args) -> None:
         """A subclass that overrides forward: ask it which size it needs (probe.py)."""
@@ -501,7 +505,7 @@ class _Tracer:
                 return False
             raise ModelRaised(
                 f"the output has shape {_dims(output.shape)}, and no Linear or Conv "
-                f"layer produces its classes, so --num-classes {want} cannot be applied"
+                f"layer produces its classes, so {option('num-classes', want)} cannot be applied"
             )
         module, family = head
         declared = family.declared_out(module)
@@ -509,7 +513,7 @@ class _Tracer:
             return False
         note = family.resize_out(module, want)
         self._record(module, family, family.out_arg, declared, want,
-                     f"--num-classes {want}", (), note)
+                     option("num-classes", want), (), note, cause=Cause.NUM_CLASSES)
         return True
 
     def _head(self, output) -> Optional[Tuple[nn.Module, Family]]:
@@ -609,7 +613,7 @@ class _Tracer:
         return hit[1]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), producer=()):
+                blocks=(), producer=(), cause=Cause.INPUT):
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -626,6 +630,7 @@ class _Tracer:
                 parts=parts,
                 blocks=blocks,
                 producer=producer,
+                cause=cause,
             )
         )
 
@@ -671,12 +676,13 @@ def _require_output(output) -> None:
         if len(keys) > 1 and "logits" not in keys:
             raise BadUsage("the model returns several tensors (keys: "
                            f"{', '.join(map(str, keys))}); name the one holding the classes "
-                           "with --output KEY")
+                           f"with {option('output', 'KEY')}")
     elif isinstance(output, (list, tuple)):
         tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
         if len(tensors) > 1:
             raise BadUsage(f"the model returns {len(tensors)} tensors; name the one holding the "
-                           f"classes with --output INDEX (one of {', '.join(map(str, tensors))})")
+                           f"classes with {option('output', 'INDEX')} (one of "
+                           f"{', '.join(map(str, tensors))})")
 
 
 def _pick_output(output, name: Optional[str] = None):
@@ -690,13 +696,14 @@ def _pick_output(output, name: Optional[str] = None):
             elif isinstance(output, (list, tuple)):
                 picked = output[int(name)]
             else:
-                raise BadUsage(f"--output {name}: the model returns a single {type(output).__name__}")
+                raise BadUsage(f"{option('output', name)}: the model returns a single "
+                               f"{type(output).__name__}")
         except (KeyError, IndexError, ValueError):
             keys = list(output) if isinstance(output, dict) else list(range(len(output)))
-            raise BadUsage(f"--output {name}: the model's output has no such entry "
+            raise BadUsage(f"{option('output', name)}: the model's output has no such entry "
                            f"(it has: {', '.join(map(str, keys))})") from None
         if not isinstance(picked, torch.Tensor):
-            raise BadUsage(f"--output {name} is a {type(picked).__name__}, not a tensor")
+            raise BadUsage(f"{option('output', name)} is a {type(picked).__name__}, not a tensor")
         return picked
     if isinstance(output, torch.Tensor):
         return output

@@ -1,6 +1,7 @@
 """Issue 13, item 9: the library API, called directly (not through the CLI), and
 the README's example executed as written."""
 
+import os
 import re
 import shutil
 
@@ -66,3 +67,98 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     ]
     fixed = tmp_path / "fixtures" / "three_wrong_layers"
     assert (fixed / "broken.py").read_text() == (fixed / "expected.py").read_text()
+
+
+# -- issue 22: the API as documented ----------------------------------------------------------
+
+ONE_MODEL = '''import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_fix_file_takes_options(tmp_path):
+    from dimfix.api import Options, fix_file
+
+    (tmp_path / "net.py").write_text(ONE_MODEL)
+    result = fix_file(str(tmp_path / "net.py"), Options("Net", ["2x20"]))
+    assert [(e.old, e.new) for e in result.edits] == [(10, 20)]
+    assert result.new_text == ONE_MODEL.replace("nn.Linear(10, 4)", "nn.Linear(20, 4)")
+
+
+def test_fix_file_finds_the_one_model_as_the_cli_does(tmp_path):
+    from dimfix.api import fix_file
+
+    (tmp_path / "net.py").write_text(ONE_MODEL)
+    result = fix_file(str(tmp_path / "net.py"), inputs=["2x20"])
+    assert [m.name for m in result.models] == ["Net"]
+    assert [(e.old, e.new) for e in result.edits] == [(10, 20)]
+
+
+@pytest.mark.parametrize("kwargs, kind, says", [
+    (dict(name="Nett", inputs=["2x20"]), "TargetNotFound", "no model named 'Nett'"),
+    (dict(name="Net", inputs=["2x3"], init=["width=3"]), "BadUsage", "takes no keyword 'width'"),
+    (dict(name="Net"), "BadUsage", "no sample input: give inputs=['SHAPE']"),
+])
+def test_fix_file_raises_what_the_cli_reports_without_naming_flags(tmp_path, kwargs, kind, says):
+    from dimfix.api import fix_file
+    from dimfix.errors import DimfixError
+
+    (tmp_path / "net.py").write_text(ONE_MODEL)
+    with pytest.raises(DimfixError) as raised:
+        fix_file(str(tmp_path / "net.py"), **kwargs)
+    assert raised.value.kind.value == kind
+    assert says in raised.value.message
+    assert "--" not in raised.value.message
+
+
+def test_an_unbatched_input_raises_and_names_the_keyword(tmp_path):
+    from dimfix.api import fix_file
+    from dimfix.errors import DimfixError
+
+    (tmp_path / "conv.py").write_text('''import torch.nn as nn
+
+
+class Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+''')
+    with pytest.raises(DimfixError) as raised:
+        fix_file(str(tmp_path / "conv.py::Conv"), inputs=["3x8x8"])
+    assert "did you mean 1x3x8x8? (pass unbatched=True if not)" in raised.value.message
+    assert "--" not in raised.value.message
+    assert fix_file(str(tmp_path / "conv.py::Conv"), inputs=["3x8x8"], unbatched=True).edits == ()
+
+
+def test_the_callers_environment_is_left_alone(tmp_path, monkeypatch):
+    """A notebook that calls the API keeps its GPUs: only the child hides them."""
+    from dimfix.api import fix_file
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    (tmp_path / "net.py").write_text(ONE_MODEL)
+    fix_file(str(tmp_path / "net.py::Net"), inputs=["2x10"])
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_the_child_sees_no_gpu_whatever_the_caller_has(tmp_path, monkeypatch):
+    from dimfix.api import fix_file
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    (tmp_path / "net.py").write_text(ONE_MODEL.replace(
+        "        return self.fc(x)",
+        "        assert not torch.cuda.is_available() and torch.cuda.device_count() == 0\n"
+        "        assert os.environ['CUDA_VISIBLE_DEVICES'] == ''\n"
+        "        return self.fc(x)").replace("import torch.nn as nn",
+                                            "import os\n\nimport torch\nimport torch.nn as nn"))
+    assert fix_file(str(tmp_path / "net.py::Net"), inputs=["2x10"]).edits == ()

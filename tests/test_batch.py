@@ -181,3 +181,30 @@ def test_exclude_skips_matching_files(project):
 def test_pre_commit_hook_entry_is_dimfix_check():
     hook = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: dimfix --check" in hook and "id: dimfix" in hook
+
+
+PRINTS_THEN_RAISES = '''\
+import torch.nn as nn
+
+
+# dimfix: input=2x4
+class Loud(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Loud with care")
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x):
+        print("about to fail")
+        raise ValueError("no such luck")
+'''
+
+
+def test_verbose_batch_shows_what_a_failing_model_printed(project, cli):
+    """Issue 22: -v in batch mode lost a failed model's printed output."""
+    (project / "models" / "loud.py").write_text(PRINTS_THEN_RAISES)
+    run = cli(["models", "-v", "--check"], project)
+    assert run.code == 2, run
+    assert "models/loud.py::Loud: the model's code printed:" in run.stderr, run
+    assert "building Loud with care\nabout to fail" in run.stderr, run
+    assert "models/loud.py:13: in forward: forward raised ValueError: no such luck" in run.stderr

@@ -70,9 +70,10 @@ def test_a_name_only_a_skipped_statement_sets_is_one_line_with_the_fix(tmp_path,
 
 
 @pytest.mark.parametrize("flags, says", [
-    (["--set", "embedding_dim=32"], "--set embedding_dim: broken.py:5: embedding_dim is set "
+    (["--set", "embedding_dim=32"], "broken.py:5: --set embedding_dim: embedding_dim is set "
                                     "by a statement dimfix runs"),
-    (["--set", "nothing=1"], "--set nothing: broken.py has no statement that binds nothing"),
+    (["--set", "nothing=1"], "broken.py: --set nothing: the file has no statement that binds "
+                             "nothing"),
     (["--set", "vocab_size=len(chars)"], "--set 'vocab_size=len(chars)': 'len(chars)' is not "
                                          "a Python literal"),
     (["--set", "vocab_size"], "--set 'vocab_size' must be KEY=VALUE"),

@@ -25,7 +25,7 @@ def test_table_goes_through_every_mismatch(cli, tmp_path):
     assert "3136, 128" in rows["fc1"] and "2x4096" in rows["fc1"]
     assert "fixed: in_features 3136 -> 4096" in rows["fc1"]
     assert rows["fc2"].rstrip().endswith("ok*")  # after a resized layer
-    assert "output 2x10; 545,290 params as fixed; 3 layers to fix" in run.stdout
+    assert "output 2x10; 545,290 params as fixed; 3 fixes" in run.stdout
     assert all(len(line) <= 100 for line in lines)
     assert "\x1b[" not in run.stdout  # no colour off a tty
     assert (case / "broken.py").read_bytes() == before

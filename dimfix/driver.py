@@ -1,0 +1,141 @@
+"""The one driver: run sessions' requests in child processes.
+
+``Driver`` is the whole loop of a session — start a child for its next
+request, hand the child's typed result back, start the next — written once.
+Its three front ends differ only in how they wait for a child:
+
+* ``run_many``   — many sessions, up to ``workers`` children at once, results
+  in the order given (the CLI over files and folders); ``run``, one session
+  (the library API, editor mode), is run_many of one;
+* ``run_async``  — one session from an asyncio event loop; cancelling it
+  kills the child (the language server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from multiprocessing.connection import wait
+from typing import Callable, Dict, Iterator, Optional, Sequence
+
+from dimfix.errors import ErrorKind, Problem
+from dimfix.isolate import POLL, Child, warm
+from dimfix.session import FileFix, FixSession
+from dimfix.steps import Failed, Limits, StepResult
+
+Observer = Callable[[FixSession, StepResult], None]
+
+
+class Driver:
+    """Runs sessions' requests as children under ``limits``; ``observe(session,
+    result)``, if given, sees every result once its session took it."""
+
+    def __init__(self, limits: Limits, observe: Optional[Observer] = None) -> None:
+        warm()
+        self.limits = limits
+        self.observe = observe
+
+    def start(self, session: FixSession) -> Optional[Child]:
+        """The child for ``session``'s first request (None: it needs none)."""
+        child = self._next(session, None)
+        # While that child works, this process loads what the next ones need
+        # (libcst, black, torch's CPU kernels): every child forked after it
+        # starts with them.
+        warm(plan=True)
+        return child
+
+    def finish(self, session: FixSession, child: Child) -> Optional[Child]:
+        """Hand ``child``'s result to ``session``; the child for its next request."""
+        result = child.result
+        child.close()
+        nxt = self._next(session, result)
+        if self.observe is not None:
+            self.observe(session, result)
+        return nxt
+
+    def _next(self, session: FixSession, result: Optional[StepResult]) -> Optional[Child]:
+        while True:
+            request = session.advance(result)
+            if request is None:
+                return None
+            try:
+                return Child(request.fn, request.args, self.limits)
+            except OSError as e:  # no fork (out of processes): this step fails
+                result = Failed(Problem(ErrorKind.CRASHED,
+                                        f"cannot start a process: {e.strerror}"), self.limits)
+
+
+def run(session: FixSession, limits: Limits) -> FileFix:
+    """Drive ``session`` one child at a time."""
+    return next(run_many([session], 1, limits))
+
+
+def run_many(sessions: Sequence[FixSession], workers: int, limits: Limits,
+             on_start: Optional[Callable[[FixSession], None]] = None) -> Iterator[FileFix]:
+    """Each session's FileFix, in the order given, up to ``workers`` children at a time."""
+    driver = Driver(limits)
+    running: Dict[int, Child] = {}  # session index -> its child
+    finished: Dict[int, FileFix] = {}
+    queue = list(reversed(range(len(sessions))))
+    nxt = 0
+
+    def advance(i: int, child: Optional[Child]) -> None:
+        if child is None:
+            finished[i] = sessions[i].result
+        else:
+            running[i] = child
+
+    try:
+        while nxt < len(sessions):
+            while queue and len(running) < workers:
+                i = queue.pop()
+                if on_start:
+                    on_start(sessions[i])
+                advance(i, driver.start(sessions[i]))
+            if running:
+                wait([c.conn for c in running.values()], timeout=POLL)
+            for i, child in list(running.items()):
+                if child.poll():
+                    del running[i]
+                    advance(i, driver.finish(sessions[i], child))
+            while nxt in finished:
+                yield finished.pop(nxt)
+                nxt += 1
+    finally:
+        for child in running.values():
+            child.close()
+        for session in sessions:
+            session.close()
+
+
+async def run_async(session: FixSession, limits: Limits,
+                    observe: Optional[Observer] = None) -> FileFix:
+    """Drive ``session`` from the running event loop; cancelling kills the child."""
+    driver = Driver(limits, observe)
+    child = driver.start(session)
+    try:
+        while child is not None:
+            await _done(child)
+            child = driver.finish(session, child)
+    finally:
+        if child is not None:
+            child.close()
+        session.close()
+    return session.result
+
+
+async def _done(child: Child) -> None:
+    """Wait, without blocking the loop, until ``child`` has a result or hit a limit."""
+    loop = asyncio.get_running_loop()
+    while not child.poll():
+        ready = loop.create_future()
+        fd = child.conn.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, POLL)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+
+
+__all__ = ["Driver", "run", "run_async", "run_many"]
