@@ -56,3 +56,12 @@ def run_process(args, cwd, env=None):
         timeout=300,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_children():
+    """Every test's children fork from this process: load torch, libcst, black
+    and torch's meta kernels once here, as the language server does."""
+    from dimfix.isolate import warm
+
+    warm(plan=True, meta=True)

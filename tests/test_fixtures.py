@@ -1,12 +1,27 @@
-"""Fixtures are the spec: run the CLI on each broken.py (or broken.ipynb) and compare bytes."""
+"""Fixtures are the spec: run dimfix on each broken.py (or broken.ipynb) and compare bytes.
 
+Each case's runs are made once and shared by the assertions on them
+(``Runs``): the CLI in write mode, in ``--dry-run --format json`` and
+``--check`` on an untouched copy, ``--check`` again on the fixed copy; the
+library API, the language server's check and ``--shapes`` on the broken file.
+The parity tests require the four front ends to find the same edits and the
+same refusals; ``reasons`` (when a case has the file) holds the exact reason
+lines.
+"""
+
+import asyncio
+import json
 import os
 import re
 import shlex
+import shutil
+from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cases, copy_case
+from conftest import FIXTURES, Run, cases
+
+pytestmark = pytest.mark.fixtures
 
 
 def _args(case):
@@ -27,11 +42,6 @@ def _expected(case):
     return (FIXTURES / case / _broken(case).replace("broken", "expected")).read_bytes()
 
 
-def _stamp(path):
-    st = os.stat(path)
-    return path.read_bytes(), st.st_mtime_ns, st.st_mode
-
-
 def _pairs(case):
     """(file, its expected bytes) for every file the case's fix edits: broken.py
     (expected.py), and each other project file NAME.py with a NAME.expected."""
@@ -41,70 +51,300 @@ def _pairs(case):
     return pairs
 
 
+def _stamp(path):
+    st = os.stat(path)
+    return path.read_bytes(), st.st_mtime_ns, st.st_mode
+
+
 def _stamps(folder, case):
     return [_stamp(folder / name) for name, _ in _pairs(case)]
 
 
-@pytest.mark.parametrize("case", cases())
-def test_fix_matches_expected(case, tmp_path, cli):
-    folder = copy_case(case, tmp_path)
-    run = cli(_args(case), folder)
+def _pending(case):
+    return any(expected != (FIXTURES / case / name).read_bytes() for name, expected in _pairs(case))
+
+
+def _reasons(stderr):
+    """The reason lines a run printed: ``broken.py:12:32: ...`` (or a cell's)."""
+    return [line for line in stderr.splitlines()
+            if re.match(r"[\w./-]+\.(py|ipynb:cell \d+):\d+:\d+: ", line)]
+
+
+class Runs:
+    """Every run of one case, made once on first use."""
+
+    def __init__(self, case, root: Path, invoke):
+        self.case, self.root, self.invoke = case, root, invoke
+        self.args = _args(case)
+        self._made = {}
+
+    def _copy(self, name):
+        dest = self.root / name / self.case
+        shutil.copytree(FIXTURES / self.case, dest, ignore=shutil.ignore_patterns("__pycache__"))
+        return dest
+
+    def _once(self, key, make):
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+    @property
+    def write(self):
+        def make():
+            folder = self._copy("write")
+            return folder, self.invoke(self.args, folder)
+        return self._once("write", make)
+
+    @property
+    def dry_json(self):
+        def make():
+            folder = self._copy("dry")
+            before = _stamps(folder, self.case)
+            run = self.invoke(self.args + ["--dry-run", "--format", "json"], folder)
+            return folder, before, run
+        return self._once("dry", make)
+
+    @property
+    def check(self):
+        def make():
+            folder, before, _ = self.dry_json
+            return self.invoke(self.args + ["--check"], folder)
+        return self._once("check", make)
+
+    @property
+    def check_fixed(self):
+        def make():
+            folder, _ = self.write
+            before = _stamps(folder, self.case)
+            return before, self.invoke(self.args + ["--check"], folder)
+        return self._once("check_fixed", make)
+
+    @property
+    def shapes(self):
+        def make():
+            folder = self._copy("shapes")
+            return self.invoke(["--shapes", "--format", "json"] + self.args, folder)
+        return self._once("shapes", make)
+
+    @property
+    def api(self):
+        return self._once("api", lambda: _api(self.args, self._copy("api")))
+
+    @property
+    def lsp(self):
+        return self._once("lsp", lambda: _lsp(self.args, self._copy("lsp")))
+
+
+_RUNS = {}
+
+
+def _invoke(args, cwd):
+    """dimfix's click command, in-process, in ``cwd``."""
+    from click.testing import CliRunner
+
+    from dimfix.cli import main
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def runs(request, tmp_path_factory):
+    case = request.node.callspec.params["case"]
+    if case not in _RUNS:
+        _RUNS[case] = Runs(case, tmp_path_factory.mktemp(case), _invoke)
+    return _RUNS[case]
+
+
+def _parametrize(select=lambda c: True):
+    return pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xdist_group(c))
+                                            for c in cases() if select(c)])
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+@_parametrize()
+def test_fix_matches_expected(case, runs):
+    folder, run = runs.write
     assert run.code == _exit(case), run
     for name, expected in _pairs(case):
         assert (folder / name).read_bytes() == expected, (name, run)
     assert "Traceback" not in run.stderr
+    assert (run.stdout != "") == _pending(case), run
 
 
-@pytest.mark.parametrize("case", cases())
-def test_second_run_changes_nothing(case, tmp_path, cli):
-    folder = copy_case(case, tmp_path)
-    for name, expected in _pairs(case):
-        (folder / name).write_bytes(expected)
-    before = _stamps(folder, case)
-    run = cli(_args(case), folder)
+@_parametrize(lambda c: (FIXTURES / c / "reasons").exists())
+def test_reason_lines_are_exactly_the_expected_ones(case, runs):
+    _, run = runs.write
+    expected = (FIXTURES / case / "reasons").read_text().splitlines()
+    assert _reasons(run.stderr) == expected, run
+
+
+@_parametrize()
+def test_one_reason_line_per_fix(case, runs):
+    _, run = runs.write
+    before = (FIXTURES / case / _broken(case)).read_text(encoding="utf-8").splitlines()
+    after = _expected(case).decode("utf-8").splitlines()
+    changed = sum(a != b for a, b in zip(before, after))
+    fixes = [line for line in _reasons(run.stderr) if "cannot fix" not in line]
+    # One reason line per fixed argument; a changed line may hold several.
+    assert len(fixes) >= changed, run
+    for line in fixes:
+        assert " -> " in line, line
+
+
+@_parametrize()
+def test_dry_run_and_check_touch_nothing(case, runs):
+    folder, before, dry = runs.dry_json
+    assert _stamps(folder, case) == before
+    assert dry.code == _exit(case), dry
+    check = runs.check
+    assert _stamps(folder, case) == before
+    assert check.code == (1 if _pending(case) else _exit(case)), check
+    assert check.stdout == ""
+
+
+@_parametrize()
+def test_second_run_finds_nothing_to_fix(case, runs):
+    before, run = runs.check_fixed
+    folder, _ = runs.write
     assert run.code == _exit(case), run
     assert _stamps(folder, case) == before
     assert run.stdout == ""
 
 
-@pytest.mark.parametrize("case", cases())
-def test_dry_run_and_check_touch_nothing(case, tmp_path, cli):
-    folder = copy_case(case, tmp_path)
-    before = _stamps(folder, case)
-    pending = any(expected != stamp[0] for (_, expected), stamp in zip(_pairs(case), before))
-
-    dry = cli(_args(case) + ["--dry-run"], folder)
-    assert _stamps(folder, case) == before
-    assert dry.code == _exit(case), dry
-    assert (dry.stdout != "") == pending
-
-    check = cli(_args(case) + ["--check"], folder)
-    assert _stamps(folder, case) == before
-    assert check.code == (1 if pending else _exit(case)), check
-    assert check.stdout == ""
+# -- parity: the CLI, the API, the language server and --shapes agree --------------------------
 
 
-@pytest.mark.parametrize("case", [c for c in cases() if _exit(c) == 0])
-def test_check_passes_after_fix(case, tmp_path, cli):
-    folder = copy_case(case, tmp_path)
-    assert cli(_args(case), folder).code == 0
-    assert cli(_args(case) + ["--check"], folder).code == 0
+def _cli_found(dry):
+    """(fixes, refusals, failures) of the CLI's JSON document."""
+    doc = json.loads(dry.stdout)
+    fixes, refusals, failures = set(), set(), set()
+    for model in doc["models"]:
+        for f in model["fixes"]:
+            fixes.add((model["name"], f["layer"], f["argument"], _plain(f["old"]), _plain(f["new"]),
+                       f["replacement"]))
+        for c in model["cannot_fix"]:
+            refusals.add((model["name"], c["layer"], c["argument"], c["reason"]))
+        if model["error"]:
+            failures.add((model["name"], model["error"]["kind"]))
+    return fixes, refusals, failures
 
 
-@pytest.mark.parametrize("case", cases())
-def test_one_reason_line_per_fix(case, tmp_path, cli):
-    folder = copy_case(case, tmp_path)
-    run = cli(_args(case) + ["--dry-run"], folder)
-    before = (FIXTURES / case / _broken(case)).read_text(encoding="utf-8").splitlines()
-    after = _expected(case).decode("utf-8").splitlines()
-    changed = sum(a != b for a, b in zip(before, after))
-    reasons = [line for line in run.stderr.splitlines()
-               if re.match(r"broken\.(py|ipynb:cell \d+):\d+:\d+: ", line)]
-    fixes = [line for line in reasons if "cannot fix" not in line]
-    # One reason line per fixed argument; a changed line may hold several.
-    assert len(fixes) >= changed, run
-    for line in fixes:
-        assert " -> " in line, line
+def _found(fix):
+    """(fixes, refusals, failures) of a FileFix."""
+    from dimfix.report import cannot_fix_line
+
+    fixes, refusals, failures = set(), set(), set()
+    for model in fix.models:
+        for e in model.edits:
+            m = e.mismatch
+            fixes.add((model.name, m.layer_path, m.arg, _plain(m.declared), _plain(m.observed),
+                       e.new_code))
+        for u in model.unfixable:
+            refusals.add((model.name, u.mismatch.layer_path, u.mismatch.arg, cannot_fix_line(u)))
+        if model.problem is not None:
+            failures.add((model.name, model.problem.kind.value))
+    return fixes, refusals, failures
+
+
+def _plain(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+def _spec(args, folder):
+    """The CLI's jobs for ``args`` in ``folder``, as the CLI would build them."""
+    from dimfix.cli import main
+
+    ctx = main.make_context("dimfix", list(args))
+    p = ctx.params
+    from dimfix.cli import _cli_spec, _jobs, _loading
+
+    cli = _cli_spec(p["inputs"], p["num_classes"], p["output"], p["init"], p["max_memory"])
+    jobs, _ = _jobs(p["targets"], cli, (), not p["no_format"])
+    loading = _loading(p["sets"], p["exec_module"], p["unbatched"])
+    return [loading(job) for job in jobs]
+
+
+def _api(args, folder):
+    """The library API on the case, as fix_file's caller would write it."""
+    from dimfix.api import fix_file
+    from dimfix.errors import DimfixError
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (job,) = _spec(args, folder)
+        found = []
+        for options in job.models:
+            try:
+                fix = fix_file(job.path, options, timeout=60)
+            except DimfixError as e:
+                found.append((set(), set(), {(options.name, e.kind.value)}))
+                continue
+            found.append(_found(fix))
+        return tuple(set().union(*parts) for parts in zip(*found)) if found else (set(),) * 3
+    finally:
+        os.chdir(cwd)
+
+
+def _lsp(args, folder):
+    """The language server's check (lsp_check.check) on the case."""
+    from dimfix.lsp_check import check
+    from dimfix.source import read_source
+    from dimfix.steps import Limits
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (job,) = _spec(args, folder)
+        checked = asyncio.run(check(read_source(job.path), job, Limits(60)))
+        return _found(checked.fix)
+    finally:
+        os.chdir(cwd)
+
+
+@_parametrize()
+def test_the_api_finds_what_the_cli_finds(case, runs):
+    _, _, dry = runs.dry_json
+    cli_fixes, cli_refusals, cli_failures = _cli_found(dry)
+    fixes, refusals, failures = runs.api
+    assert (fixes, refusals, failures) == (cli_fixes, cli_refusals, cli_failures)
+
+
+@_parametrize()
+def test_the_language_server_finds_what_the_cli_finds(case, runs):
+    _, _, dry = runs.dry_json
+    assert runs.lsp == _cli_found(dry)
+
+
+@_parametrize()
+def test_the_shape_table_marks_what_the_cli_fixes(case, runs):
+    _, _, dry = runs.dry_json
+    cli_fixes, cli_refusals, cli_failures = _cli_found(dry)
+    shapes = runs.shapes
+    assert shapes.code == (2 if cli_failures else 1 if cli_fixes or cli_refusals else 0), shapes
+    doc = json.loads(shapes.stdout)
+    fixed, cannot = set(), set()
+    for model in doc["models"]:
+        assert model["fixes"] == sum(1 for f in cli_fixes if f[0] == model["name"])
+        for row in model["rows"]:
+            for c in row["changes"]:
+                key = (model["name"], row["layer"], c["argument"])
+                if row["status"] == "fixed":
+                    fixed.add(key)
+                elif row["status"] == "cannot-fix":
+                    cannot.add(key)
+    # Every row the table calls fixed is a fix the CLI makes (a fix the trace
+    # never ran through, a view's size, is listed apart from the rows).
+    assert fixed <= {f[:3] for f in cli_fixes}
+    assert cannot <= {r[:3] for r in cli_refusals}
 
 
 def test_every_family_has_a_fixture_that_fixes_it():
