@@ -14,34 +14,71 @@ Its three front ends differ only in how they wait for a child:
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+from collections import OrderedDict
 from multiprocessing.connection import wait
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from dimfix.errors import ErrorKind, Problem
-from dimfix.isolate import POLL, Child, warm
+from dimfix.isolate import POLL, Child
+from dimfix.worker import Worker
 from dimfix.session import FileFix, FixSession
 from dimfix.steps import Failed, Limits, StepResult
 
 Observer = Callable[[FixSession, StepResult], None]
 
 
+class Workers:
+    """This process's warm workers (worker.py), one per project: kept between
+    runs (a batch's files, the language server's saves), replaced when a file
+    one imported changed on disk, at most ``MAX`` of them."""
+
+    MAX = 4
+
+    def __init__(self) -> None:
+        self.by_project: "OrderedDict[tuple, Worker]" = OrderedDict()
+
+    def for_path(self, path: str) -> Optional[Worker]:
+        """The worker for the project of the file at ``path``."""
+        if os.environ.get("DIMFIX_WORKER", "1") == "0":
+            return None
+        from dimfix.load import Location
+
+        loc = Location.of(path)
+        key = (loc.root, loc.module.split(".")[0] if loc.in_package else None)
+        worker = self.by_project.get(key)
+        if worker is not None and worker.stale(loc.path):
+            worker.close()
+            worker = None
+        if worker is None:
+            worker = self.by_project[key] = Worker(*key)
+            while len(self.by_project) > self.MAX:
+                self.by_project.popitem(last=False)[1].close()
+        self.by_project.move_to_end(key)
+        return worker
+
+    def close(self) -> None:
+        while self.by_project:
+            self.by_project.popitem()[1].close()
+
+
+WORKERS = Workers()
+atexit.register(WORKERS.close)
+
+
 class Driver:
-    """Runs sessions' requests as children under ``limits``; ``observe(session,
-    result)``, if given, sees every result once its session took it."""
+    """Runs sessions' requests as children under ``limits``, each forked by
+    its project's warm worker; ``observe(session, result)``, if given, sees
+    every result once its session took it."""
 
     def __init__(self, limits: Limits, observe: Optional[Observer] = None) -> None:
-        warm()
         self.limits = limits
         self.observe = observe
 
     def start(self, session: FixSession) -> Optional[Child]:
         """The child for ``session``'s first request (None: it needs none)."""
-        child = self._next(session, None)
-        # While that child works, this process loads what the next ones need
-        # (libcst, black, torch's CPU kernels): every child forked after it
-        # starts with them.
-        warm(plan=True)
-        return child
+        return self._next(session, None)
 
     def finish(self, session: FixSession, child: Child) -> Optional[Child]:
         """Hand ``child``'s result to ``session``; the child for its next request."""
@@ -58,7 +95,8 @@ class Driver:
             if request is None:
                 return None
             try:
-                return Child(request.fn, request.args, self.limits)
+                return Child(request.fn, request.args, self.limits,
+                             WORKERS.for_path(session.path))
             except OSError as e:  # no fork (out of processes): this step fails
                 result = Failed(Problem(ErrorKind.CRASHED,
                                         f"cannot start a process: {e.strerror}"), self.limits)

@@ -107,13 +107,44 @@ def _warm_planning() -> None:
 
 
 class Child:
-    """One forked process running ``fn(*args)``."""
+    """One process running ``fn(*args)``: forked by a warm ``worker`` of the
+    project (worker.py) when one is given, else forked from this process."""
 
-    def __init__(self, fn: Callable, args: Sequence[object], limits: Limits) -> None:
+    def __init__(self, fn: Callable, args: Sequence[object], limits: Limits,
+                 worker=None) -> None:
         self.limits = limits
         self.capture = tempfile.TemporaryFile(prefix="dimfix-out-")
         self.pid = -1
+        self.worker, self.token = None, None
         self.conn, child_conn = Pipe(duplex=False)
+        try:
+            if worker is not None:
+                self._ask(worker, fn, args, child_conn)
+            if self.worker is None:
+                self._fork(fn, args, child_conn)
+        except BaseException:
+            self.conn.close()
+            self.capture.close()
+            raise
+        finally:
+            child_conn.close()
+        _live.add(self)
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.timeout
+        self.base_rss = _rss(self.pid)
+        self.result: Optional[StepResult] = None
+
+    def _ask(self, worker, fn, args, child_conn) -> None:
+        from dimfix.worker import WorkerGone
+
+        try:
+            self.token, self.pid = worker.spawn(fn, args, self.limits, child_conn.fileno(),
+                                                self.capture.fileno(), self.limits.timeout)
+            self.worker = worker
+        except WorkerGone:
+            pass  # the worker is gone: a fork of this process does the step
+
+    def _fork(self, fn, args, child_conn) -> None:
         # Until the child has its own process group and default handlers, a
         # Ctrl-C for the parent's group must not reach it (as KeyboardInterrupt
         # in a copy of the parent's code): held across the fork, released after.
@@ -122,24 +153,17 @@ class Child:
             self.pid = os.fork()
             if self.pid == 0:  # pragma: no cover - runs in the child
                 self.conn.close()
-                _child_main(fn, args, child_conn, self.capture.fileno(), limits, held)
-            _live.add(self)
-        except OSError:
-            self.conn.close()
-            self.capture.close()
-            raise
+                from dimfix.worker import die_with_parent
+
+                die_with_parent()
+                _child_main(fn, args, child_conn, self.capture.fileno(), self.limits, held)
         finally:
             if self.pid != 0:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            child_conn.close()
         try:
             os.setpgid(self.pid, self.pid)
         except OSError:
             pass  # the child did it first, or already ended
-        self.started = time.monotonic()
-        self.deadline = self.started + limits.timeout
-        self.base_rss = _rss(self.pid)
-        self.result: Optional[StepResult] = None
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -234,6 +258,9 @@ class Child:
                 pass
 
     def _reap(self, block: bool) -> Optional[int]:
+        """The child's wait status (its worker reaps a child it forked)."""
+        if self.worker is not None:
+            return self.worker.status(self.token) if block else None
         try:
             pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:

@@ -84,10 +84,13 @@ def import_target(loc: Location, texts: Mapping[str, str],
     ``seeds`` maps some of those paths to globals their module starts with
     (``--set``). Runs in a child process (see isolate.py): the imports are not undone.
     """
+    from dimfix.worker import refresh
+
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
     _forget_shadowed(loc)
+    refresh(texts, loc.module)  # a warm worker's child: what changed runs again
     finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path},
                          {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})
     sys.meta_path.insert(0, finder)

@@ -1,0 +1,462 @@
+"""A warm worker per project: the process every step's child is forked from.
+
+Without it each step's child imports the user's package again (timm: a few
+hundred modules, seconds) and pays torch's first-use costs again. A
+``Worker`` is a child of dimfix, forked once per project, that imports torch
+and the project's package (its unchanged modules, as on disk) and then forks
+one child per step (isolate.Child), which only executes again the modules
+whose text changed (``refresh``). dimfix itself still never imports user
+code; the worker is user-code land like any child, dies with dimfix (the
+parent-death signal) and with its socket.
+
+Registries refuse a module executed twice (torchvision's ``register_model``
+raises on a name it has): while the worker imports the package it records,
+for each module, what that module added to the containers other modules hold
+at module level (``_REGISTRY[name] = fn``); before a child executes a module
+again it takes those entries out, so the module registers afresh.
+
+The protocol, over a Unix socket pair: dimfix sends ``("run", token, fn,
+args, limits)`` with the child's result pipe and capture file as passed file
+descriptors; the worker answers ``("started", token, pid)`` and, once the
+child ended, ``("exited", token, wait_status)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import time
+from multiprocessing.connection import wait
+from typing import Dict, List, Mapping, Optional, Set, Tuple
+
+_HEADER = struct.Struct("!Q")
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerGone(Exception):
+    """The worker process ended (its package's import killed it, say)."""
+
+
+class Worker:
+    """dimfix's side of one warm worker: ``spawn`` a step's child, learn how it ended."""
+
+    def __init__(self, root: str, package: Optional[str]) -> None:
+        self.root, self.package = root, package
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker
+                ours.close()
+                _serve(theirs, root, package, signals)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, signals)
+        theirs.close()
+        self.pid = pid
+        self.sock = ours
+        self.statuses: Dict[int, int] = {}  # token -> wait status of its ended child
+        self.started: Dict[int, int] = {}  # token -> pid
+        self.loaded: Dict[str, int] = {}  # file the worker imported -> its mtime then
+        self.tokens = 0
+        self.gone = False
+
+    def stale(self, target: str) -> bool:
+        """Is the worker gone, or has a file it imported changed on disk since,
+        other than ``target`` (which every child executes again anyway)?"""
+        while not self.gone and self._read(0.0):
+            pass
+        if self.gone:
+            return True
+        for file, mtime in self.loaded.items():
+            try:
+                if os.stat(file).st_mtime_ns != mtime and file != target:
+                    return True
+            except OSError:
+                return True
+        return False
+
+    # -- asking ---------------------------------------------------------------------------
+
+    def spawn(self, fn, args, limits, result_fd: int, capture_fd: int,
+              timeout: float) -> Tuple[int, int]:
+        """Fork a child running ``fn(*args)`` (isolate._child_main): (token, pid)."""
+        self.tokens += 1
+        token = self.tokens
+        try:
+            payload = pickle.dumps(("run", token, fn, args, limits), pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise WorkerGone(f"cannot send the step ({e})") from None
+        try:
+            socket.send_fds(self.sock, [_HEADER.pack(len(payload))], [result_fd, capture_fd])
+            self.sock.sendall(payload)
+        except OSError as e:
+            self._lost()
+            raise WorkerGone(str(e)) from None
+        deadline = time.monotonic() + timeout
+        while token not in self.started:
+            if not self._read(max(0.0, deadline - time.monotonic())):
+                self._lost()
+                raise WorkerGone("the worker did not start the step in time")
+        return token, self.started[token]
+
+    def status(self, token: int, timeout: float = 5.0) -> Optional[int]:
+        """How the child of ``token`` ended (a wait status), once the worker says."""
+        deadline = time.monotonic() + timeout
+        while token not in self.statuses and not self.gone:
+            if not self._read(max(0.0, deadline - time.monotonic())):
+                break
+        return self.statuses.pop(token, None)
+
+    def close(self) -> None:
+        if not self.gone:
+            self._lost()
+
+    # -- the socket -----------------------------------------------------------------------
+
+    def _read(self, timeout: float) -> bool:
+        """Take one message; False when none came in ``timeout`` or the worker is gone."""
+        if self.gone or not wait([self.sock], timeout):
+            return False
+        try:
+            message = _receive(self.sock)
+        except (OSError, EOFError):
+            self._lost()
+            return False
+        kind, token, value = message
+        if kind == "loaded":
+            self.loaded = value
+        else:
+            (self.started if kind == "started" else self.statuses)[token] = value
+        return True
+
+    def _lost(self) -> None:
+        self.gone = True
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.sock.close()
+
+
+def _receive(sock: socket.socket, with_fds: bool = False):
+    """One length-prefixed pickle (and the file descriptors sent with it)."""
+    head, fds = b"", []
+    while len(head) < _HEADER.size:
+        if with_fds and not fds:
+            data, fds, _, _ = socket.recv_fds(sock, _HEADER.size - len(head), 2)
+        else:
+            data = sock.recv(_HEADER.size - len(head))
+        if not data:
+            raise EOFError
+        head += data
+    (size,) = _HEADER.unpack(head)
+    body = bytearray()
+    while len(body) < size:
+        chunk = sock.recv(min(size - len(body), 1 << 20))
+        if not chunk:
+            raise EOFError
+        body += chunk
+    message = pickle.loads(body)
+    return (message, fds) if with_fds else message
+
+
+def _send(sock: socket.socket, message) -> None:
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+# -- the worker process ------------------------------------------------------------------------
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in a child
+    """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
+def _serve(sock: socket.socket, root: str, package: Optional[str],
+           held) -> None:  # pragma: no cover - the worker process
+    code = 0
+    try:
+        die_with_parent()
+        os.setpgid(0, 0)  # the terminal's Ctrl-C goes to dimfix, which ends us
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        # Nothing of dimfix's own may stay open here for as long as the worker
+        # lives: a language server's client waits for its stdout to close.
+        keep = sock.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, _max_fd())
+        sys.dont_write_bytecode = True
+        from dimfix.isolate import warm
+
+        warm()
+        if package:
+            _preload(root, package)
+        _send(sock, ("loaded", 0, _mtimes()))
+        _loop(sock)
+    except BaseException:  # noqa: B036 - whatever ends the worker ends it quietly
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        return 1024
+
+
+def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
+    from dimfix.isolate import warm
+
+    tokens: Dict[int, int] = {}  # pid -> token
+    warmed = False
+    while True:
+        ready = wait([sock], 0.05 if tokens else (None if warmed else 0.0))
+        _reap(sock, tokens)
+        if not ready:
+            if not warmed:
+                # Idle before the first step, or while it runs: load what the
+                # next steps need, so each child forked later has it.
+                warm(plan=True)
+                warmed = True
+            continue
+        try:
+            (kind, token, fn, args, limits), fds = _receive(sock, with_fds=True)
+        except (EOFError, OSError):
+            return  # dimfix is gone
+        pid = _fork_step(fn, args, limits, fds, sock)
+        tokens[pid] = token
+        for fd in fds:
+            os.close(fd)
+        _send(sock, ("started", token, pid))
+
+
+def _fork_step(fn, args, limits, fds, sock) -> int:  # pragma: no cover - the worker
+    from multiprocessing.connection import Connection
+
+    from dimfix.isolate import _child_main
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    pid = os.fork()
+    if pid == 0:
+        sock.close()
+        die_with_parent()
+        _child_main(fn, args, Connection(fds[0], readable=False), fds[1], limits, held)
+    return pid
+
+
+def _reap(sock: socket.socket, tokens: Dict[int, int]) -> None:  # pragma: no cover
+    while tokens:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+        token = tokens.pop(pid, None)
+        if token is not None:
+            _send(sock, ("exited", token, status))
+
+
+# -- what the worker loaded, and executing modules again -----------------------------------------
+
+# Module name -> the registrations its first execution made: (container, keys).
+_ADDED: Dict[str, List[Tuple[object, list]]] = {}
+# Module name -> its file, for every user module the worker imported.
+_FILES: Dict[str, str] = {}
+_SOURCES: Dict[str, int] = {}  # module name -> hash of the text it was executed from
+_SOURCE_BYTES: Dict[str, bytes] = {}  # module name -> its file's bytes, as executed
+
+
+def _mtimes() -> Dict[str, int]:
+    out = {}
+    for file in _FILES.values():
+        try:
+            out[file] = os.stat(file).st_mtime_ns
+        except OSError:
+            pass
+    return out
+
+
+def _preload(root: str, package: str) -> None:  # pragma: no cover - the worker process
+    """Import ``package`` from ``root`` as on disk, recording what each of its
+    modules adds to the registries of those loaded before it. Whatever the
+    import does wrong, the worker goes on without it."""
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    recorder = _Recorder(root)
+    sys.meta_path.insert(0, recorder)
+    before = set(sys.modules)
+    try:
+        importlib.import_module(package)
+    except BaseException:  # noqa: B036 - a broken package: each child imports it itself
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        _ADDED.clear()
+        _FILES.clear()
+    finally:
+        sys.meta_path.remove(recorder)
+
+
+class _Recorder(importlib.abc.MetaPathFinder):
+    """Finds the user's modules as the path finder would, and wraps their
+    execution to record what they register."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip(os.sep) + os.sep
+        self.containers: List[object] = []  # module-level dicts and sets of user modules
+
+    def find_spec(self, name, path, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not spec.origin or not spec.origin.startswith(self.root) \
+                or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            return None
+        recorder, loader = self, spec.loader
+        original = loader.exec_module
+
+        def exec_module(module):
+            sizes = [(c, len(c), set(c) if isinstance(c, set) else None)
+                     for c in recorder.containers]
+            try:
+                original(module)
+            finally:
+                added = []
+                for c, size, members in sizes:
+                    if isinstance(c, dict) and len(c) > size:
+                        added.append((c, list(c)[size:]))
+                    elif members is not None and len(c) > size:
+                        added.append((c, list(c - members)))
+                if added:
+                    _ADDED[name] = added
+                _FILES[name] = os.path.abspath(spec.origin)
+                try:
+                    raw = loader.get_data(spec.origin)
+                    _SOURCE_BYTES[name] = raw
+                    _SOURCES[name] = hash(importlib.util.decode_source(raw))
+                except (OSError, SyntaxError, UnicodeDecodeError):
+                    pass
+                recorder.containers += [v for v in vars(module).values()
+                                        if type(v) in (dict, set) or _is_defaultdict(v)]
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _is_defaultdict(value) -> bool:
+    from collections import defaultdict
+
+    return isinstance(value, defaultdict)
+
+
+def refresh(texts: Mapping[str, str], target: str) -> None:
+    """In a child of the worker, before importing ``target`` (a module name):
+    forget the target, every preloaded module whose file ``texts`` gives
+    another text than the worker loaded, and the preloaded modules that import
+    those (they hold names bound from them), each with what it registered, so
+    that importing the target executes them again from ``texts`` or from disk."""
+    if not _FILES:
+        return
+    given = {os.path.abspath(p): t for p, t in texts.items()}
+    stale = {name for name, file in _FILES.items()
+             if name == target or (file in given and hash(given[file]) != _SOURCES.get(name))}
+    stale |= _importers(stale)
+    for name in stale:
+        for container, keys in _ADDED.pop(name, ()):
+            for key in keys:
+                if isinstance(container, dict):
+                    container.pop(key, None)
+                else:
+                    container.discard(key)
+        sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
+            try:
+                delattr(sys.modules[parent], child)
+            except AttributeError:
+                pass
+
+
+def _importers(names: Set[str]) -> Set[str]:
+    """Preloaded modules that import any of ``names``, transitively (read from
+    their source: an import of a module already loaded leaves no other trace)."""
+    found: Set[str] = set()
+    todo = set(names)
+    while todo:
+        name = todo.pop()
+        for other in _candidates(name):
+            if other not in found and other not in names and name in _imports_of(other):
+                found.add(other)
+                todo.add(other)
+    return found
+
+
+def _candidates(name: str) -> List[str]:
+    """Preloaded modules whose source mentions ``name``'s last part at all."""
+    tail = name.rpartition(".")[2].encode()
+    return [other for other, source in _SOURCE_BYTES.items() if tail in source]
+
+
+_IMPORTS: Dict[str, Set[str]] = {}
+
+
+def _imports_of(name: str) -> Set[str]:
+    """The preloaded modules the source of module ``name`` imports."""
+    if name not in _IMPORTS:
+        import ast
+
+        file = _FILES[name]
+        try:
+            tree = ast.parse(_SOURCE_BYTES[name])
+        except (SyntaxError, ValueError):
+            tree = ast.Module(body=[], type_ignores=[])
+        package = name if file.endswith("__init__.py") else name.rpartition(".")[0]
+        _IMPORTS[name] = {m for m in _imported(tree, package) if m in _FILES}
+    return _IMPORTS[name]
+
+
+def _imported(tree, package: str) -> Set[str]:
+    import ast
+
+    out: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1] if node.level > 1 else base
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.add(module)
+            out.update(f"{module}.{a.name}" for a in node.names)
+    return out
+
+
+__all__ = ["Worker", "WorkerGone", "die_with_parent", "refresh"]

@@ -1,0 +1,173 @@
+"""The warm worker (issue 24): every step's child is forked from one process
+per project that imported torch and the project's package; a child executes
+again only the modules whose text changed, and registries take them again."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_process
+
+REGISTRY = '''\
+# A registry that refuses a second registration, as torchvision's _api.py does.
+BUILTIN_MODELS = {}
+
+
+def register_model(fn):
+    if fn.__name__ in BUILTIN_MODELS:
+        raise ValueError(f"An entry is already registered under the name '{fn.__name__}'.")
+    BUILTIN_MODELS[fn.__name__] = fn
+    return fn
+'''
+
+COUNTED = '''\
+import os
+
+with open(os.environ["DIMFIX_TEST_LOG"], "a") as _log:
+    _log.write(__name__ + "\\n")
+'''
+
+LAYERS = COUNTED + '''
+import torch.nn as nn
+
+HIDDEN = 48
+
+
+def block(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU())
+
+
+def head(classes):
+    return nn.Linear(HIDDEN, classes)
+'''
+
+STEM = COUNTED + '''
+import torch.nn as nn
+
+
+def stem():
+    return nn.Conv2d(3, 16, 3, padding=1)
+'''
+
+NET = COUNTED + '''
+import torch.nn as nn
+
+from ._registry import register_model
+from .layers import block, head
+from .stem import stem
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = stem()
+        self.body = block(16, 32)
+        self.head = head(10)
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)).mean((2, 3)))
+
+
+@register_model
+def net():
+    return Net()
+'''
+
+INIT = '''\
+from ._registry import BUILTIN_MODELS, register_model
+from .net import *  # noqa: F401,F403 - the package imports its models
+'''
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    pkg = tmp_path / "zoo"
+    pkg.mkdir()
+    (tmp_path / ".git").mkdir()
+    for name, text in {"__init__.py": INIT, "_registry.py": REGISTRY, "layers.py": LAYERS,
+                       "stem.py": STEM, "net.py": NET}.items():
+        (pkg / name).write_text(text)
+    log = tmp_path / "executed.log"
+    monkeypatch.setenv("DIMFIX_TEST_LOG", str(log))
+    return tmp_path
+
+
+def _executed(root):
+    return (root / "executed.log").read_text().split()
+
+
+def test_a_constant_in_another_module_is_fixed_through_the_worker(package):
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    assert run.code == 0, run
+    assert "HIDDEN = 32" in (package / "zoo" / "layers.py").read_text()
+    assert (package / "zoo" / "net.py").read_text() == NET
+
+
+def test_only_what_changed_runs_again(package):
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    assert run.code == 0, run
+    executed = _executed(package)
+    # The worker imported the package once; the draft's child executed the
+    # target again, the verifying child the changed layers.py and what
+    # imports it (net); stem.py, unchanged and imported by nothing that
+    # changed, ran once.
+    assert executed.count("zoo.stem") == 1, executed
+    assert executed.count("zoo.layers") == 2, executed
+    assert executed.count("zoo.net") == 3, executed
+
+
+def test_without_the_worker_the_answer_is_the_same(package):
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package,
+                      env={"DIMFIX_WORKER": "0"})
+    warm = run_process(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package)
+    assert run.code == warm.code == 0
+    assert run.stdout == warm.stdout and run.stderr == warm.stderr
+
+
+def test_the_worker_dies_with_dimfix(package):
+    """kill -9 of dimfix leaves no worker and no child behind (parent-death signal)."""
+    (package / "zoo" / "net.py").write_text(NET.replace(
+        "        return self.head(", "        import time\n        time.sleep(60)\n"
+        "        return self.head("))
+    proc = subprocess.Popen([sys.executable, "-m", "dimfix", "zoo/net.py::net", "--input",
+                             "2x3x8x8"], cwd=package, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_descendants(proc.pid)) < 2:
+            time.sleep(0.1)
+        below = _descendants(proc.pid)
+        assert len(below) >= 2, below  # the worker and the step's child
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in below):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in below)
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        todo += kids
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
