@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -47,29 +48,96 @@ class Location:
         return "." in self.module or os.path.basename(self.path) == "__init__.py"
 
     def is_user_file(self) -> Callable[[str], bool]:
-        """Files of the user's project: under the import root, not installed."""
+        """Files of the user's code, whose frames sites are recorded in: under the
+        import root and not installed (a link into site-packages is installed code)."""
         root = self.root.rstrip(os.sep) + os.sep
-        installed = {
-            p.rstrip(os.sep) + os.sep
-            for key in ("stdlib", "platstdlib", "purelib", "platlib")
-            if (p := sysconfig.get_paths().get(key))
-        }
-        here = os.path.dirname(os.path.abspath(__file__)) + os.sep
         cache: Dict[str, bool] = {}
 
         def check(filename: str) -> bool:
             hit = cache.get(filename)
             if hit is None:
-                hit = (
-                    filename.startswith(root)
-                    and not filename.startswith(here)
-                    and not any(filename.startswith(p) for p in installed)
-                    and "site-packages" not in filename
-                )
+                hit = filename.startswith(root) and not _installed(filename) \
+                    and not _installed(os.path.realpath(filename))
                 cache[filename] = hit
             return hit
 
         return check
+
+    def may_edit(self) -> "Editable":
+        """The files a fix of this target may edit: see ``Editable``."""
+        return Editable(project_root(self))
+
+
+def project_root(loc: Location) -> str:
+    """The folder of the target's project: the nearest one above it holding
+    pyproject.toml, setup.py, setup.cfg or .git, else its import root (the
+    folder above its top package, or its own folder)."""
+    folder = os.path.dirname(loc.path)
+    while True:
+        if any(os.path.exists(os.path.join(folder, m)) for m in _PROJECT_MARKERS):
+            break
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return loc.root
+        folder = parent
+    inside = (folder.rstrip(os.sep) + os.sep).startswith(loc.root.rstrip(os.sep) + os.sep)
+    return loc.root if inside and folder != loc.root else folder
+
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+class Editable:
+    """``editable(path)``: may dimfix write a value into the file at ``path``?
+
+    Decided on the real path (symlinks followed, as the write would follow
+    them): the file must lie in the project (``project_root``), and not in
+    installed code (site-packages, the standard library, dimfix itself).
+    ``why(path)`` says why not, naming the real file, for the cannot-fix line."""
+
+    def __init__(self, project: str) -> None:
+        self.project = os.path.realpath(project)
+        self._cache: Dict[str, str] = {}
+
+    def __call__(self, path: str) -> bool:
+        return not self.why(path)
+
+    def why(self, path: str) -> str:
+        """'' if the file may be edited; else ``<real file> (through the link <path>),
+        installed code that dimfix does not edit`` or ``..., outside the project``."""
+        path = os.path.abspath(path)
+        if path not in self._cache:
+            self._cache[path] = _refusal(path, self.project)
+        return self._cache[path]
+
+
+def _refusal(path: str, project: str) -> str:
+    real = os.path.realpath(path)
+    shown = display_path(real) + ("" if real == path else
+                                  f" (through the link {display_path(path)})")
+    if _installed(real) or _installed(path):
+        return f"{shown}, installed code that dimfix does not edit"
+    if not real.startswith(project.rstrip(os.sep) + os.sep):
+        return f"{shown}, outside the project ({_shown_folder(project)}) that dimfix edits"
+    return ""
+
+
+def _shown_folder(folder: str) -> str:
+    shown = display_path(folder)
+    return folder if shown == os.curdir else shown
+
+
+def _installed(path: str) -> bool:
+    """Installed packages, the standard library and dimfix itself."""
+    return "site-packages" in path or any(path.startswith(p) for p in _installed_prefixes())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_prefixes() -> Tuple[str, ...]:
+    prefixes = {p for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                if (p := sysconfig.get_paths().get(key))}
+    prefixes.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(sorted(p.rstrip(os.sep) + os.sep for p in prefixes))
 
 
 def import_target(loc: Location, texts: Mapping[str, str],

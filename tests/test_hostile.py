@@ -1,0 +1,170 @@
+"""Hostile conditions (issue 25): one tiny model per attack, as an attacker or a
+careless user would try. Every attack checks the exit code, one clear line on
+stderr (no traceback), and that every file under the test folder keeps its bytes
+and mtime -- unless a verified fix was the expected outcome, and then the fixed
+file holds exactly the expected bytes.
+
+Attacks on what the lead engineer is rewriting (issue 25 items 5-8, 10 and the
+``os.chdir`` part of 9) are marked ``xfail(strict=True)``: they flip to passing
+when that work lands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Sequence, Union
+
+import pytest
+
+from conftest import run_process
+
+HEAD = "import torch.nn as nn\n"
+
+
+def net(body: str = "        self.fc = nn.Linear(4, 2)\n",
+        forward: str = "        return self.fc(x)\n", head: str = HEAD, init: str = "self",
+        tail: str = "") -> str:
+    """A tiny model: ``Net`` takes ``--input 2x4`` unless told otherwise."""
+    return (f"{head}\n\nclass Net(nn.Module):\n    def __init__({init}):\n"
+            f"        super().__init__()\n{body}\n    def forward(self, x):\n{forward}{tail}")
+
+
+WRONG = net("        self.fc = nn.Linear(3, 2)\n")  # --input 2x4: in_features 3 -> 4
+RIGHT = net("        self.fc = nn.Linear(4, 2)\n")
+ARGS = ("net.py::Net", "--input", "2x4")
+Files = Dict[str, Union[str, bytes]]
+
+
+@dataclass
+class Attack:
+    category: str
+    files: Files
+    args: Sequence[str] = ARGS
+    code: int = 2
+    line: str = ""  # a regex one stderr line must match (exactly one line does)
+    fixed: Files = field(default_factory=dict)  # files a verified fix rewrites, as expected
+    setup: Optional[Callable] = None  # setup(folder): links, FIFOs, modes
+    process: bool = False  # run `python -m dimfix` in a fresh process
+    lead: int = 0  # an item of issue 25 the lead engineer owns: strict xfail until it lands
+    timeout: float = 120
+
+
+ATTACKS: Dict[str, Attack] = {}
+
+
+def attack(name: str, *args, **kwargs) -> None:
+    assert name not in ATTACKS, name
+    ATTACKS[name] = Attack(*args, **kwargs)
+
+
+# -- targets -------------------------------------------------------------------------------------
+
+SITE = "venv/lib/python3.11/site-packages/pkg"
+HELPER = "import torch.nn as nn\n\nHIDDEN = 12\n\n\ndef make_head():\n    return nn.Linear(HIDDEN, 10)\n"
+USES_HELPER = net("        self.body = nn.Linear(8, 16)\n        self.head = make_head()\n",
+                  "        return self.head(self.body(x))\n",
+                  head=HEAD + "\nfrom helpers import make_head\n")
+
+
+def _link(name: str, to: str) -> Callable:
+    def setup(folder):
+        os.symlink(to, folder / name)
+    return setup
+
+
+attack("symlinked folder into site-packages", "targets", {f"../{SITE}/__init__.py": HELPER, "net.py": USES_HELPER, "pyproject.toml": ""},
+       ["net.py::Net", "--input", "2x8"], code=1,
+       line=r"cannot fix: head \(Linear\) in_features 12 -> 16 .*: it is built inside "
+            r"helpers\.make_head in .*/venv/lib/python3\.11/site-packages/pkg/__init__\.py, "
+            r"installed code that dimfix does not edit",
+       setup=_link("helpers", f"../{SITE}"))
+attack("symlinked file outside the project", "targets",
+       {"../shared/layers.py": HELPER.replace("HIDDEN", "WIDTH"), "pyproject.toml": "",
+        "net.py": USES_HELPER.replace("from helpers import make_head", "from layers import make_head")},
+       ["net.py::Net", "--input", "2x8"], code=1,
+       line=r"layers\.py:3:\d+: cannot fix: .* the value is written in .*/shared/layers\.py "
+            r"\(through the link layers\.py\), outside the project \(.*/proj\) that dimfix edits",
+       setup=_link("layers.py", "../shared/layers.py"))
+
+attack("symlink inside the project is followed (control)", "targets",
+       {"lib/layers.py": HELPER, "pyproject.toml": "",
+        "net.py": USES_HELPER.replace("from helpers import make_head", "from layers import make_head")},
+       ["net.py::Net", "--input", "2x8"], code=0, line=r"HIDDEN 12 -> 16",
+       fixed={"lib/layers.py": HELPER.replace("HIDDEN = 12", "HIDDEN = 16")},
+       setup=_link("layers.py", "lib/layers.py"))
+
+
+# -- the runner ------------------------------------------------------------------------------------
+
+
+def _params():
+    counts: Dict[str, int] = {}
+    for name, a in ATTACKS.items():
+        marks = [pytest.mark.xfail(strict=True, reason=f"lead: issue 25 item {a.lead}")] \
+            if a.lead else []
+        counts[a.category] = counts.get(a.category, 0) + 1
+        yield pytest.param(name, id=name, marks=marks)
+
+
+def _snapshot(root) -> Dict[str, tuple]:
+    """Every file under ``root``: bytes and mtime (links: their target)."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    found[rel] = (f.read(), st.st_mtime_ns)
+            else:
+                found[rel] = ("special", stat.S_IFMT(st.st_mode))
+    return found
+
+
+def _build(root, files: Files) -> None:
+    for rel, content in files.items():
+        path = root / "proj" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_attack(name, tmp_path, cli):
+    a = ATTACKS[name]
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    _build(tmp_path, a.files)
+    if a.setup:
+        a.setup(folder)
+    before = _snapshot(tmp_path)
+    run = run_process(a.args, folder) if a.process else cli(a.args, folder)
+    assert run.code == a.code, run
+    assert "Traceback" not in run.stderr, run
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    if a.line:
+        hits = [line for line in lines if re.search(a.line, line)]
+        assert len(hits) == 1, run
+    if a.code == 2:
+        assert len(lines) == 1, run
+    after = _snapshot(tmp_path)
+    for rel, content in a.fixed.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        assert after[os.path.join("proj", rel)][0] == data, run
+        before.pop(os.path.join("proj", rel)), after.pop(os.path.join("proj", rel))
+    assert after == before, run
+
+
+def test_the_suite_covers_every_category():
+    """The eight categories of issue 25, and how many attacks each holds."""
+    counts: Dict[str, int] = {}
+    for a in ATTACKS.values():
+        counts[a.category] = counts.get(a.category, 0) + 1
+    assert set(counts) == {"model code", "targets", "bytes", "faults", "flags", "language server",
+                           "batch", "cross-file"}, counts
