@@ -89,6 +89,9 @@ class Step:
     fn: object
     args: tuple
     name: str = ""  # the model it is for, if one
+    # The model's own memory limit (--max-memory, its pragma or table entry),
+    # bytes: drivers run the step under Limits.for_model(step.max_memory).
+    max_memory: Optional[int] = None
 
 
 Steps = Generator[Step, object, FileFix]
@@ -111,14 +114,15 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
             options = _replace(options, format=False)
         before = dict(texts)
         try:
-            draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
+            draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name,
+                                        options.max_memory)
             _take(draft, texts, sources)
             rounds = 1
             while draft.stopped and rounds < MAX_ROUNDS:
                 # The forward raised after the layers just fixed: trace the new
                 # text for what that error hid.
                 again, more = yield Step(draft_fix, (path, dict(texts), options, True),
-                                         options.name)
+                                         options.name, options.max_memory)
                 _take(again, texts, sources)
                 draft = _replace(again, edits=_merged(draft.edits, again.edits),
                                  notes=draft.notes + again.notes, fallback=None,
@@ -142,7 +146,8 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
                                          for u in r.unfixable), r.output_shape, r.kept, r.wrong)
                        for r in results)
         try:
-            notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
+            notes, printed = yield Step(verify_fix, (path, dict(texts), checks), "",
+                                        _largest(r.options.max_memory for r in results))
         except DimfixError as e:
             if fallbacks:
                 # The bold plan changed a value where it is written and the
@@ -170,6 +175,13 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     for _, e in errors:
         e.message = source.relocate(e.message)
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
+
+
+def _largest(limits: Iterable[Optional[int]]) -> Optional[int]:
+    """One child tracing several models: the largest of their own limits (None
+    if one has none: the run's limit applies)."""
+    limits = list(limits)
+    return None if None in limits else max(limits, default=None)
 
 
 def _merged(earlier: Sequence[Edit], later: Sequence[Edit]) -> Tuple[Edit, ...]:
@@ -236,7 +248,8 @@ def run_steps(steps: Steps, timeout: float = 60.0, max_memory: Optional[int] = N
         except StopIteration as stop:
             return stop.value
         try:
-            value, error = run_isolated(step.fn, step.args, limits), None
+            own = limits.for_model(step.max_memory)
+            value, error = run_isolated(step.fn, step.args, own), None
         except DimfixError as e:
             value, error = None, e
 

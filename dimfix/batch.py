@@ -108,7 +108,7 @@ def _advance(i, job, steps, value, error, running, finished, limits) -> None:
             finished[i] = _failed(job, _internal(e))
             return
         try:
-            running[i] = (steps, Child(step.fn, step.args, limits))
+            running[i] = (steps, Child(step.fn, step.args, limits.for_model(step.max_memory)))
             return
         except OSError as e:  # no fork (out of processes): this step fails
             value, error = None, DimfixError(f"cannot start a process: {e.strerror}")

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -46,6 +46,11 @@ class Failed(DimfixError):
 class Limits:
     timeout: float = 60.0  # seconds
     max_memory: Optional[int] = None  # bytes above the child's size at start
+
+    def for_model(self, max_memory: Optional[int]) -> "Limits":
+        """These limits, with a model's own memory limit (``Options.max_memory``:
+        the flag, its pragma or [[tool.dimfix.models]] entry) in place of the run's."""
+        return replace(self, max_memory=max_memory) if max_memory else self
 
 
 def warm() -> None:

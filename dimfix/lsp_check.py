@@ -73,7 +73,8 @@ async def check(source: SourceFile, job, limits: Limits, drafted=None) -> Checke
                                 dict(checked.rows), checked.problems, checked.models))
             fn = shape_draft if step.fn is draft_fix else step.fn
             try:
-                value, error = await run_child(fn, step.args, limits), None
+                own = limits.for_model(step.max_memory)
+                value, error = await run_child(fn, step.args, own), None
             except DimfixError as e:
                 value, error = None, e
             if step.fn is draft_fix:

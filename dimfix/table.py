@@ -47,7 +47,8 @@ def run_shapes(jobs, limits, fmt: str, color: bool, verbose: bool) -> int:
         for options in job.models:
             try:
                 draft, _ = run_isolated(shape_draft, (job.path, {job.path: text},
-                                                      replace(options, format=False)), limits)
+                                                      replace(options, format=False)),
+                                            limits.for_model(options.max_memory))
             except DimfixError as e:
                 kind = getattr(e, "kind", None) or type(e).__name__
                 docs.append(_failed(job.display, options.name, kind, str(e)))
