@@ -15,7 +15,7 @@ from multiprocessing.connection import wait
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from dimfix.discover import Job
-from dimfix.errors import DimfixError
+from dimfix.errors import DimfixError, one_line
 from dimfix.isolate import POLL, Child, Limits, warm
 from dimfix.source import SourceFile
 
@@ -165,7 +165,7 @@ def _error(e: DimfixError) -> dict:
 def _internal(e: Exception) -> DimfixError:
     import traceback
 
-    first = (str(e).strip().splitlines() or [""])[0]
+    first = one_line(str(e))
     error = DimfixError(f"internal error ({type(e).__name__}: {first}); nothing written for "
                         "this file. Please report it; --verbose shows the traceback")
     error.kind = "InternalError"

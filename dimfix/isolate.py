@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from dimfix.errors import DimfixError
+from dimfix.errors import DimfixError, clean, one_line
 from dimfix.target import size_text
 
 CAPTURE_LIMIT = 64 * 1024  # bytes of the user's own output kept for --verbose
@@ -285,8 +285,12 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
             conn.send(payload)
         except BaseException as e:  # noqa: B036 - e.g. an unpicklable result
             conn.send(("error", _contained(e)))
-    except BaseException:  # noqa: B036
+    except BaseException as e:  # noqa: B036 - dimfix's own side of the child failed
         code = 70
+        try:  # say so, rather than look like the model's os._exit(70)
+            conn.send(("error", _own_failure(e)))
+        except BaseException:  # noqa: B036
+            pass
     finally:
         os._exit(code)
 
@@ -298,7 +302,7 @@ def _portable(e: DimfixError) -> DimfixError:
     clone = type(e).__new__(type(e))
     Exception.__init__(clone, e.message)
     clone.message = e.message
-    clone.detail = detail
+    clone.detail = clean(detail)
     if hasattr(e, "kind"):
         clone.kind = e.kind
     return clone
@@ -311,7 +315,7 @@ def _contained(e: BaseException) -> DimfixError:
     from dimfix.errors import ModelRaised
     from dimfix.load import user_frame_of
 
-    first = (str(e).strip().splitlines() or [""])[0]
+    first = one_line(str(e))
     if isinstance(e, SystemExit):
         error = ModelRaised(f"{user_frame_of(e)}the model's code called sys.exit({e.code!r})")
     elif not isinstance(e, Exception):
@@ -327,6 +331,17 @@ def _contained(e: BaseException) -> DimfixError:
             f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
             "Please report it; --verbose shows the traceback")
         error.kind = "InternalError"
+    error.__cause__ = e
+    return _portable(error)
+
+
+def _own_failure(e: BaseException) -> DimfixError:
+    """dimfix's own code in the child failed (not the model's): built from what
+    is already imported, since dimfix's modules may be what broke."""
+    error = DimfixError(f"internal error: dimfix's own child process failed "
+                        f"({type(e).__name__}: {one_line(str(e))}); nothing written for this "
+                        "model. Please report it; --verbose shows the traceback")
+    error.kind = "InternalError"
     error.__cause__ = e
     return _portable(error)
 

@@ -14,7 +14,7 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound
+from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound, one_line
 from dimfix.source import display_path
 
 
@@ -25,12 +25,17 @@ class Location:
     path: str  # absolute
     root: str  # the folder to put on sys.path
     module: str  # dotted name, e.g. "zoo.models.resnet"
+    # No import can name the file (model.v2.py): it runs as `python model.v2.py`
+    # would run it, a script of its own, in no package.
+    script: bool = False
 
     @classmethod
     def of(cls, path: str) -> "Location":
         path = os.path.abspath(path)
         folder, stem = os.path.split(path)
         stem = os.path.splitext(stem)[0]
+        if not stem.isidentifier():
+            return cls(path, folder, stem, script=True)
         parts = [] if stem == "__init__" else [stem]
         while os.path.isfile(os.path.join(folder, "__init__.py")):
             parts.insert(0, os.path.basename(folder))
@@ -45,7 +50,8 @@ class Location:
     @property
     def in_package(self) -> bool:
         """A module of a package (a folder with ``__init__.py``), not a loose script."""
-        return "." in self.module or os.path.basename(self.path) == "__init__.py"
+        return not self.script and ("." in self.module
+                                    or os.path.basename(self.path) == "__init__.py")
 
     def is_user_file(self) -> Callable[[str], bool]:
         """Files of the user's code, whose frames sites are recorded in: under the
@@ -155,12 +161,13 @@ def import_target(loc: Location, texts: Mapping[str, str],
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
-    _forget_shadowed(loc)
-    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path},
+    alone = _forget_shadowed(loc)
+    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()},
+                         {} if alone else {loc.module: loc.path},
                          {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})
     sys.meta_path.insert(0, finder)
     try:
-        return importlib.import_module(loc.module)
+        return _load_alone(loc, finder) if alone else importlib.import_module(loc.module)
     except DimfixError:
         raise
     except SyntaxError as e:
@@ -224,26 +231,49 @@ class _TextLoader(importlib.machinery.SourceFileLoader):
         return self.text
 
 
-def _forget_shadowed(loc: Location) -> None:
-    """A module of the same top-level name imported from elsewhere (by dimfix's
-    own imports, say) must not stand in for the user's: drop it, unless it is
-    the standard library's, which the user's file cannot replace."""
+def _forget_shadowed(loc: Location) -> bool:
+    """A module of the same top-level name imported from elsewhere (a stale
+    copy the API's caller imported, say) must not stand in for the user's:
+    drop it. The standard library's cannot be replaced (refused), nor can
+    dimfix's own modules and the packages it runs on (``dimfix.py``,
+    ``torch.py``): such a loose file, and one no import can name
+    (``model.v2.py``), is loaded on its own instead (True); such a package is
+    refused."""
+    if loc.script:
+        return True
     top = loc.module.split(".")[0]
     cached = sys.modules.get(top)
     if cached is None:
-        return
+        return False
     expected = os.path.join(loc.root, top)
     folders = [os.path.abspath(p) for p in getattr(cached, "__path__", [])]
     file = getattr(cached, "__file__", None)
     if expected in folders or (file and os.path.dirname(os.path.abspath(file)) == loc.root):
-        return
+        return False
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         raise BadUsage(
             f"{display_path(loc.path)}: its module name {top!r} is the standard library's; "
             "rename the file or folder"
         )
+    if any(_installed(os.path.abspath(p)) for p in folders + ([file] if file else [])):
+        if not loc.in_package:
+            return True
+        raise BadUsage(f"{display_path(loc.path)}: its package name {top!r} is that of "
+                       f"{display_path(folders[0] if folders else file)}, which dimfix itself "
+                       "imports; rename the folder")
     for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
         del sys.modules[name]
+    return False
+
+
+def _load_alone(loc: Location, finder: "_TextFinder"):
+    """Execute the target as a module of its own, named after its file
+    (``model.v2``, ``dimfix``), replacing nothing in sys.modules."""
+    spec = finder._spec(loc.module, loc.path, None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(loc.module, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def find_model(module, name: str, path: str):
@@ -358,10 +388,25 @@ def _raised(e: BaseException, doing: str) -> ModelRaised:
     """One line naming where in user code ``e`` was raised."""
     if isinstance(e, (KeyboardInterrupt, DimfixError)):
         raise e
-    where = user_frame_of(e)
-    what = f"{type(e).__name__}: {e}".strip().rstrip(":")
-    what = what.splitlines()[0] if what else type(e).__name__
-    return ModelRaised(f"{where}{doing} raised {what}{cuda_hint(what)}")
+    return ModelRaised(f"{user_frame_of(e)}{doing} raised {described(e)}")
+
+
+def described(e: BaseException) -> str:
+    """``KeyError: 'x'``: the exception the user's code raised, as one clean
+    line (errors.one_line: no escape sequences, cut short), with a hint when
+    it is a GPU the model wants or memory the limit does not give."""
+    name, text = one_line(type(e).__name__, 80), one_line(str(e))
+    said = f"{name}: {text}" if text else name
+    return said + cuda_hint(said) + memory_hint(said, e)
+
+
+def memory_hint(message: str, e: Optional[BaseException] = None) -> str:
+    """What to say when an allocation failed: most likely the memory limit."""
+    if isinstance(e, MemoryError) or "can't allocate memory" in message \
+            or "Cannot allocate memory" in message:
+        return (" (more memory than the limit allows: --max-memory, a max-memory= setting, "
+                "or the machine's)")
+    return ""
 
 
 _CUDA_ERRORS = ("not compiled with CUDA", "No CUDA GPUs", "no NVIDIA driver", "CUDA driver",
@@ -385,6 +430,6 @@ def user_frame_of(e: BaseException) -> str:
         code = tb.tb_frame.f_code
         name = code.co_filename
         if not (name.startswith("<") or name.startswith(here) or "site-packages" in name):
-            best = f"{display_path(name)}:{tb.tb_lineno}: in {code.co_name}: "
+            best = f"{one_line(display_path(name))}:{tb.tb_lineno}: in {one_line(code.co_name)}: "
         tb = tb.tb_next
     return best

@@ -62,6 +62,17 @@ def attack(name: str, *args, **kwargs) -> None:
     ATTACKS[name] = Attack(*args, **kwargs)
 
 
+# -- hostile model code ------------------------------------------------------------------------------
+
+ANSI = "\\x1b]0;pwned\\x07\\x1b[31;1mRED\\x1b[0m\\x9b2J"
+attack("a 5 MB exception message with escape sequences", "model code",
+       {"net.py": net(forward=f"        raise ValueError('{ANSI}' + 'A' * 5_000_000 + '\\nmore')\n")},
+       line=r"forward raised ValueError: REDA+ \[\.\.\. cut at 300 characters\]$")
+attack("an exception class named with escape sequences", "model code",
+       {"net.py": net(forward=f"        raise type('{ANSI}E', (Exception,), {{}})('{ANSI}boom')\n")},
+       line=r"forward raised REDE: REDboom$")
+
+
 # -- targets -------------------------------------------------------------------------------------
 
 SITE = "venv/lib/python3.11/site-packages/pkg"
@@ -98,6 +109,30 @@ attack("symlink inside the project is followed (control)", "targets",
        fixed={"lib/layers.py": HELPER.replace("HIDDEN = 12", "HIDDEN = 16")},
        setup=_link("layers.py", "lib/layers.py"))
 
+
+attack("a model in a file named dimfix.py", "targets", {"dimfix.py": WRONG},
+       ["dimfix.py::Net", "--input", "2x4"], code=0, line=r"in_features 3 -> 4",
+       fixed={"dimfix.py": RIGHT})
+attack("a model in a file named torch.py", "targets", {"torch.py": WRONG},
+       ["torch.py::Net", "--input", "2x4"], code=0, line=r"in_features 3 -> 4",
+       fixed={"torch.py": RIGHT})
+attack("a package named torch", "targets", {"torch/__init__.py": "", "torch/net.py": WRONG},
+       ["torch/net.py::Net", "--input", "2x4"],
+       line=r"torch/net\.py: its package name 'torch' is that of .*, which dimfix itself imports; "
+            r"rename the folder")
+attack("a file named model.v2.py", "targets", {"model.v2.py": WRONG},
+       ["model.v2.py::Net", "--input", "2x4"], code=0, line=r"model\.v2\.py:7:\d+: fc \(Linear\)",
+       fixed={"model.v2.py": RIGHT})
+attack("a file named my-model.py that trains at import", "targets",
+       {"my-model.py": WRONG + "\nopen('trained.txt', 'w').write('x')\n"},
+       ["my-model.py::Net", "--input", "2x4"], code=0, line=r"in_features 3 -> 4",
+       fixed={"my-model.py": RIGHT + "\nopen('trained.txt', 'w').write('x')\n"})
+attack("a 1.5 MiB file with a fix to plan", "targets",
+       {"net.py": WRONG + ("# " + "x" * 98 + "\n") * 15_600},
+       line=r"^dimfix: error: net\.py: 1\.5 MiB is too large for dimfix to plan a fix in")
+attack("a 1.5 MiB file with a clean model (control)", "targets",
+       {"net.py": RIGHT + ("# " + "x" * 98 + "\n") * 15_600}, code=0,
+       line="layer sizes are consistent")
 
 
 # -- bad flags and limits --------------------------------------------------------------------------
@@ -231,6 +266,8 @@ def test_attack(name, tmp_path, dimfix):
     run = run_process(a.args, folder) if a.process else dimfix(a.args, folder)
     assert run.code == a.code, run
     assert "Traceback" not in run.stderr, run
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", run.stderr), run  # no escapes
+    assert max(map(len, run.stderr.splitlines()), default=0) < 1000, run
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     if a.line:
         hits = [line for line in lines if re.search(a.line, line)]
@@ -252,3 +289,23 @@ def test_the_suite_covers_every_category():
         counts[a.category] = counts.get(a.category, 0) + 1
     assert set(counts) == {"model code", "targets", "bytes", "faults", "flags", "language server",
                            "batch", "cross-file"}, counts
+
+
+def _breaks_dimfix():
+    """Runs in the child: dimfix's own module is gone when the model exits."""
+    import sys
+
+    sys.modules["dimfix.load"] = None
+    raise SystemExit(1)
+
+
+def test_a_crash_of_dimfixs_own_child_says_it_was_dimfixs():
+    """faults: on main this read 'the model's code ended the process (os._exit(70))'."""
+    from dimfix.errors import DimfixError
+    from dimfix.isolate import Limits, run_isolated
+
+    with pytest.raises(DimfixError) as failed:
+        run_isolated(_breaks_dimfix, (), Limits(30))
+    assert failed.value.kind == "InternalError"
+    assert str(failed.value).startswith("internal error: dimfix's own child process failed "
+                                        "(ModuleNotFoundError: import of dimfix.load halted")
