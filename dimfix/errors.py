@@ -23,6 +23,14 @@ def clean(text: str, limit: int = 64 * 1024) -> str:
     return text if len(text) <= limit else text[:limit] + f" [... cut at {limit} characters]"
 
 
+def text_of(obj: object, how=str) -> str:
+    """``str(obj)`` (or ``how(obj)``) of a user's object, whose ``__str__`` may raise."""
+    try:
+        return how(obj)
+    except BaseException:  # noqa: B036 - the user's __str__/__repr__ may raise anything
+        return f"<{type(obj).__name__} that cannot be printed>"
+
+
 def one_line(text: str, limit: int = MAX_LINE) -> str:
     """The first non-blank line of ``text`` from the user's code, cleaned
     (``clean``) and cut to ``limit`` characters: what enters a dimfix record

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from dimfix.errors import DimfixError, clean, one_line
+from dimfix.errors import DimfixError, clean, one_line, text_of
 from dimfix.target import size_text
 
 CAPTURE_LIMIT = 64 * 1024  # bytes of the user's own output kept for --verbose
@@ -315,20 +315,22 @@ def _contained(e: BaseException) -> DimfixError:
     from dimfix.errors import ModelRaised
     from dimfix.load import user_frame_of
 
-    first = one_line(str(e))
+    said = text_of(e)
+    first, name = one_line(said), one_line(type(e).__name__, 80)
     if isinstance(e, SystemExit):
-        error = ModelRaised(f"{user_frame_of(e)}the model's code called sys.exit({e.code!r})")
+        code = one_line(text_of(e.code, repr), 80)
+        error = ModelRaised(f"{user_frame_of(e)}the model's code called sys.exit({code})")
     elif not isinstance(e, Exception):
-        error = ModelRaised(f"{user_frame_of(e)}the model's code raised {type(e).__name__}"
+        error = ModelRaised(f"{user_frame_of(e)}the model's code raised {name}"
                             + (f": {first}" if first else ""))
-    elif isinstance(e, MemoryError) or "Cannot allocate memory" in str(e) \
-            or "DefaultCPUAllocator: can't allocate" in str(e):
+    elif isinstance(e, MemoryError) or "Cannot allocate memory" in said \
+            or "DefaultCPUAllocator: can't allocate" in said:
         error = DimfixError("the trace ran out of memory (--max-memory, or the machine's); "
                             "nothing written")
         error.kind = "TooBig"
     else:
         error = DimfixError(
-            f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
+            f"internal error ({name}: {first}); nothing written for this model. "
             "Please report it; --verbose shows the traceback")
         error.kind = "InternalError"
     error.__cause__ = e

@@ -14,7 +14,8 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound, one_line
+from dimfix.errors import BadSource, BadUsage, DimfixError, ModelRaised, TargetNotFound, one_line, \
+    text_of
 from dimfix.source import display_path
 
 
@@ -171,7 +172,9 @@ def import_target(loc: Location, texts: Mapping[str, str],
     except DimfixError:
         raise
     except SyntaxError as e:
-        if e.filename and os.path.abspath(e.filename) in finder.texts:
+        # In the target or any project file it imports: where, as Python says it.
+        if e.filename and not e.filename.startswith("<") \
+                and not _installed(os.path.abspath(e.filename)):
             raise BadSource(
                 f"{display_path(e.filename)}:{e.lineno}:{e.offset or 0}: cannot parse: {e.msg}"
             ) from None
@@ -395,7 +398,7 @@ def described(e: BaseException) -> str:
     """``KeyError: 'x'``: the exception the user's code raised, as one clean
     line (errors.one_line: no escape sequences, cut short), with a hint when
     it is a GPU the model wants or memory the limit does not give."""
-    name, text = one_line(type(e).__name__, 80), one_line(str(e))
+    name, text = one_line(type(e).__name__, 80), one_line(text_of(e))
     said = f"{name}: {text}" if text else name
     return said + cuda_hint(said) + memory_hint(said, e)
 
