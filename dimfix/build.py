@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from dimfix.errors import DimfixError, ModelRaised
-from dimfix.load import cuda_hint, user_frame
+from dimfix.load import described, user_frame
 from dimfix.records import Options
 
 
@@ -75,7 +75,4 @@ def has_lazy(model: nn.Module) -> bool:
 
 
 def what(e: BaseException) -> str:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else ""
-    said = f"{type(e).__name__}: {first}" if first else type(e).__name__
-    return said + cuda_hint(said)
+    return described(e)

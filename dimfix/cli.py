@@ -54,6 +54,7 @@ from dimfix.errors import BadUsage, DimfixError
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
               help="Worker processes for several files (default: number of cores).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              callback=lambda ctx, param, value: _seconds(value),
               help="Give up on a model after this long (default: 60).")
 @click.option("--stdin-filename", metavar="PATH",
               help="Read the source from stdin as if it were PATH; write the fixed source "
@@ -117,6 +118,16 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
 
         sys.exit(run_shapes(jobs_list, limits(config), fmt, color, verbose, workers))
     sys.exit(_run(jobs_list, workers, limits(config), report, mode))
+
+
+def _seconds(value):
+    """nan and inf pass click's FloatRange: a time limit is a positive finite number."""
+    from dimfix.target import parse_seconds
+
+    try:
+        return None if value is None else parse_seconds(value)
+    except BadUsage:
+        raise click.BadParameter(f"{value} is not a positive finite number of seconds") from None
 
 
 def _explicit_config(path):

@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from dimfix.errors import BadUsage
 from dimfix.records import InputSpec
-from dimfix.target import parse_init, parse_input, parse_target
+from dimfix.target import parse_init, parse_input, parse_seconds, parse_size, parse_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,10 +139,13 @@ def load_config(pyproject: str) -> Optional[Config]:
     exclude = table.get("exclude", [])
     if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
         raise BadUsage(f"{where}: 'exclude' must be a list of glob patterns")
-    timeout = _number(table, "timeout", where)
-    jobs = _number(table, "jobs", where)
-    return Config(root, defaults, tuple(models), tuple(exclude), timeout,
-                  int(jobs) if jobs is not None else None)
+    timeout = table.get("timeout")
+    if timeout is not None:
+        timeout = _limit(lambda: parse_seconds(timeout, "timeout"), where)
+    jobs = table.get("jobs")
+    if jobs is not None and (type(jobs) is not int or jobs < 1):
+        raise BadUsage(f"{where}: 'jobs' must be a whole number of at least 1")
+    return Config(root, defaults, tuple(models), tuple(exclude), timeout, jobs)
 
 
 def pragma_models(path: str, text: str) -> List[ModelSpec]:
@@ -218,6 +221,8 @@ def _spec(entry: Mapping[str, object], root: str, path: str, name: str, where: s
         raise BadUsage(f"{where}: 'num-classes' must be a whole number of at least 1")
     output = entry.get("output")
     max_memory = entry.get("max-memory")
+    if max_memory is not None:  # checked here, where the file and line are known
+        _limit(lambda: parse_size(str(max_memory), "max-memory"), where)
     return ModelSpec(path, name, parsed, dict(init), num_classes,
                      str(output) if output is not None else None,
                      str(max_memory) if max_memory is not None else None)
@@ -229,13 +234,12 @@ def _known(table: Mapping[str, object], keys, where: str) -> None:
             raise BadUsage(f"{where}: unknown key {key!r} (known: {', '.join(sorted(keys))})")
 
 
-def _number(table, key, where) -> Optional[float]:
-    value = table.get(key)
-    if value is None:
-        return None
-    if type(value) not in (int, float) or value <= 0:
-        raise BadUsage(f"{where}: {key!r} must be a positive number")
-    return value
+def _limit(fn, where: str):
+    """A limit's own message (``timeout nan: must be ...``), named where it is written."""
+    try:
+        return fn()
+    except BadUsage as e:
+        raise BadUsage(f"{where}: {e}") from None
 
 
 def _parse(fn, where: str, key: str):

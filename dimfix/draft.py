@@ -10,7 +10,6 @@ raise reaches the session as ``Refused`` (isolate.py turns it into a value).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -108,7 +107,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
                      output_shape=trace.output)
 
     # Project files may be edited where a value is written; installed ones never.
-    editable = lambda p: is_user_file(os.path.abspath(p))  # noqa: E731
+    editable = loc.may_edit()
     wrong = {(m.layer_path, m.arg) for m in trace.mismatches}
     # Sizes the input reached and found right (out sizes are free to follow a
     # fixed name: a block built with the wrong width put out the wrong width).

@@ -95,7 +95,7 @@ class Driver:
             if request is None:
                 return None
             try:
-                return Child(request.fn, request.args, self.limits,
+                return Child(request.fn, request.args, self.limits.for_model(request.max_memory),
                              WORKERS.for_path(session.path))
             except OSError as e:  # no fork (out of processes): this step fails
                 result = Failed(Problem(ErrorKind.CRASHED,

@@ -23,7 +23,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Callable, List, Optional, Sequence
 
-from dimfix.errors import DimfixError, ErrorKind, ModelRaised, Problem, option
+from dimfix.errors import DimfixError, ErrorKind, ModelRaised, Problem, one_line, option, text_of
 from dimfix.steps import Failed, Limits, Refused, StepResult
 from dimfix.target import size_text
 
@@ -348,8 +348,12 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
             conn.send(payload)
         except BaseException as e:  # noqa: B036 - e.g. an unpicklable result
             conn.send(_contained(e))
-    except BaseException:  # noqa: B036
+    except BaseException as e:  # noqa: B036 - dimfix's own side of the child failed
         code = _OWN_FAILURE
+        try:  # say so, rather than look like the model's os._exit(70)
+            conn.send(_own_failure(e))
+        except BaseException:  # noqa: B036
+            pass
     finally:
         os._exit(code)
 
@@ -371,15 +375,17 @@ def _contained(e: BaseException):
     bug in dimfix (user code's exceptions arrive as DimfixError already)."""
     from dimfix.load import user_frame
 
-    first = (str(e).strip().splitlines() or [""])[0]
+    said = text_of(e)
+    first, name = one_line(said), one_line(type(e).__name__, 80)
     where, func = user_frame(e)
     if isinstance(e, SystemExit):
-        error = ModelRaised(f"{func}the model's code called sys.exit({e.code!r})", where)
+        code = one_line(text_of(e.code, repr), 80)
+        error = ModelRaised(f"{func}the model's code called sys.exit({code})", where)
     elif not isinstance(e, Exception):
-        error = ModelRaised(f"{func}the model's code raised {type(e).__name__}"
+        error = ModelRaised(f"{func}the model's code raised {name}"
                             + (f": {first}" if first else ""), where)
-    elif isinstance(e, MemoryError) or "Cannot allocate memory" in str(e) \
-            or "DefaultCPUAllocator: can't allocate" in str(e):
+    elif isinstance(e, MemoryError) or "Cannot allocate memory" in said \
+            or "DefaultCPUAllocator: can't allocate" in said:
         error = DimfixError(f"the trace ran out of memory ({option('max-memory')}, or the "
                             "machine's); nothing written")
         error.kind = ErrorKind.TOO_BIG
@@ -387,13 +393,24 @@ def _contained(e: BaseException):
         return Failed(error.problem())
     else:
         error = DimfixError(
-            f"internal error ({type(e).__name__}: {first}); nothing written for this model. "
+            f"internal error ({name}: {first}); nothing written for this model. "
             "Please report it; --verbose shows the traceback")
         error.kind = ErrorKind.INTERNAL
         error.__cause__ = e
         return Failed(error.problem())
     error.__cause__ = e
     return Refused(error.problem())
+
+
+def _own_failure(e: BaseException) -> Failed:
+    """dimfix's own code in the child failed (not the model's): built from what
+    is already imported, since dimfix's modules may be what broke."""
+    error = DimfixError(f"internal error: dimfix's own child process failed "
+                        f"({type(e).__name__}: {one_line(str(e))}); nothing written for this "
+                        "model. Please report it; --verbose shows the traceback")
+    error.kind = ErrorKind.INTERNAL
+    error.__cause__ = e
+    return Failed(error.problem())
 
 
 def _limit_address_space(max_memory: Optional[int]) -> None:  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from dimfix.errors import (BadSource, BadUsage, DimfixError, ModelRaised, Position,
-                           TargetNotFound, option)
+                           TargetNotFound, one_line, option, text_of)
+from dimfix.source import display_path
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,17 @@ class Location:
     path: str  # absolute
     root: str  # the folder to put on sys.path
     module: str  # dotted name, e.g. "zoo.models.resnet"
+    # No import can name the file (model.v2.py): it runs as `python model.v2.py`
+    # would run it, a script of its own, in no package.
+    script: bool = False
 
     @classmethod
     def of(cls, path: str) -> "Location":
         path = os.path.abspath(path)
         folder, stem = os.path.split(path)
         stem = os.path.splitext(stem)[0]
+        if not stem.isidentifier():
+            return cls(path, folder, stem, script=True)
         parts = [] if stem == "__init__" else [stem]
         while os.path.isfile(os.path.join(folder, "__init__.py")):
             parts.insert(0, os.path.basename(folder))
@@ -44,32 +51,100 @@ class Location:
     @property
     def in_package(self) -> bool:
         """A module of a package (a folder with ``__init__.py``), not a loose script."""
-        return "." in self.module or os.path.basename(self.path) == "__init__.py"
+        return not self.script and ("." in self.module
+                                    or os.path.basename(self.path) == "__init__.py")
 
     def is_user_file(self) -> Callable[[str], bool]:
-        """Files of the user's project: under the import root, not installed."""
+        """Files of the user's code, whose frames sites are recorded in: under the
+        import root and not installed (a link into site-packages is installed code)."""
         root = self.root.rstrip(os.sep) + os.sep
-        installed = {
-            p.rstrip(os.sep) + os.sep
-            for key in ("stdlib", "platstdlib", "purelib", "platlib")
-            if (p := sysconfig.get_paths().get(key))
-        }
-        here = os.path.dirname(os.path.abspath(__file__)) + os.sep
         cache: Dict[str, bool] = {}
 
         def check(filename: str) -> bool:
             hit = cache.get(filename)
             if hit is None:
-                hit = (
-                    filename.startswith(root)
-                    and not filename.startswith(here)
-                    and not any(filename.startswith(p) for p in installed)
-                    and "site-packages" not in filename
-                )
+                hit = filename.startswith(root) and not _installed(filename) \
+                    and not _installed(os.path.realpath(filename))
                 cache[filename] = hit
             return hit
 
         return check
+
+    def may_edit(self) -> "Editable":
+        """The files a fix of this target may edit: see ``Editable``."""
+        return Editable(project_root(self))
+
+
+def project_root(loc: Location) -> str:
+    """The folder of the target's project: the nearest one above it holding
+    pyproject.toml, setup.py, setup.cfg or .git, else its import root (the
+    folder above its top package, or its own folder)."""
+    folder = os.path.dirname(loc.path)
+    while True:
+        if any(os.path.exists(os.path.join(folder, m)) for m in _PROJECT_MARKERS):
+            break
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return loc.root
+        folder = parent
+    inside = (folder.rstrip(os.sep) + os.sep).startswith(loc.root.rstrip(os.sep) + os.sep)
+    return loc.root if inside and folder != loc.root else folder
+
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+class Editable:
+    """``editable(path)``: may dimfix write a value into the file at ``path``?
+
+    Decided on the real path (symlinks followed, as the write would follow
+    them): the file must lie in the project (``project_root``), and not in
+    installed code (site-packages, the standard library, dimfix itself).
+    ``why(path)`` says why not, naming the real file, for the cannot-fix line."""
+
+    def __init__(self, project: str) -> None:
+        self.project = os.path.realpath(project)
+        self._cache: Dict[str, str] = {}
+
+    def __call__(self, path: str) -> bool:
+        return not self.why(path)
+
+    def why(self, path: str) -> str:
+        """'' if the file may be edited; else ``<real file> (through the link <path>),
+        installed code that dimfix does not edit`` or ``..., outside the project``."""
+        path = os.path.abspath(path)
+        if path not in self._cache:
+            self._cache[path] = _refusal(path, self.project)
+        return self._cache[path]
+
+
+def _refusal(path: str, project: str) -> str:
+    real = os.path.realpath(path)
+    shown = display_path(real) + ("" if real == path else
+                                  f" (through the link {display_path(path)})")
+    if _installed(real) or _installed(path):
+        return f"{shown}, installed code that dimfix does not edit"
+    if not real.startswith(project.rstrip(os.sep) + os.sep):
+        return f"{shown}, outside the project ({_shown_folder(project)}) that dimfix edits"
+    return ""
+
+
+def _shown_folder(folder: str) -> str:
+    shown = display_path(folder)
+    return folder if shown == os.curdir else shown
+
+
+def _installed(path: str) -> bool:
+    """Installed packages, the standard library and dimfix itself."""
+    return "site-packages" in path or any(path.startswith(p) for p in _installed_prefixes())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_prefixes() -> Tuple[str, ...]:
+    prefixes = {p for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                if (p := sysconfig.get_paths().get(key))}
+    prefixes.add(os.path.dirname(os.path.abspath(__file__)))
+    return tuple(sorted(p.rstrip(os.sep) + os.sep for p in prefixes))
 
 
 def import_target(loc: Location, texts: Mapping[str, str],
@@ -89,18 +164,21 @@ def import_target(loc: Location, texts: Mapping[str, str],
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
-    _forget_shadowed(loc)
+    alone = _forget_shadowed(loc)
     refresh(texts, loc.module)  # a warm worker's child: what changed runs again
-    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()}, {loc.module: loc.path},
+    finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()},
+                         {} if alone else {loc.module: loc.path},
                          {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})
     sys.meta_path.insert(0, finder)
     try:
-        return importlib.import_module(loc.module)
+        return _load_alone(loc, finder) if alone else importlib.import_module(loc.module)
     except DimfixError:
         raise
     except SyntaxError as e:
-        if e.filename and os.path.abspath(e.filename) in finder.texts:
-            raise BadSource(f"cannot parse: {e.msg}",
+        # In the target or any project file it imports: where, as Python says it.
+        if e.filename and not e.filename.startswith("<") \
+                and not _installed(os.path.abspath(e.filename)):
+            raise BadSource(f"cannot parse: {one_line(e.msg)}",
                             Position(os.path.abspath(e.filename), e.lineno or 0,
                                      e.offset or 0)) from None
         raise _raised(e, f"importing {os.path.basename(loc.path)}") from e
@@ -159,24 +237,47 @@ class _TextLoader(importlib.machinery.SourceFileLoader):
         return self.text
 
 
-def _forget_shadowed(loc: Location) -> None:
-    """A module of the same top-level name imported from elsewhere (by dimfix's
-    own imports, say) must not stand in for the user's: drop it, unless it is
-    the standard library's, which the user's file cannot replace."""
+def _forget_shadowed(loc: Location) -> bool:
+    """A module of the same top-level name imported from elsewhere (a stale
+    copy the API's caller imported, say) must not stand in for the user's:
+    drop it. The standard library's cannot be replaced (refused), nor can
+    dimfix's own modules and the packages it runs on (``dimfix.py``,
+    ``torch.py``): such a loose file, and one no import can name
+    (``model.v2.py``), is loaded on its own instead (True); such a package is
+    refused."""
+    if loc.script:
+        return True
     top = loc.module.split(".")[0]
     cached = sys.modules.get(top)
     if cached is None:
-        return
+        return False
     expected = os.path.join(loc.root, top)
     folders = [os.path.abspath(p) for p in getattr(cached, "__path__", [])]
     file = getattr(cached, "__file__", None)
     if expected in folders or (file and os.path.dirname(os.path.abspath(file)) == loc.root):
-        return
+        return False
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         raise BadUsage(f"its module name {top!r} is the standard library's; rename the file "
                        "or folder", Position(loc.path))
+    if any(_installed(os.path.abspath(p)) for p in folders + ([file] if file else [])):
+        if not loc.in_package:
+            return True
+        raise BadUsage(f"its package name {top!r} is that of "
+                       f"{display_path(folders[0] if folders else file)}, which dimfix itself "
+                       "imports; rename the folder", Position(loc.path))
     for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
         del sys.modules[name]
+    return False
+
+
+def _load_alone(loc: Location, finder: "_TextFinder"):
+    """Execute the target as a module of its own, named after its file
+    (``model.v2``, ``dimfix``), replacing nothing in sys.modules."""
+    spec = finder._spec(loc.module, loc.path, None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(loc.module, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def find_model(module, name: str, path: str):
@@ -297,9 +398,25 @@ def _raised(e: BaseException, doing: str) -> ModelRaised:
     if isinstance(e, (KeyboardInterrupt, DimfixError)):
         raise e
     where, func = user_frame(e)
-    what = f"{type(e).__name__}: {e}".strip().rstrip(":")
-    what = what.splitlines()[0] if what else type(e).__name__
-    return ModelRaised(f"{func}{doing} raised {what}{cuda_hint(what)}", where)
+    return ModelRaised(f"{func}{doing} raised {described(e)}", where)
+
+
+def described(e: BaseException) -> str:
+    """``KeyError: 'x'``: the exception the user's code raised, as one clean
+    line (errors.one_line: no escape sequences, cut short), with a hint when
+    it is a GPU the model wants or memory the limit does not give."""
+    name, text = one_line(type(e).__name__, 80), one_line(text_of(e))
+    said = f"{name}: {text}" if text else name
+    return said + cuda_hint(said) + memory_hint(said, e)
+
+
+def memory_hint(message: str, e: Optional[BaseException] = None) -> str:
+    """What to say when an allocation failed: most likely the memory limit."""
+    if isinstance(e, MemoryError) or "can't allocate memory" in message \
+            or "Cannot allocate memory" in message:
+        return (f" (more memory than the limit allows: {option('max-memory')}, a max-memory= "
+                "setting, or the machine's)")
+    return ""
 
 
 _CUDA_ERRORS = ("not compiled with CUDA", "No CUDA GPUs", "no NVIDIA driver", "CUDA driver",
@@ -324,6 +441,6 @@ def user_frame(e: BaseException) -> Tuple[Optional[Position], str]:
         code = tb.tb_frame.f_code
         name = code.co_filename
         if not (name.startswith("<") or name.startswith(here) or "site-packages" in name):
-            best = Position(os.path.abspath(name), tb.tb_lineno), f"in {code.co_name}: "
+            best = Position(os.path.abspath(name), tb.tb_lineno), f"in {one_line(code.co_name)}: "
         tb = tb.tb_next
     return best

@@ -266,10 +266,10 @@ class _Planner:
             return self._refuse(group, arg.value, _opaque(exp.passthrough().bare(), m.declared))
         if elsewhere is not None:
             found = self.resolver.position(elsewhere)
-            shown = display_path(found[0]) if found else "another file"
-            return self._refuse(group, elsewhere,
-                                f"the value is written in {shown}, installed code that dimfix "
-                                "does not edit")
+            why = getattr(self.editable, "why", lambda p: f"{display_path(p)}, installed code "
+                          "that dimfix does not edit")  # names the real file (load.Editable)
+            return self._refuse(group, elsewhere, "the value is written in "
+                                + (why(found[0]) if found else "another file"))
         return self._refuse(group, arg.value, self._why_not(arg.value, exp, m))
 
     def _take(self, group, candidate: _Candidate, tried: int, verdict: int,

@@ -59,14 +59,21 @@ a set of pure builtins (``dict``, ``list``, ``int``, ``len``, ``range``,
 ``torch.backends.mps.is_available``, ``torch.get_default_dtype``,
 ``torch.Size``, ``torch.finfo``, ``torch.iinfo``; ``argparse.Namespace``,
 ``types.SimpleNamespace``, ``collections.namedtuple``, ``json.loads``, ``typing.TypeVar``/
-``NamedTuple``; a few str/dict methods (``format``, ``join``, ``split``,
-``keys``, ``get``, ...) on a harmless receiver; and classes of this file that
-are plain data: ``@dataclass`` with no bases, no ``__init__``/
-``__post_init__`` and only builtin ``default_factory`` values, or
-``NamedTuple`` subclasses without ``__new__``/``__init__``. Imported names are
+``NamedTuple``, ``functools.partial``; a few str/dict methods (``format``,
+``join``, ``split``, ``keys``, ``get``, ...) on a harmless receiver; and
+classes of this file that are plain data: ``@dataclass`` with no bases and
+only builtin ``default_factory`` values, ``NamedTuple`` or ``Enum``
+subclasses, none with a method of its own (a method, property or dunder
+could run anything: ``cfg.keys()``, ``list(cfg)``). Imported names are
 resolved through the kept imports, so ``import torch as T`` and
 ``from torch import device`` work. The arguments of every harmless call must
-be harmless too, all the way down.
+be harmless too, all the way down, and what an allowed call *calls* must be
+pure: ``map``'s and ``filter``'s function, ``sorted``/``min``/``max``'s
+``key``, ``iter(f, sentinel)``, json's hooks and argparse's ``type=`` and
+``action=`` are an allowed builtin or function (``int``, ``str.upper``,
+``math.sqrt``), a plain data class or a lambda whose body is harmless:
+``list(map(os.system, cmds))`` and ``sorted(x, key=os.mkdir)`` are skipped.
+``type()`` with more than one argument builds a class and is skipped.
 
 Limitations: module-level model instances (``model = ConvNet()``) are skipped,
 so a target has to name the class or a factory; a name bound both by a kept
@@ -125,9 +132,20 @@ _SAFE_QUALIFIED_CALLS = frozenset(
     torch.backends.mps.is_available torch.get_default_dtype torch.Size
     torch.finfo torch.iinfo argparse.Namespace types.SimpleNamespace
     collections.namedtuple typing.NamedTuple typing.TypeVar
-    dataclasses.field json.loads json.dumps""".split()
+    dataclasses.field json.loads json.dumps functools.partial""".split()
 )
 _SAFE_QUALIFIED_PREFIXES = ("math.",)
+# Allowed calls that call some of their arguments: (positions, keywords).
+_CALLING = {
+    "map": ((0,), ()), "filter": ((0,), ()), "iter": ((0,), ()),
+    "sorted": ((), ("key",)), "min": ((), ("key",)), "max": ((), ("key",)),
+    "functools.reduce": ((0,), ()),
+    "json.loads": ((), ("cls", "object_hook", "object_pairs_hook", "parse_float", "parse_int",
+                        "parse_constant")),
+    "json.dumps": ((), ("cls", "default")),
+}
+_BUILTIN_TYPES = frozenset({"str", "bytes", "dict", "list", "tuple", "set", "frozenset", "int",
+                            "float"})
 _SAFE_METHODS = frozenset(
     """format join split rsplit strip lstrip rstrip lower upper replace
     startswith endswith keys values items get copy count index""".split()
@@ -349,7 +367,10 @@ class _Planner:
         if isinstance(value, ast.Constant):
             return True
         if isinstance(value, ast.Call) and self.parser_call(value, _PARSER_METHODS):
-            return self.call_args_harmless(value)
+            # type= converts a string default in parse_args([]); action= is built here.
+            return self.call_args_harmless(value) and all(
+                self.pure_callable(k.value, frozenset()) for k in value.keywords
+                if k.arg in ("type", "action"))
         if isinstance(value, ast.Call) and self.qualname(value.func) in _SYS_PATH_CALLS:
             # sys.path.insert(0, os.path.dirname(__file__)): the imports after need it.
             return self.call_args_harmless(value)
@@ -497,23 +518,59 @@ class _Planner:
     def harmless_call(self, call: ast.Call, local: frozenset[str]) -> bool:
         if not self.call_args_harmless(call, local):
             return False
-        func = call.func
+        callee = self.callee(call.func, local)
+        if callee is None:
+            return False
+        if callee == "type" and len(call.args) + len(call.keywords) > 1:
+            return False  # type(name, bases, ns) builds a class: its bases' hooks run
+        # map(os.system, ...), sorted(x, key=os.mkdir): what the call calls
+        # must be pure too.
+        return all(self.pure_callable(a, local) for a in _called_args(callee, call))
+
+    def callee(self, func: ast.expr, local: frozenset[str]) -> Optional[str]:
+        """The allowed function ``func`` names (a builtin, a qualified name, a
+        plain data class, ``str.method`` on a harmless receiver), or None."""
         if isinstance(func, ast.Name) and func.id not in local:
             name = func.id
             if name in self.data_classes:
-                return True
+                return name
             if name not in self.known and name in _SAFE_BUILTIN_CALLS:
-                return True
+                return name
         qual = self.qualname(func)
         if qual is not None:
-            return qual in _SAFE_QUALIFIED_CALLS or qual.startswith(_SAFE_QUALIFIED_PREFIXES)
+            ok = qual in _SAFE_QUALIFIED_CALLS or qual.startswith(_SAFE_QUALIFIED_PREFIXES)
+            return qual if ok else None
         if isinstance(func, ast.Attribute) and func.attr in _SAFE_METHODS:
             receiver = func.value
             if isinstance(receiver, ast.Name) and receiver.id in self.known:
                 if receiver.id not in self.instances:  # a module, def or class
-                    return False
-            return self.harmless(receiver, local)
-        return False
+                    return None
+            return func.attr if self.harmless(receiver, local) else None
+        return None
+
+    def pure_callable(self, node: ast.expr, local: frozenset[str]) -> bool:
+        """``node``, passed to a call that calls it, is pure: an allowed builtin or
+        function (``int``, ``math.sqrt``, ``str.lower``), a plain data class, a
+        lambda whose body is harmless, or ``None`` (``filter(None, xs)``)."""
+        if isinstance(node, ast.Constant):
+            return node.value is None or isinstance(node.value, str)  # argparse action="store"
+        if isinstance(node, ast.Lambda):
+            args = node.args
+            params = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+            params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+            return self.harmless(node, local) and self.harmless(node.body, local | params)
+        if isinstance(node, ast.Name):
+            if node.id in local:
+                return False
+            return node.id in self.data_classes or \
+                (node.id not in self.known and node.id in _SAFE_BUILTIN_CALLS)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in _BUILTIN_TYPES and node.value.id not in self.known \
+                and node.value.id not in local:
+            return node.attr in _SAFE_METHODS  # str.lower
+        qual = self.qualname(node)
+        return qual is not None and (qual in _SAFE_QUALIFIED_CALLS or qual.startswith(
+            _SAFE_QUALIFIED_PREFIXES) or qual.startswith("argparse."))
 
     def harmless(self, node: Optional[ast.expr], local: frozenset[str] = frozenset()) -> bool:
         if node is None:
@@ -586,15 +643,16 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _is_plain_data(cls: ast.ClassDef, planner: _Planner) -> bool:
-    """A class whose instantiation only stores its arguments."""
-    methods = {
-        s.name for s in cls.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))
-    }
-    if cls.keywords:
+    """A class whose instantiation only stores its arguments, and whose
+    instances run no code of the file: a ``@dataclass`` with no bases, a
+    ``NamedTuple`` or an ``Enum``, with no methods at all (a method, property or
+    dunder of its own could run anything: ``cfg.keys()``, ``list(cfg)``)."""
+    if cls.keywords or any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                           for s in cls.body):
         return False
     bases = [planner.qualname(b) or (b.id if isinstance(b, ast.Name) else None) for b in cls.bases]
-    if bases and all(b in ("typing.NamedTuple", "NamedTuple") for b in bases):
-        return not methods & {"__new__", "__init__"} and not cls.decorator_list
+    if bases and all(b in _DATA_BASES for b in bases):
+        return all(planner.qualname(d) == "enum.unique" for d in cls.decorator_list)
     if bases:
         return False
     if len(cls.decorator_list) != 1:
@@ -604,14 +662,25 @@ def _is_plain_data(cls: ast.ClassDef, planner: _Planner) -> bool:
         deco = deco.func
     if planner.qualname(deco) != "dataclasses.dataclass":
         return False
-    if methods & {"__init__", "__post_init__", "__new__"}:
-        return False
     for node in ast.walk(cls):
         if isinstance(node, ast.keyword) and node.arg == "default_factory":
             value = node.value
             if not (isinstance(value, ast.Name) and value.id in _SAFE_BUILTIN_CALLS):
                 return False
     return True
+
+
+_DATA_BASES = frozenset({"typing.NamedTuple", "NamedTuple", "enum.Enum", "enum.IntEnum",
+                         "enum.StrEnum", "enum.Flag", "enum.IntFlag"})
+
+
+def _called_args(callee: str, call: ast.Call) -> list[ast.expr]:
+    """The arguments ``callee`` calls (``map``'s function, ``sorted``'s key)."""
+    positions, keywords = _CALLING.get(callee, ((), ()))
+    if callee == "iter" and len(call.args) < 2:
+        return []  # iter(x) calls nothing; iter(f, sentinel) calls f
+    called = [call.args[i] for i in positions if i < len(call.args)]
+    return called + [k.value for k in call.keywords if k.arg in keywords]
 
 
 def _describe(segment: str) -> str:

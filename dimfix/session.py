@@ -222,7 +222,8 @@ class FixSession:
                 return done, []
             checks = tuple(_check(fix, draft) for fix, draft in done)
             result = yield Request(StepKind.VERIFY, _verify_step(),
-                                   (self.path, dict(self.texts), checks))
+                                   (self.path, dict(self.texts), checks), "",
+                                   _largest(fix.options.max_memory for fix, _ in done))
             if isinstance(result, Verified):
                 return [(replace(fix, notes=fix.notes + result.notes,
                                  printed=fix.printed + result.printed), draft)
@@ -250,7 +251,8 @@ class FixSession:
         from dimfix.draft import draft_step
 
         return Request(StepKind.DRAFT, draft_step,
-                       (self.path, dict(self.texts), options, again, self.observe), options.name)
+                       (self.path, dict(self.texts), options, again, self.observe), options.name,
+                       options.max_memory)
 
     def _take(self, draft) -> None:
         """Put ``draft``'s new texts in ``texts``, reading each other file it edits."""
@@ -292,6 +294,13 @@ class FixSession:
         models.sort(key=lambda m: order.get(m.name, len(order)))
         sources = self.sources or ({self.path: self.source} if self.source else {})
         return FileFix(self.path, sources, changed, tuple(models))
+
+
+def _largest(limits) -> Optional[int]:
+    """One child tracing several models: the largest of their own memory limits
+    (None if one has none: the run's limit applies)."""
+    limits = list(limits)
+    return None if None in limits else max(limits, default=None)
 
 
 def _verify_step():

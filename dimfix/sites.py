@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
+import os
 import sys
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from dimfix.records import Frame, Site
+from dimfix.source import display_path
 
 MAX_CHAIN = 16
 _SHORT_LIST = 256  # longer lists are not copied for every layer built
@@ -224,4 +227,12 @@ def _call_span(frame):
 def _describe(frame) -> str:
     code = frame.f_code
     module = frame.f_globals.get("__name__", "?")
-    return f"{module}.{code.co_qualname}"
+    return f"{module}.{code.co_qualname}{_linked(code.co_filename)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _linked(filename: str) -> str:
+    """`` in <real file>`` for a file reached through a symlink
+    (``proj/helpers -> site-packages/pkg``), else ''."""
+    real = os.path.realpath(filename)
+    return f" in {display_path(real)}" if real != os.path.abspath(filename) else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
@@ -147,30 +148,39 @@ def write_atomic(source: SourceFile, data: bytes) -> None:
 
 
 def write_files(changes: Sequence[Tuple[SourceFile, bytes]]) -> None:
-    """Write every file of one fix, or none.
+    """Write every file of one fix, or none, and never lose a file's old text.
 
     Each new text goes to a temporary file beside its target first, keeping
-    the mode bits (setuid and setgid included) and owner. Then, with SIGINT and
+    the mode bits (setuid and setgid included) and owner; a file with several
+    hard links is rewritten in place instead (so every link sees the fix), and
+    gets a backup copy of its old bytes beside it first. Then, with SIGINT and
     SIGTERM held back, each target is checked once more (size, mtime and bytes
-    as read) and replaced; a file with several hard links is rewritten in place
-    so that every link sees the fix. If any replacement fails, the files
-    already replaced get their old bytes back. A symlink is followed: its
-    target is replaced and the link stays a link.
+    as read) and replaced. If anything fails, the files already replaced get
+    their old bytes (and mtime) back, and the ``WriteFailed`` message says the
+    state of every file: unchanged, restored, or where its old text is kept if
+    even the restore failed. A symlink is followed: its target is replaced and
+    the link stays a link.
     """
     staged: List[_Staged] = []
     try:
         for source, data in changes:
-            staged.append(_stage(source, data))
+            try:
+                staged.append(_stage(source, data))
+            except WriteFailed as e:
+                shown = display_path(source.path)
+                raise WriteFailed(f"{e}; {_state(staged, f'{shown} is unchanged')}") from None
         with _signals_held():
             done: List[_Staged] = []
             try:
                 for item in staged:
                     item.check()
-                    item.commit()
                     done.append(item)
-            except BaseException:
+                    item.commit()
+            except BaseException as e:
                 for item in reversed(done):
                     item.rollback()
+                if isinstance(e, WriteFailed):
+                    raise WriteFailed(f"{e}; {_state(staged)}") from None
                 raise
             # Still with the signals held: an interrupt delivered as they are
             # released must know these files were written.
@@ -180,17 +190,45 @@ def write_files(changes: Sequence[Tuple[SourceFile, bytes]]) -> None:
             item.discard()
 
 
+def _state(staged: Sequence["_Staged"], failed: str = "") -> str:
+    """What a failed write left: ``nothing written: a.py restored, b.py is unchanged``."""
+    parts = [item.state for item in staged] + ([failed] if failed else [])
+    if any(item.lost for item in staged):
+        return "; ".join(parts)
+    return "nothing written" + (": " + ", ".join(parts) if parts else "")
+
+
 @dataclass
 class _Staged:
     source: SourceFile
     path: str  # the real path (symlinks followed)
     stat: os.stat_result
-    tmp: Optional[str]  # None when written in place (hard links)
+    tmp: Optional[str]  # the new text, beside the target; None when written in place
     data: bytes
+    # The old text kept beside the target until the write is over: a copy for
+    # a file written in place, a second hard link to the old file for one replaced.
+    backup: Optional[str] = None
+    touched: bool = False  # the target's bytes or inode were changed
+    restored: bool = False
+    lost: str = ""  # what the target holds when its old text could not be put back
+    moved: bool = False  # another program changed the target meanwhile
 
     @property
     def shown(self) -> str:
         return display_path(self.source.path)
+
+    @property
+    def in_place(self) -> bool:
+        """A file with several hard links keeps its inode: every link sees the fix."""
+        return self.stat.st_nlink > 1
+
+    @property
+    def state(self) -> str:
+        if self.lost:
+            return self.lost
+        if self.restored:
+            return f"{self.shown} restored"
+        return f"{self.shown} left as it is" if self.moved else f"{self.shown} is unchanged"
 
     def check(self) -> None:
         """Refuse if the file changed on disk since dimfix read it."""
@@ -202,31 +240,102 @@ class _Staged:
             raise WriteFailed(f"{self.shown}: cannot write: {e.strerror}") from None
         if (st.st_size, st.st_mtime_ns) != (self.stat.st_size, self.stat.st_mtime_ns) \
                 or current != self.source.raw:
-            raise WriteFailed(f"{self.shown}: changed on disk while dimfix ran; not written")
+            self.moved = True
+            raise WriteFailed(f"{self.shown}: changed on disk while dimfix ran")
 
     def commit(self) -> None:
         try:
-            if self.tmp is None:
-                _write_in_place(self.path, self.data)
+            if self.in_place:
+                self._overwrite(self.data)
             else:
+                self.backup = _link_beside(self.path)
                 os.replace(self.tmp, self.path)
                 self.tmp = None
+                self.touched = True
         except OSError as e:
             raise WriteFailed(f"{self.shown}: cannot write: {e.strerror}") from None
 
-    def rollback(self) -> None:
+    def _overwrite(self, data: bytes) -> None:
+        """Write ``data`` over the target's bytes, same inode: the blocks a
+        longer text needs are reserved before a byte changes."""
+        fd = os.open(self.path, os.O_RDWR)
         try:
-            _write_in_place(self.path, self.source.raw)
-        except OSError:
-            pass  # nothing more can be done; the error that brought us here is raised
+            _reserve(fd, len(data))
+            self.touched = True
+            view, offset = memoryview(data), 0
+            while offset < len(data):
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rollback(self) -> None:
+        """Put the old bytes (and mtime) back; if that fails, say where they are."""
+        if not self.touched:
+            return
+        try:
+            if self.in_place:
+                self._overwrite(self.source.raw)
+                os.utime(self.path, ns=(self.stat.st_atime_ns, self.stat.st_mtime_ns))
+            elif self.backup is not None:
+                os.replace(self.backup, self.path)  # the old file itself, inode and all
+                self.backup = None
+            else:
+                self.lost = f"{self.shown} keeps the fix (no hard link to restore it from)"
+                return
+        except OSError as e:
+            if self.in_place:
+                self.lost = (f"{self.shown} may be cut short ({e.strerror}): its old text is "
+                             f"in {display_path(self.backup or '?')}")
+            else:
+                self.lost = f"{self.shown} keeps the fix (cannot restore: {e.strerror})"
+            return
+        self.restored = True
 
     def discard(self) -> None:
-        if self.tmp is not None:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-            self.tmp = None
+        """Remove the temporary files; a backup stays only when it holds the
+        only copy of the old text (its restore failed)."""
+        for name in (self.tmp, None if self.lost and self.in_place else self.backup):
+            if name is not None:
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+        self.tmp = None
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the blocks for ``size`` bytes without changing the file's text:
+    ENOSPC here leaves it as it was."""
+    old = os.fstat(fd).st_size
+    if size <= old or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, old, size - old)
+    except OSError as e:
+        if os.fstat(fd).st_size != old:
+            os.ftruncate(fd, old)  # what it appended; the text before is untouched
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+
+
+def _beside(path: str, kind: str) -> Tuple[int, str]:
+    return tempfile.mkstemp(dir=os.path.dirname(path),
+                            prefix=f".{os.path.basename(path)}.", suffix=f".dimfix-{kind}")
+
+
+def _link_beside(path: str) -> Optional[str]:
+    """A second name for the file at ``path`` (it takes no space), or None
+    where the file system has no hard links."""
+    fd, name = _beside(path, "backup")
+    os.close(fd)
+    os.unlink(name)
+    try:
+        os.link(path, name)
+    except OSError:
+        return None
+    return name
 
 
 def _stage(source: SourceFile, data: bytes) -> _Staged:
@@ -239,43 +348,47 @@ def _stage(source: SourceFile, data: bytes) -> _Staged:
     if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         # Replacing the file would succeed in a writable folder; a read-only
         # file says "do not edit", so dimfix does not.
-        raise WriteFailed(f"{shown}: the file is read-only; not written")
+        raise WriteFailed(f"{shown}: the file is read-only")
     if st.st_nlink > 1:
         if not os.access(path, os.W_OK):
-            raise WriteFailed(f"{shown}: cannot write: permission denied")
-        return _Staged(source, path, st, None, data)
+            raise WriteFailed(f"{shown}: cannot write: Permission denied")
+        # The old text on disk under a second name before a byte of it changes
+        # (a private copy: no setuid bits on it).
+        staged = _Staged(source, path, st, None, data)
+        staged.backup = _write_beside(path, source.raw, None, "backup", shown)
+        return staged
+    return _Staged(source, path, st, _write_beside(path, data, st, "new", shown), data)
+
+
+def _write_beside(path: str, data: bytes, st: Optional[os.stat_result], kind: str,
+                  shown: str) -> str:
+    """A temporary file beside ``path`` holding ``data`` on disk (fsynced), with
+    the owner and mode bits of ``st`` if given."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path),
-                                   prefix=f".{os.path.basename(path)}.", suffix=".dimfix")
+        fd, tmp = _beside(path, kind)
     except OSError as e:
         raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
-    staged = _Staged(source, path, st, tmp, data)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if hasattr(os, "chown"):
+        if st is not None and hasattr(os, "chown"):
             try:
                 os.chown(tmp, st.st_uid, st.st_gid)
             except OSError:
                 pass  # not ours to give away; the mode bits are what matter
-        # After chown, which clears the setuid and setgid bits.
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        if st is not None:  # after chown, which clears the setuid and setgid bits
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
     except BaseException as e:
-        staged.discard()
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         if isinstance(e, OSError):
             raise WriteFailed(f"{shown}: cannot write: {e.strerror}") from None
         raise
-    return staged
-
-
-def _write_in_place(path: str, data: bytes) -> None:
-    with open(path, "r+b") as f:
-        f.write(data)
-        f.truncate()
-        f.flush()
-        os.fsync(f.fileno())
+    return tmp
 
 
 @contextlib.contextmanager

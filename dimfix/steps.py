@@ -18,7 +18,7 @@ crossing the boundary.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple, Union
 
 from dimfix.errors import Problem
@@ -38,6 +38,9 @@ class Request:
     fn: Callable
     args: tuple
     model: str = ""  # the model it is for (a draft), else ""
+    # The model's own memory limit (its pragma or table entry), bytes: the
+    # step runs under Limits.for_model(max_memory).
+    max_memory: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Refused:
 class Limits:
     timeout: float = 60.0  # seconds
     max_memory: Optional[int] = None  # bytes above the child's size at start
+
+    def for_model(self, max_memory: Optional[int]) -> "Limits":
+        """These limits, with a model's own memory limit (``Options.max_memory``:
+        the flag, its pragma or [[tool.dimfix.models]] entry) in place of the run's."""
+        return replace(self, max_memory=max_memory) if max_memory else self
 
 
 @dataclass(frozen=True)

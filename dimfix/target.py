@@ -6,7 +6,7 @@ import ast
 import math
 import os
 import re
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from dimfix.errors import BadUsage, option
 from dimfix.records import InputSpec
@@ -27,6 +27,7 @@ DTYPES = {
     "bool": "bool",
 }
 MAX_DIM = 2**31 - 1
+MAX_SIZE = 2**60  # bytes: a --max-memory past this is a typo (and overflows setrlimit)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
@@ -94,13 +95,33 @@ def parse_init(items: Iterable[str], flag: str = "init") -> Dict[str, object]:
     return init
 
 
-def parse_size(text: str) -> int:
-    """``4GiB``, ``512MB``, ``1000`` -> bytes (for --max-memory)."""
-    match = _SIZE.match(text)
+def parse_size(text: str, flag: Optional[str] = None) -> int:
+    """``4GiB``, ``512MB``, ``1000`` -> bytes (for --max-memory): at least one
+    byte (0 is not "no limit") and at most MAX_SIZE."""
+    flag = flag or option("max-memory")
+    match = _SIZE.match(str(text))
     unit = (match.group(2) or "").lower().rstrip("b") if match else None
     if not match or unit not in _UNITS:
-        raise BadUsage(f"{option('max-memory')} {text!r}: write a size like 4GiB or 512MB")
-    return int(float(match.group(1)) * _UNITS[unit])
+        raise BadUsage(f"{flag} {text!r}: write a size like 4GiB or 512MB")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise BadUsage(f"{flag} {text!r}: a memory limit must be at least 1 byte, "
+                       "e.g. 4GiB or 512MB")
+    if size > MAX_SIZE:
+        raise BadUsage(f"{flag} {text!r}: more than any machine has (at most 1 EiB)")
+    return size
+
+
+def parse_seconds(value: object, flag: Optional[str] = None) -> float:
+    """A time limit: a positive finite number of seconds (nan and inf are floats too)."""
+    flag = flag or option("timeout")
+    try:
+        seconds = float(value) if type(value) is not bool else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise BadUsage(f"{flag} {value!r}: must be a positive finite number of seconds")
+    return seconds
 
 
 def size_text(n: int) -> str:

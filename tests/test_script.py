@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import textwrap
 import types
@@ -588,3 +589,70 @@ def test_sys_path_changes_are_kept_for_the_imports_after_them():
     kept = plan.text.splitlines()
     assert kept[3].startswith("sys.path.insert(0,") and kept[4] == "sys.path.append('lib')"
     assert kept[7].strip() == "pass"
+
+
+def test_what_an_allowed_call_calls_must_be_pure_too(tmp_path, monkeypatch):
+    """Side effects hidden in statements that look harmless (issue 25): a
+    function handed to map/sorted/iter/json hooks/argparse type=, a class
+    built by type(), a data class's own method. Each is skipped; the pure
+    forms stay."""
+    text = src(
+        """
+        import argparse, functools, json, os
+        from dataclasses import dataclass
+        from enum import Enum
+        cmds = ["touch mapped"]
+        a = list(map(os.system, cmds))
+        b = sorted(["made"], key=os.mkdir)
+        c = max(["removed"], key=lambda p: os.remove(p))
+        d = list(iter(os.getcwd, None))
+        e = json.loads('{"x": 1}', object_hook=print)
+        f = type("X", (), {})
+
+        @dataclass
+        class Cfg:
+            width: int = 4
+            def keys(self):
+                os.system("touch method")
+                return []
+
+        cfg = Cfg()
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--cmd", type=os.system, default="touch typed")
+        parser.add_argument("--n", type=int, default=3)
+        parser.add_argument("--flag", action=argparse.BooleanOptionalAction, default=False)
+        opt = parser.parse_args()
+
+        class Color(Enum):
+            RED = 1
+
+        @dataclass
+        class Plain:
+            width: int = 4
+
+        nums = list(map(int, "1,2".split(","))) + sorted([3, 1], key=lambda v: -v)
+        upper = list(map(str.upper, ["a"])) + list(filter(None, [0, 1]))
+        red = Color(1)
+        make = functools.partial(Plain, width=8)
+        plain = Plain(width=max([2, 5], key=abs))
+        """
+    )
+    plan = definitions_only(text)
+    skipped = {d for _, _, d in plan.skipped}
+    assert skipped == {
+        "a = list(map(os.system, cmds))",
+        'b = sorted(["made"], key=os.mkdir)',
+        'c = max(["removed"], key=lambda p: os.remove(p))',
+        "d = list(iter(os.getcwd, None))",
+        "e = json.loads('{\"x\": 1}', object_hook=print)",
+        'f = type("X", (), {})',
+        "cfg = Cfg()",
+        'parser.add_argument("--cmd", type=os.system, default="tou ...',
+    }
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(plan.text, namespace)
+    assert os.listdir(tmp_path) == []
+    assert namespace["nums"] == [1, 2, 3, 1] and namespace["upper"] == ["A", 1]
+    assert namespace["plain"].width == 5 and namespace["opt"].n == 3
+    assert namespace["red"].name == "RED" and namespace["make"]().width == 8
