@@ -151,6 +151,10 @@ def apply(src: bytes, cand) -> bytes:
 CLASSIC_KINDS = ("literal", "product", "name", "num-classes")
 NEW_KINDS = ("name-expr", "conditional", "subscript", "call-site", "constant")
 SWAP_OPS = (ast.Mult, ast.Add, ast.Sub)
+# names that hold a geometry, not a width: never written in as a swap, and never swapped at a call site
+# (PatchEmbed(img_size, patch_size, ..., embed_dim) would break on geometry, not on a layer size)
+NOT_WIDTH = re.compile(r"img|image|patch|size|len|seq|pos|window|kernel|grid|resolution|stride|heads", re.I)
+CALL_IN_KEYWORDS = IN_KEYWORDS - {"embed_dim", "input_size"}  # PatchEmbed's embed_dim is its output width
 
 
 def watched_names(src: bytes) -> dict[int, set[str]]:
@@ -200,7 +204,8 @@ def _size_names(func, executed, in_channels):
 def _size_args(call: ast.Call):
     """The in-size arguments of a helper call: the first positional and in-size keywords."""
     out = [call.args[0]] if call.args and not isinstance(call.args[0], ast.Starred) else []
-    return out + [k.value for k in call.keywords if k.arg in IN_KEYWORDS]
+    out += [k.value for k in call.keywords if k.arg in CALL_IN_KEYWORDS]
+    return [a for a in out if not (isinstance(a, ast.Name) and NOT_WIDTH.search(a.id))]
 
 
 def _ops_names(expr):
@@ -253,7 +258,7 @@ def more_candidates(src: bytes, executed: set[int], in_channels: int = 3, foreig
         def swaps(node):
             if ints is None or node.id not in ints:
                 return []
-            return [x for x in names if x != node.id and ints[x] != ints[node.id]][:3]
+            return [x for x in names if x != node.id and ints[x] != ints[node.id] and not NOT_WIDTH.search(x)][:3]
 
         def swap_or_bump(kind, node, fname):
             if isinstance(node, ast.Name):
