@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import difflib
 import json
 import os
@@ -274,6 +275,7 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated case names")
     ap.add_argument("--kinds", help="comma-separated mistake kinds")
     ap.add_argument("--timeout", type=int, default=180, help="seconds per dimfix or judge run")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     ap.add_argument("--json", type=Path, help="write every result here")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (printed)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -293,18 +295,22 @@ def main() -> None:
     print(f"{len(cases)} cases; python {sys.executable}; dimfix from {Path(dimfix.__file__).parent}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="dimfix-devset-"))
     results, t0 = [], time.perf_counter()
-    try:
-        for i, c in enumerate(cases, 1):
-            try:
-                r = run_case(c, a.sources, tmp, a.timeout, a.validate)
-            except (OSError, ValueError) as e:
-                r = {"name": c["name"], "kind": c["kind"], "repo": c["repo"], "status": "bad-case", "why": str(e)}
-            r["what"] = c["what"]
-            results.append(r)
-            line = r["why"] if r["status"] != "scored" else (
-                f"exit {r['fix']['rc']} repaired={int(r['repaired'])} restored={int(r['restored'])} "
-                f"{r['fix']['seconds']:.1f}s")
-            print(f"[{i}/{len(cases)}] {c['name']:<40} {line}", flush=True)
+
+    def one(c):
+        try:
+            r = run_case(c, a.sources, tmp, a.timeout, a.validate)
+        except (OSError, ValueError) as e:
+            r = {"name": c["name"], "kind": c["kind"], "repo": c["repo"], "status": "bad-case", "why": str(e)}
+        return {**r, "what": c["what"]}
+
+    try:  # threads: each case runs in subprocesses
+        with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
+            for i, r in enumerate(pool.map(one, cases), 1):
+                results.append(r)
+                line = r["why"] if r["status"] != "scored" else (
+                    f"exit {r['fix']['rc']} repaired={int(r['repaired'])} restored={int(r['restored'])} "
+                    f"{r['fix']['seconds']:.1f}s")
+                print(f"[{i}/{len(cases)}] {r['name']:<40} {line}", flush=True)
     finally:
         if a.keep:
             print(f"kept {tmp}")
