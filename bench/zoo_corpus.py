@@ -425,7 +425,7 @@ def _run_model(spec, seed, kinds=CLASSIC_KINDS + NEW_KINDS):
         else:
             cands = more_candidates(orig, executed, shape[1], foreign_callables(mod, path, root), executed.values)
         rng = random.Random(f"{seed}:{source}:{entry}" + ("" if group == "classic" else ":new"))
-        row = _pick(orig, [c for c in cands if c[0] in wanted], rng, spec, device, base_out)
+        row = _pick(orig, [c for c in cands if c[0] in wanted], rng, spec, device, base_out, group == "new")
         row["group"] = group
         if row["status"] == "mutated":
             _score(row, spec, orig, device, base_out)
@@ -433,13 +433,17 @@ def _run_model(spec, seed, kinds=CLASSIC_KINDS + NEW_KINDS):
     return r
 
 
-def _pick(orig, cands, rng, spec, device, base_out):
-    """The first candidate, in seeded order (kinds shuffled, then each kind's list), that breaks the model."""
+def _pick(orig, cands, rng, spec, device, base_out, rare_first=False):
+    """The first candidate, in seeded order (kinds shuffled, then each kind's list), that breaks the model.
+    rare_first: the kinds with fewest candidates first instead (conditional and subscript are rare in
+    torchvision and timm; shuffled, they would hardly ever be drawn)."""
     by_kind = collections.defaultdict(list)
     for c in cands:
         by_kind[c[0]].append(c)
     kinds = sorted(by_kind)
     rng.shuffle(kinds)
+    if rare_first:
+        kinds.sort(key=lambda k: len(by_kind[k]))
     order = []
     for k in kinds:
         lst = by_kind[k][:]
