@@ -281,8 +281,14 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--validate", action="store_true", help="only check each case (the author's file runs, the "
                     "mistake breaks it); no dimfix run")
+    ap.add_argument("--summarize", type=Path, nargs="+", metavar="JSON",
+                    help="reprint the report of saved --json runs (a later file's case replaces an earlier one's; "
+                    "cases no longer in --cases are left out)")
     a = ap.parse_args()
     cases = load_cases(a.cases)
+    if a.summarize:
+        saved = {r["name"]: r for f in a.summarize for r in json.loads(f.read_text())["results"]}
+        return report([saved[c["name"]] for c in cases if c["name"] in saved], 0.0)
     if a.only:
         cases = [c for c in cases if c["name"] in a.only.split(",")]
     if a.kinds:
