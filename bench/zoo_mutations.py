@@ -150,6 +150,7 @@ def apply(src: bytes, cand) -> bytes:
 
 CLASSIC_KINDS = ("literal", "product", "name", "num-classes")
 NEW_KINDS = ("name-expr", "conditional", "subscript", "call-site", "constant")
+RARE_FIRST = ("conditional", "subscript", "name-expr", "call-site", "constant")  # the order they are tried in
 SWAP_OPS = (ast.Mult, ast.Add, ast.Sub)
 # names that hold a geometry, not a width: never written in as a swap, and never swapped at a call site
 # (PatchEmbed(img_size, patch_size, ..., embed_dim) would break on geometry, not on a layer size)
