@@ -725,7 +725,8 @@ def main() -> None:
         specs = specs[: args.limit]
     print(f"torch {__import__('torch').__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}; "
           f"dimfix from {Path(__import__('dimfix').__file__).parent} "
-          f"({'--rev ' + args.rev if args.rev else _git_state()}); {len(specs)} models, --jobs {args.jobs}, seed {args.seed}, "
+          f"({'--rev ' + args.rev if args.rev else _git_state() if _from_root() else 'not this checkout'}); "
+          f"{len(specs)} models, --jobs {args.jobs}, seed {args.seed}, "
           f"kinds {','.join(kinds)}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="dimfix-zoo-"))
@@ -796,6 +797,11 @@ def _kinds(spec: str) -> tuple[str, ...]:
 def _init(q, python, timeout_model, timeout_build, pristine):
     W["pristine"] = pristine
     init_worker(q, python, timeout_model, timeout_build)
+
+
+def _from_root() -> bool:
+    """Whether the dimfix imported is this checkout's (not one on PYTHONPATH), so its git state applies."""
+    return Path(__import__("dimfix").__file__).resolve().parent == ROOT / "dimfix"
 
 
 def _git_state() -> str:
