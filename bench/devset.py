@@ -1,8 +1,9 @@
 """Score dimfix on a development set of real authors' code, each with one realistic mistake.
 
     /work/corpus-venv/bin/python bench/devset.py --sources /work/.mirror
-        [--cases bench/devset/cases.toml] [--only a,b] [--kinds k1,k2] [--json out.json]
-        [--keep] [--timeout 180] [--list]
+        [--cases bench/devset/cases.toml] [--only a,b] [--kinds k1,k2] [--jobs N]
+        [--json out.json] [--keep] [--timeout 180] [--list] [--validate]
+    python bench/devset.py --summarize run1.json [run2.json ...]   # reprint (and merge) saved runs
 
 No fetched code is stored in this repository: bench/devset/cases.toml names, per case, the
 public repository, commit, path and license of the author's file, the sibling files it
