@@ -88,7 +88,8 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
-    report = Report(mode, Format(fmt), color, verbose, single, quiet=quiet)
+    report = Report(mode, Format(fmt), color, verbose, single, quiet=quiet,
+                    buffer_on_stdout=bool(stdin_filename))
 
     def limits(config):
         from dimfix.steps import Limits
@@ -288,45 +289,132 @@ def _fail(e: DimfixError, verbose: bool):
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
-    """Entry point: click's usage errors become one line and exit 2."""
+    """Entry point: click's usage errors become one line and exit 2; SIGINT,
+    SIGTERM and SIGHUP end the children and say what was written (exit 130,
+    143, 129); stdout that closes or fills up is no traceback."""
+    from dimfix.worker import become_subreaper, own_torch_cache
+
     # A run is short and builds few cycles; the collector walking torch's
     # objects costs 0.2-0.5 s (bench/latency.py).
     gc.disable()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminated)
+    for sig in _STOPPING:
+        signal.signal(sig, _stopping)
+    become_subreaper()  # what a model's process leaves behind comes back to us
+    own_torch_cache()
+    stdout = _Guarded.install()
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)
-    except SystemExit:
+    except SystemExit as e:
         # Nothing is left to do: spare the collector torch's objects at exit
         # (about 0.35 s, measured by bench/latency.py).
         gc.freeze()
-        raise
+        sys.exit(stdout.settle(e.code))
     except click.exceptions.UsageError as e:
         click.echo(f"dimfix: error: {e.format_message()}", err=True)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+    except (_Stopped, click.exceptions.Abort, KeyboardInterrupt) as e:
+        from dimfix.driver import WORKERS
         from dimfix.isolate import kill_all
-
-        kill_all()
-        code = 143 if isinstance(e, _Terminated) else 130
         from dimfix.source import WRITTEN
 
+        kill_all()
+        WORKERS.close()
         if WRITTEN:
             click.echo(f"dimfix: interrupted; written before that: {', '.join(WRITTEN)}",
                        err=True)
         else:
             click.echo("dimfix: interrupted; nothing written", err=True)
-        sys.exit(code)
+        sys.exit(128 + e.signum if isinstance(e, _Stopped) else 130)
     finally:
-        # The run is over and has said so; an interrupt now would only put a
+        # The run is over and has said so; a signal now would only put a
         # traceback from torch's exit-time finalizers under the summary.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in _STOPPING:
+            signal.signal(sig, signal.SIG_IGN)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the parent is so that children and temp files go."""
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _terminated(signum, frame):
-    raise _Terminated()
+class _Stopped(BaseException):
+    """A signal that ends the run (Ctrl-C, a kill, a closed terminal), raised
+    where the parent is so that children and temp files go. Not a
+    KeyboardInterrupt: click would turn that into its own Abort."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopping(signum, frame):
+    raise _Stopped(signum)
+
+
+class _Guarded:
+    """sys.stdout whose failures do not end the run: a closed pipe (``dimfix
+    ... | head``) drops what is left to print and changes nothing else; a
+    full device or an I/O error is said once, on stderr, and exits 2."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.error: Optional[OSError] = None
+
+    @classmethod
+    def install(cls) -> "_Guarded":
+        guard = cls(sys.stdout)
+        sys.stdout = _GuardedText(guard)
+        return guard
+
+    def attempt(self, action, *args):
+        if self.error is not None:
+            return None
+        try:
+            return action(*args)
+        except OSError as e:
+            self.error = e
+            # Nothing more reaches the real stdout, not even the interpreter's
+            # last flush (which would print a BrokenPipeError at exit).
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+            except (OSError, ValueError):
+                pass
+            return None
+
+    def settle(self, code):
+        """The exit code, once stdout's fate is known."""
+        self.attempt(self.stream.flush)
+        if self.error is None or isinstance(self.error, BrokenPipeError):
+            return code
+        click.echo(f"dimfix: error: cannot write to stdout: {self.error.strerror}", err=True)
+        return max(code if isinstance(code, int) else 0, 2)
+
+
+class _GuardedText:
+    """The text stream click and print write through (with its binary buffer)."""
+
+    def __init__(self, guard: _Guarded) -> None:
+        self._guard = guard
+        self.buffer = _GuardedBinary(guard)
+
+    def write(self, text):
+        return self._guard.attempt(self._guard.stream.write, text)
+
+    def flush(self):
+        return self._guard.attempt(self._guard.stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._guard.stream, name)
+
+
+class _GuardedBinary:
+    def __init__(self, guard: _Guarded) -> None:
+        self._guard = guard
+
+    def write(self, data):
+        return self._guard.attempt(self._guard.stream.buffer.write, data)
+
+    def flush(self):
+        return self._guard.attempt(self._guard.stream.buffer.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._guard.stream.buffer, name)

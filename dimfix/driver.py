@@ -130,7 +130,7 @@ def run_many(sessions: Sequence[FixSession], workers: int, limits: Limits,
                     on_start(sessions[i])
                 advance(i, driver.start(sessions[i]))
             if running:
-                wait([c.conn for c in running.values()], timeout=POLL)
+                wait([w for c in running.values() for w in c.waitables()], timeout=POLL)
             for i, child in list(running.items()):
                 if child.poll():
                     del running[i]
@@ -166,14 +166,16 @@ async def _done(child: Child) -> None:
     loop = asyncio.get_running_loop()
     while not child.poll():
         ready = loop.create_future()
-        fd = child.conn.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        fds = [w if isinstance(w, int) else w.fileno() for w in child.waitables()]
+        for fd in fds:
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
             await asyncio.wait_for(ready, POLL)
         except asyncio.TimeoutError:
             pass
         finally:
-            loop.remove_reader(fd)
+            for fd in fds:
+                loop.remove_reader(fd)
 
 
 __all__ = ["Driver", "run", "run_async", "run_many"]

@@ -17,7 +17,6 @@ import os
 import resource
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.connection import Connection, Pipe, wait
@@ -113,38 +112,44 @@ class Child:
     def __init__(self, fn: Callable, args: Sequence[object], limits: Limits,
                  worker=None) -> None:
         self.limits = limits
-        self.capture = tempfile.TemporaryFile(prefix="dimfix-out-")
+        # What the user's code prints comes through a pipe this process drains
+        # as it waits: the first CAPTURE_LIMIT bytes are kept, the rest counted
+        # and dropped, so a model that prints forever fills no disk.
+        self.out, out_w = os.pipe()
+        os.set_blocking(self.out, False)
+        self.captured, self.dropped = bytearray(), 0
         self.pid = -1
         self.worker, self.token = None, None
         self.conn, child_conn = Pipe(duplex=False)
         try:
             if worker is not None:
-                self._ask(worker, fn, args, child_conn)
+                self._ask(worker, fn, args, child_conn, out_w)
             if self.worker is None:
-                self._fork(fn, args, child_conn)
+                self._fork(fn, args, child_conn, out_w)
         except BaseException:
             self.conn.close()
-            self.capture.close()
+            os.close(self.out)
             raise
         finally:
             child_conn.close()
+            os.close(out_w)
         _live.add(self)
         self.started = time.monotonic()
         self.deadline = self.started + limits.timeout
         self.base_rss = _rss(self.pid)
         self.result: Optional[StepResult] = None
 
-    def _ask(self, worker, fn, args, child_conn) -> None:
+    def _ask(self, worker, fn, args, child_conn, out_w: int) -> None:
         from dimfix.worker import WorkerGone
 
         try:
             self.token, self.pid = worker.spawn(fn, args, self.limits, child_conn.fileno(),
-                                                self.capture.fileno(), self.limits.timeout)
+                                                out_w, self.limits.timeout)
             self.worker = worker
         except WorkerGone:
             pass  # the worker is gone: a fork of this process does the step
 
-    def _fork(self, fn, args, child_conn) -> None:
+    def _fork(self, fn, args, child_conn, out_w: int) -> None:
         # Until the child has its own process group and default handlers, a
         # Ctrl-C for the parent's group must not reach it (as KeyboardInterrupt
         # in a copy of the parent's code): held across the fork, released after.
@@ -153,10 +158,11 @@ class Child:
             self.pid = os.fork()
             if self.pid == 0:  # pragma: no cover - runs in the child
                 self.conn.close()
+                os.close(self.out)
                 from dimfix.worker import die_with_parent
 
                 die_with_parent()
-                _child_main(fn, args, child_conn, self.capture.fileno(), self.limits, held)
+                _child_main(fn, args, child_conn, out_w, self.limits, held)
         finally:
             if self.pid != 0:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -168,12 +174,13 @@ class Child:
     # -- waiting -----------------------------------------------------------------------
 
     def waitables(self) -> List[object]:
-        return [self.conn]
+        return [self.conn, self.out]
 
     def poll(self) -> bool:
         """Take the result if it is there; enforce the limits. True once done."""
         if self.result is not None:
             return True
+        self._drain()
         if self.conn.poll():
             try:
                 self.result = self._printed(self.conn.recv())
@@ -222,18 +229,33 @@ class Child:
 
     def output(self) -> str:
         """What the user's code printed (truncated), for --verbose."""
-        try:
-            self.capture.seek(0)
-            data = self.capture.read(CAPTURE_LIMIT + 1)
-        except (OSError, ValueError):
-            return ""
-        text = data[:CAPTURE_LIMIT].decode("utf-8", errors="replace")
-        return text + ("\n[... output truncated]" if len(data) > CAPTURE_LIMIT else "")
+        self._drain()
+        text = bytes(self.captured).decode("utf-8", errors="replace")
+        return text + (f"\n[... {self.dropped} more bytes not kept]" if self.dropped else "")
+
+    def _drain(self) -> None:
+        """Read what the child printed so far: keep the first CAPTURE_LIMIT bytes."""
+        while self.out >= 0:
+            try:
+                data = os.read(self.out, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                return
+            room = CAPTURE_LIMIT - len(self.captured)
+            self.captured += data[:max(0, room)]
+            self.dropped += max(0, len(data) - max(0, room))
 
     # -- ending ------------------------------------------------------------------------
 
     def _death(self) -> Failed:
         status = self._reap(block=True)
+        if status is None and self.worker is not None and self.worker.gone:
+            return self._failed(ErrorKind.CRASHED, "the process the model ran in ended without a "
+                                "result: its parent, dimfix's worker, was ended (by the model's "
+                                "code?)")
         if status is None:
             return self._failed(ErrorKind.CRASHED, "the model's process ended without a result")
         if os.WIFSIGNALED(status):
@@ -268,20 +290,24 @@ class Child:
         return status if pid else None
 
     def _end(self) -> None:
-        # The user's code may have left processes of its own in the group.
+        # The user's code may have left processes of its own in the group,
+        # or outside it (setsid): those came back to this process or to the
+        # worker, which end them.
         self._kill()
         self._reap(block=True)
         self.conn.close()
         _live.discard(self)
+        from dimfix.worker import kill_orphans
+
+        kill_orphans({c.pid for c in _live})
 
     def close(self) -> None:
-        """Kill the child if it still runs; free its pipe and capture file."""
+        """Kill the child if it still runs; free its pipes."""
         if self in _live:
-            self._kill()
-            self._reap(block=True)
-            self.conn.close()
-            _live.discard(self)
-        self.capture.close()
+            self._end()
+        if self.out >= 0:
+            os.close(self.out)
+            self.out = -1
 
 
 def run_isolated(fn: Callable, args: Sequence[object], limits: Limits) -> StepResult:

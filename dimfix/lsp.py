@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import logging
 import os
+import signal
 import sys
 from typing import Dict, Optional, Set
 
@@ -46,7 +47,7 @@ def make_server():
     from dimfix.lsp_convert import diagnostics, hover_rows, hover_text, workspace_edit
     from dimfix.source import decode_source, read_source
 
-    server = LanguageServer("dimfix", __version__)
+    server = LanguageServer("dimfix", __version__, protocol_cls=_answering_protocol())
     atexit.register(_kill_children)
     tasks: Dict[str, asyncio.Task] = {}
     results: Dict[str, object] = {}  # uri -> lsp_check.Checked of the last finished check
@@ -56,7 +57,7 @@ def make_server():
         """Diagnostics of the check of ``uri``'s text ``version``, for every file
         they fall in; the version lets a client drop those of an older text
         (the check of the opened text may finish after the next save)."""
-        targets = {from_fs_path(p): d for p, d in by_path.items()}
+        targets = {uri_of(p, uri): d for p, d in by_path.items()}
         for stale in published.get(uri, set()) - set(targets):
             targets[stale] = []
         published[uri] = {u for u, d in targets.items() if d}
@@ -64,8 +65,20 @@ def make_server():
             server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
                 uri=target, diagnostics=diags, version=version if target == uri else None))
 
+    def path_of(uri: str) -> str:
+        """The file a document is checked as: an ``untitled:`` buffer (a new
+        editor tab) as a file of that name in the workspace, not on disk."""
+        if uri.startswith("file:"):
+            return to_fs_path(uri)
+        name = os.path.basename(uri.partition(":")[2]) or "untitled"
+        root = server.workspace.root_path or os.getcwd()
+        return os.path.join(root, name if name.endswith(".py") else name + ".py")
+
+    def uri_of(path: str, checked_uri: str) -> str:
+        return checked_uri if path == path_of(checked_uri) else from_fs_path(path)
+
     async def run_check(uri: str) -> None:
-        path = to_fs_path(uri)
+        path = path_of(uri)
         doc = server.workspace.get_text_document(uri)
         text, version = doc.source, doc.version
         try:
@@ -103,8 +116,8 @@ def make_server():
         if task is not None:
             await asyncio.wait([task])
 
-    def schedule(uri: str) -> None:
-        if not uri.endswith(".py"):
+    def schedule(uri: str, language: str = "") -> None:
+        if not (uri.endswith(".py") or (language == "python" and not uri.startswith("file:"))):
             return
         old = tasks.pop(uri, None)
         if old is not None:
@@ -115,7 +128,7 @@ def make_server():
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls, params: types.DidOpenTextDocumentParams):
-        schedule(params.text_document.uri)
+        schedule(params.text_document.uri, params.text_document.language_id)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     def did_save(ls, params: types.DidSaveTextDocumentParams):
@@ -163,10 +176,38 @@ def make_server():
     return server
 
 
+def _answering_protocol():
+    """pygls's protocol, answering a request whose params it cannot read with
+    an InvalidParams error (pygls logs it and answers nothing: the client
+    would wait forever)."""
+    from pygls.exceptions import JsonRpcException
+    from pygls.protocol import LanguageServerProtocol
+
+    class AnsweringProtocol(LanguageServerProtocol):
+        def structure_message(self, data):
+            try:
+                return super().structure_message(data)
+            except JsonRpcException as error:
+                if isinstance(data, dict) and "id" in data and "method" in data:
+                    self._send_response(data["id"], None, error.to_response_error())
+                raise
+
+    return AnsweringProtocol
+
+
 def _kill_children() -> None:
+    from dimfix.driver import WORKERS
     from dimfix.isolate import kill_all
 
     kill_all()
+    WORKERS.close()
+
+
+def _stopped(signum, frame) -> None:
+    """SIGTERM or SIGHUP (the editor stops the server, the terminal closes):
+    end every child and worker, and exit 128 + the signal's number."""
+    _kill_children()
+    os._exit(128 + signum)
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -186,8 +227,14 @@ def main(argv: Optional[list] = None) -> None:
     except ImportError:
         sys.stderr.write("dimfix-lsp: error: needs pygls: pip install 'dimfix[lsp]'\n")
         sys.exit(2)
+    from dimfix.worker import become_subreaper, own_torch_cache
+
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    own_torch_cache()
+    become_subreaper()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stopped)
     warm_server()
     make_server().start_io()
 

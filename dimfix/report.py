@@ -134,6 +134,9 @@ class Report:
     verbose: bool = False
     single: bool = False  # one model named on the command line: terse, as in v1
     quiet: bool = False  # -q: errors, cannot-fix lines and asked-for diffs only
+    # Editor mode: stdout carries the buffer alone, so the JSON document and
+    # the DIM lines go to stderr.
+    buffer_on_stdout: bool = False
     models: List[dict] = field(default_factory=list)  # JSON entries, in order
     counts: Dict[str, int] = field(default_factory=lambda: dict(fixed=0, pending=0, clean=0,
                                                                 cannot_fix=0, failed=0))
@@ -177,7 +180,7 @@ class Report:
             summary = dict(self.counts, models=len(self.models))
             doc = {"version": JSON_VERSION, "models": self.models, "summary": summary,
                    "exit_code": code}
-            click.echo(json.dumps(doc, indent=2))
+            click.echo(json.dumps(doc, indent=2), err=self.buffer_on_stdout)
         elif self.fmt is Format.TEXT and not (self.single and self.counts["failed"]) \
                 and not self.quiet:
             click.echo(self._summary(), err=True)
@@ -249,17 +252,18 @@ class Report:
                 click.echo(prefix + problem_line(model.problem, fix.sources), err=True)
 
     def _lines(self, fix: FileFix) -> None:
+        err = self.buffer_on_stdout
         for model in fix.models:
             for edit in model.edits:
-                click.echo(f"{_at(edit.position, fix)}: {FIXABLE} {fix_line(edit)}")
+                click.echo(f"{_at(edit.position, fix)}: {FIXABLE} {fix_line(edit)}", err=err)
             for item in model.unfixable:
                 click.echo(f"{_at(item.position, fix)}: {CANNOT_FIX} cannot fix: "
-                           f"{cannot_fix_line(item)}")
+                           f"{cannot_fix_line(item)}", err=err)
             if model.problem is not None:
                 where = model.problem.where
                 where = where if where is not None and where.line else Position(fix.path)
                 click.echo(f"{_at(where, fix)}: {FAILED} {model.name}: "
-                           f"{problem_line(model.problem, fix.sources)}")
+                           f"{problem_line(model.problem, fix.sources)}", err=err)
 
     def _json_model(self, fix: FileFix, model: ModelFix) -> dict:
         status = model.status.value

@@ -28,6 +28,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import itertools
 import os
 import pickle
 import signal
@@ -39,6 +40,8 @@ from multiprocessing.connection import wait
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 _HEADER = struct.Struct("!Q")
+READY = 60.0  # seconds a worker may take to import torch and the package, at least
+STARTED = 10.0  # seconds a ready worker may take to fork a step's child
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,6 +66,7 @@ class Worker:
                 signal.pthread_sigmask(signal.SIG_SETMASK, signals)
         theirs.close()
         self.pid = pid
+        _WORKER_PIDS.add(pid)
         self.sock = ours
         self.statuses: Dict[int, int] = {}  # token -> wait status of its ended child
         self.started: Dict[int, int] = {}  # token -> pid
@@ -102,7 +106,10 @@ class Worker:
         except OSError as e:
             self._lost()
             raise WorkerGone(str(e)) from None
-        deadline = time.monotonic() + timeout
+        # The worker answers once it has imported torch and the package (user
+        # code, which may hang: bounded by the model's timeout, and a minute
+        # at least, for torch on a loaded machine); then at once.
+        deadline = time.monotonic() + max(timeout, READY) + STARTED
         while token not in self.started:
             if not self._read(max(0.0, deadline - time.monotonic())):
                 self._lost()
@@ -141,6 +148,7 @@ class Worker:
 
     def _lost(self) -> None:
         self.gone = True
+        _WORKER_PIDS.discard(self.pid)
         try:
             os.kill(self.pid, signal.SIGKILL)
         except OSError:
@@ -182,14 +190,87 @@ def _send(sock: socket.socket, message) -> None:
 # -- the worker process ------------------------------------------------------------------------
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in a child
-    """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+_PR_SET_CHILD_SUBREAPER = 36
+_WORKER_PIDS: Set[int] = set()  # this process's live workers (dimfix's side)
+
+
+def _prctl(option: int, value: int) -> None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the parent died before the call
+
+
+_SUBREAPER: List[bool] = []  # this process became one: every child of it is dimfix's
+
+
+def become_subreaper() -> None:
+    """Orphans of this process's descendants (a model's grandchild that called
+    setsid, say) become this process's children, so ``kill_orphans`` can end
+    them. Only for a process all of whose children are dimfix's (the CLI, the
+    language server, a worker), never a caller of the API. Linux only."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    _SUBREAPER[:] = [True]
+
+
+def kill_orphans(known: Set[int]) -> None:
+    """In a subreaper, end every child that is not one it started itself
+    (``known``, and its workers): what a model left behind, reparented here."""
+    if not _SUBREAPER:
+        return
+    known = set(known) | _WORKER_PIDS
+    for pid in _children():
+        if pid in known:
+            continue
+        try:
+            group = os.getpgid(pid)
+            if group != os.getpgid(0):  # its own group (setsid): all of it goes
+                os.killpg(group, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _children() -> List[int]:
+    pids: List[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def own_torch_cache() -> None:
+    """torch puts a cache folder in $TMPDIR (``torchinductor_<user>``) on first
+    use of its meta kernels: give it one of dimfix's own instead, removed when
+    this process exits (unless the user chose one)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="dimfix-torch-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(folder, "inductor")
+    home = os.getpid()
+    atexit.register(lambda: os.getpid() == home and shutil.rmtree(folder, ignore_errors=True))
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in a child
+    """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    parent = os.getppid()
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent or parent == 1:  # the parent died before the call
         os._exit(1)
 
 
@@ -198,6 +279,8 @@ def _serve(sock: socket.socket, root: str, package: Optional[str],
     code = 0
     try:
         die_with_parent()
+        become_subreaper()  # a step's leftovers come back here, to be ended
+        _WORKER_PIDS.clear()  # dimfix's other workers are not ours
         os.setpgid(0, 0)  # the terminal's Ctrl-C goes to dimfix, which ends us
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -232,20 +315,20 @@ def _max_fd() -> int:
 
 
 def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
-    from dimfix.isolate import warm
-
     tokens: Dict[int, int] = {}  # pid -> token
-    warmed = False
+    warming = iter(_WARM_STEPS)
     while True:
-        ready = wait([sock], 0.05 if tokens else (None if warmed else 0.0))
+        step = next(warming, None)
+        ready = wait([sock], 0.05 if tokens or step else None)
         _reap(sock, tokens)
         if not ready:
-            if not warmed:
+            if step is not None:
                 # Idle before the first step, or while it runs: load what the
-                # next steps need, so each child forked later has it.
-                warm(plan=True)
-                warmed = True
+                # next steps need, a piece at a time (the socket is read
+                # between pieces), so each child forked later has it.
+                step()
             continue
+        warming = itertools.chain([step] if step else [], warming)
         try:
             (kind, token, fn, args, limits), fds = _receive(sock, with_fds=True)
         except (EOFError, OSError):
@@ -255,6 +338,20 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
         for fd in fds:
             os.close(fd)
         _send(sock, ("started", token, pid))
+
+
+def _warm_libraries() -> None:  # pragma: no cover - the worker process
+    import black  # noqa: F401
+    import libcst  # noqa: F401
+
+
+def _warm_dimfix() -> None:  # pragma: no cover - the worker process
+    from dimfix.isolate import warm
+
+    warm(plan=True)
+
+
+_WARM_STEPS = (_warm_libraries, _warm_dimfix)
 
 
 def _fork_step(fn, args, limits, fds, sock) -> int:  # pragma: no cover - the worker
@@ -281,6 +378,7 @@ def _reap(sock: socket.socket, tokens: Dict[int, int]) -> None:  # pragma: no co
             return
         token = tokens.pop(pid, None)
         if token is not None:
+            kill_orphans(set(tokens))  # what that step left running (setsid)
             _send(sock, ("exited", token, status))
 
 

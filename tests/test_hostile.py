@@ -156,7 +156,7 @@ attack("os.chdir in __init__, then an error", "model code",
        {"net.py": net(forward="        raise ValueError('x')\n",
                       body="        os.chdir('/')\n        self.fc = nn.Linear(4, 2)\n",
                       head="import os\n" + HEAD)},
-       line=r"^dimfix: error: net\.py:11: in forward: forward raised ValueError: x$", lead=9)
+       line=r"^dimfix: error: net\.py:12: in forward: forward raised ValueError: x$")
 attack("the model edits its own file while it is traced", "model code",
        {"net.py": wrong(init="        open(__file__, 'a').write('# edited by the model\\n')\n")},
        line=r"net\.py: changed on disk while dimfix ran; nothing written: net\.py left as it is",
@@ -413,10 +413,10 @@ attack("editor mode gives the buffer back when the model exits", "batch",
        stdin=wrong(init="        sys.exit(1)\n", head="import sys\n" + HEAD).encode())
 attack("editor mode with --format json writes the buffer alone", "batch",
        {"net.py": WRONG}, ["--stdin-filename", "net.py", "--input", "2x4", "--format", "json"],
-       code=0, stdout=r"\A" + re.escape(RIGHT) + r"\Z", stdin=WRONG.encode(), lead=5)
+       code=0, stdout=r"\A" + re.escape(RIGHT) + r"\Z", stdin=WRONG.encode())
 attack("editor mode with --format lines writes the buffer alone", "batch",
        {"net.py": WRONG}, ["--stdin-filename", "net.py", "--input", "2x4", "--format", "lines"],
-       code=0, stdout=r"\A" + re.escape(RIGHT) + r"\Z", stdin=WRONG.encode(), lead=5)
+       code=0, stdout=r"\A" + re.escape(RIGHT) + r"\Z", stdin=WRONG.encode())
 attack("editor mode with a buffer that is not UTF-8", "batch",
        {"net.py": WRONG}, ["--stdin-filename", "net.py", "--input", "2x4"],
        line=r"net\.py: cannot decode", stdin=b"x = '\xff'\n" + WRONG.encode())
@@ -638,7 +638,7 @@ STANDALONE = {
     "test_a_signal_to_dimfix_ends_it_and_its_children_writing_nothing": ("signals and faults", 3),
     "test_kill_9_of_dimfix_leaves_no_model_running": ("signals and faults", 1),
     "test_a_grandchild_that_calls_setsid_does_not_outlive_dimfix": ("model code", 1),
-    "test_a_model_that_kills_dimfix_gets_nothing_written": ("model code", 1),
+    "test_a_model_that_kills_its_parent_gets_nothing_written": ("model code", 1),
     "test_a_model_printing_forever_does_not_fill_the_disk": ("model code", 1),
     "test_a_closed_stdout_after_a_written_fix_is_no_failure": ("batch", 1),
     "test_stdout_on_a_full_device_is_one_line_not_a_traceback": ("batch", 1),
@@ -740,10 +740,8 @@ def _start(folder, args, **kwargs):
 
 @pytest.mark.parametrize("sig, code", [
     pytest.param(signal.SIGINT, 130, id="SIGINT"),
-    pytest.param(signal.SIGTERM, 143, id="SIGTERM", marks=pytest.mark.xfail(
-        strict=True, reason="lead: issue 25 item 6 (exits 130: click turns it into Abort)")),
-    pytest.param(signal.SIGHUP, 129, id="SIGHUP", marks=pytest.mark.xfail(
-        strict=True, reason="lead: issue 25 item 6")),
+    pytest.param(signal.SIGTERM, 143, id="SIGTERM"),
+    pytest.param(signal.SIGHUP, 129, id="SIGHUP"),
 ])
 def test_a_signal_to_dimfix_ends_it_and_its_children_writing_nothing(tmp_path, sig, code):
     """signals: the terminal's Ctrl-C, a kill, a closed terminal."""
@@ -780,7 +778,6 @@ def test_kill_9_of_dimfix_leaves_no_model_running(tmp_path):
         _kill(pid)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 6")
 def test_a_grandchild_that_calls_setsid_does_not_outlive_dimfix(tmp_path):
     """model code: setsid() leaves the process group dimfix kills."""
     folder, mark = tmp_path / "proj", tmp_path / "mark"
@@ -799,9 +796,9 @@ def test_a_grandchild_that_calls_setsid_does_not_outlive_dimfix(tmp_path):
         _kill(pid)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 6 (SIGTERM exits 130, not 143)")
-def test_a_model_that_kills_dimfix_gets_nothing_written(tmp_path):
-    """model code: os.kill(os.getppid(), SIGTERM) from the child."""
+def test_a_model_that_kills_its_parent_gets_nothing_written(tmp_path):
+    """model code: os.kill(os.getppid(), SIGTERM) from the child. Its parent is
+    the project's warm worker, not dimfix: the model fails, one line, exit 2."""
     folder = tmp_path / "proj"
     folder.mkdir()
     (folder / "net.py").write_text(wrong("        os.kill(os.getppid(), signal.SIGTERM)\n"
@@ -810,12 +807,13 @@ def test_a_model_that_kills_dimfix_gets_nothing_written(tmp_path):
     before = _snapshot(folder)
     proc = _start(folder, ARGS)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert err.strip().splitlines() == ["dimfix: interrupted; nothing written"], err
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines() == [
+        "dimfix: error: the process the model ran in ended without a result: its parent, "
+        "dimfix's worker, was ended (by the model's code?)"], err
     assert _snapshot(folder) == before
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 7")
 def test_a_model_printing_forever_does_not_fill_the_disk(tmp_path):
     """model code: 1.6 GiB in 4 s on main; here files are limited to 16 MiB."""
     import resource
@@ -830,7 +828,6 @@ def test_a_model_printing_forever_does_not_fill_the_disk(tmp_path):
     assert err.strip().splitlines() == ["dimfix: error: timed out after 2 s (--timeout)"], err
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 8")
 def test_a_closed_stdout_after_a_written_fix_is_no_failure(tmp_path):
     """batch: `dimfix ... | true`."""
     folder = tmp_path / "proj"
@@ -844,7 +841,6 @@ def test_a_closed_stdout_after_a_written_fix_is_no_failure(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 8")
 def test_stdout_on_a_full_device_is_one_line_not_a_traceback(tmp_path):
     """batch: `dimfix ... > /dev/full`."""
     folder = tmp_path / "proj"
@@ -917,7 +913,6 @@ class _RawServer:
         self.proc.wait()
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 10")
 def test_lsp_answers_a_request_with_invalid_params(tmp_path):
     """language server: on main the client waits forever."""
     server = _RawServer(tmp_path)
@@ -929,7 +924,6 @@ def test_lsp_answers_a_request_with_invalid_params(tmp_path):
         server.close()
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 6")
 def test_sigterm_to_the_lsp_ends_its_children_and_exits_143(tmp_path):
     """language server: a check running when the editor stops the server."""
     pytest.importorskip("pygls")
@@ -1003,7 +997,6 @@ def test_lsp_survives_models_that_print_exit_and_shout(tmp_path):
     assert _snapshot(tmp_path) == before  # the server never writes
 
 
-@pytest.mark.xfail(strict=True, reason="lead: issue 25 item 10")
 def test_lsp_checks_an_untitled_buffer_and_leaves_no_temp_folder(tmp_path):
     """language server: an `untitled:` document (a new editor tab); the server's
     own temporary folders ($TMPDIR/torchinductor_*) go with it."""
