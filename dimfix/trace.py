@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, what
+from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
 from dimfix.families import Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
@@ -60,6 +60,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
                 book: Optional[SiteBook] = None) -> Trace:
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
+        unwrap(target)
         return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
     try:
         with recording_sites(is_user_file) as meta_book, no_init():
