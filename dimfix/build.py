@@ -103,8 +103,17 @@ def nbytes(model: nn.Module) -> int:
 
 
 def materialize(model: nn.Module) -> None:
+    """Zeroed CPU weights for a model built on meta: its parameters, buffers,
+    and tensors held as plain attributes (a sin-cos table computed in
+    ``__init__`` and kept as ``self.pos_embedding = posemb_sincos_2d(...)``,
+    which ``Module.to`` would not move either: on meta it has no values to
+    copy out when forward moves it to the input's device)."""
     # Not to_empty(): empty_like on a meta tensor loads the meta kernels.
     model._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype, device="cpu"))
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                setattr(module, name, torch.zeros(value.shape, dtype=value.dtype))
 
 
 def has_lazy(model: nn.Module) -> bool:

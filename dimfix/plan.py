@@ -371,18 +371,26 @@ class _Planner:
         # reads as the channels; the spatial factor, and where it comes from, is
         # what differs. Literals of factors that agree come last.
         settled = _settled(exp, m.factors)
+        # A tensor sized in __init__ (``torch.randn(1, num_patches + 1, dim)``)
+        # is sized from the configuration: the literal in its own call counts
+        # extra tokens (the class token's ``+ 1``), the value that disagrees
+        # with the input is where the configuration is written.
+        derived = m.family == "Tensor"
         found = []
         for lit, stack in self.literals[(m.layer_path, m.arg)]:
+            if derived and _exponent(lit, stack[-1].node):
+                continue  # ``(image_size // patch_size) ** 2``: the 2 counts dimensions
             value = _solve(exp, lit, m.observed, self.replacements)
             if value is not None:
                 old = int(lit.evaluated_value)
                 change = abs(math.log(value / old)) if old > 0 else math.inf
                 agrees = (lit if len(stack) == 1 else _sub_key(exp, stack[1])) in settled
-                found.append((agrees, len(stack), change, lit, value, stack))
-        found.sort(key=lambda f: f[:3])
+                found.append((agrees, derived and len(stack) == 1, len(stack), change, lit,
+                              value, stack))
+        found.sort(key=lambda f: f[:4])
         if nearest_only and found:
             found = found[:1]
-        return [(lit, value, stack) for _, _, _, lit, value, stack in found]
+        return [(lit, value, stack) for *_, lit, value, stack in found]
 
     def _local(self, expr, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A new expression at this call. Arithmetic on a name only where the
@@ -814,6 +822,12 @@ def _same_run(a: Sequence[Frame], i: int, b: Sequence[Frame], j: int) -> bool:
 def _first_word(name: str) -> str:
     """``in`` of ``in_channels`` and of ``self.in_chs``."""
     return name.rsplit(".", 1)[-1].lstrip("_").split("_", 1)[0]
+
+
+def _exponent(lit: cst.Integer, node: cst.CSTNode) -> bool:
+    """Whether ``lit`` is (in) the exponent of a ``**`` in ``node``."""
+    return any(isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Power)
+               and lit in _descendants(n.right) for n in _descendants(node))
 
 
 def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements,

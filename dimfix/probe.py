@@ -60,11 +60,11 @@ def probe(module: nn.Module, family: Family, args: tuple, inits: InitFrames,
     return Probe(arg, declared, False, tuple(working), fresh)
 
 
-def runs(module: nn.Module, args: tuple) -> bool:
+def runs(module: nn.Module, args: tuple, kwargs: Optional[dict] = None) -> bool:
     """Does ``module``'s own forward run on ``args``, unseen by the tracer?"""
     try:
         with _hooks_off(), torch.no_grad():
-            module(*args)
+            module(*args, **(kwargs or {}))
         return True
     except Exception:
         return False

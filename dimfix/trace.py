@@ -61,15 +61,19 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
         unwrap(target)
-        return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
+        book = book or SiteBook()
+        book.bind_tensors(target)
+        return _Tracer(target, options, book, "cpu", is_user_file).run()
     try:
         with recording_sites(is_user_file) as meta_book, no_init():
             model = build(target, options, "meta")
+        meta_book.bind_tensors(model)
     except ModelRaised:
         # Some models read tensor values while they are built (RegNet's
         # .tolist()): build those on CPU, as the user would.
         with recording_sites(is_user_file) as cpu_book:
             model = build(target, options, "cpu")
+        cpu_book.bind_tensors(model)
         return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
     size = nbytes(model)
     if size <= CPU_TRACE_BYTES and not has_lazy(model):
@@ -91,6 +95,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
         model = build(target, options, "cpu")
+    cpu_book.bind_tensors(model)
     return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
 
 
@@ -156,6 +161,10 @@ class _Tracer:
         # The modules whose forward is running, with their arguments, innermost
         # last: when the forward raises, the last one raised in its own code.
         self.running: List[Tuple[nn.Module, tuple]] = []
+        self.kwargs: dict = {}  # the keyword inputs of the model's forward
+        # Tensors sized in __init__ that the trace resized (tables.py), by
+        # (layer, argument): (Resized, declared, required) for _constructions.
+        self.tables: Dict[Tuple[str, str], tuple] = {}
         self.observer = _observer
 
     def run(self) -> Trace:
@@ -170,7 +179,8 @@ class _Tracer:
             try:
                 output = self._forward()
             except ModelRaised as e:
-                if rebuilds < MAX_REBUILDS and not self.guess and self._own_parameters():
+                if rebuilds < MAX_REBUILDS and not self.guess \
+                        and (self._own_parameters() or self._own_tables(e)):
                     rebuilds += 1
                     continue  # that module now fits: the forward goes further
                 if not self.mismatches or self.guess:
@@ -215,6 +225,7 @@ class _Tracer:
         for a in args:
             self.recent.append(tuple(a.shape))
         self.inputs = {id(a) for a in [*args, *kwargs.values()]}
+        self.kwargs = kwargs
         batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
         observer = self.observer
         hooks = [nn.modules.module.register_module_forward_pre_hook(observer.before)] if observer else []
@@ -378,6 +389,32 @@ class _Tracer:
             self._path(module), "Parameter", type(module).__name__, arg, declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
             self.book.get(module), _params(type(module))))
+        return True
+
+    def _own_tables(self, error: ModelRaised) -> bool:
+        """The forward raised where a tensor sized in ``__init__`` (a position
+        table) was used: find it (tables.py), record it against the factory
+        call that sized it, and go on with it resized."""
+        from dimfix.tables import resize_table
+
+        running = [(m, a, self.kwargs if m is self.model else {}) for m, a in self.running]
+        hit = resize_table(running, self.book, error)
+        if hit is None:
+            return False
+        made, dims = hit.origin
+        path = self._path(hit.module)
+        layer = hit.name if path == "<model>" else f"{path}.{hit.name}"
+        kind = "Parameter" if hit.name in hit.module._parameters else \
+            "buffer" if hit.name in hit.module._buffers else "tensor"
+        declared, required = made.sizes, list(made.sizes)
+        required[dims[hit.dim]] = hit.size
+        self.tables[(layer, hit.arg)] = (made, kind, declared, tuple(required))
+        whole = made.params == ("size",)  # the shape as one tuple: its elements change
+        self.mismatches.append(Mismatch(
+            layer, "Tensor", kind, hit.arg, declared if whole else hit.declared,
+            tuple(required) if whole else hit.size,
+            f"{type(hit.module).__name__}.forward runs only with {hit.size}: {hit.message}",
+            made.site, made.params))
         return True
 
     def _fresh(self, module: nn.Module, changes) -> nn.Module:
@@ -662,6 +699,14 @@ class _Tracer:
                     Construction(path, declared, required, site, arg,
                                  type(module).__name__, _params(type(module)))
                 )
+        for layer, _ in self.tables:
+            made, kind, declared, required = self.tables[(layer, _)]
+            if made.params == ("size",):
+                out.append(Construction(layer, declared, required, made.site, "size", kind,
+                                        made.params))
+                continue
+            out.extend(Construction(layer, d, r, made.site, arg, kind, made.params)
+                       for arg, d, r in zip(made.params, declared, required))
         for module, arg, declared, required in self.probed.values():
             site = self.book.get(module)
             if site is not None:
