@@ -21,10 +21,10 @@ from torch import nn
 
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
-from dimfix.families import Family, all_args, family_of, overridden_family
+from dimfix.families import WEIGHTED, Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame
-from dimfix.probe import probe, runs
+from dimfix.probe import probe, probe_weights, runs
 from dimfix.records import Cause, Construction, Mismatch, Note, Options, Trace
 from dimfix.sites import SiteBook, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
@@ -156,8 +156,14 @@ class _Tracer:
         # Outputs of bidirectional RNNs: their last dimension is two directions.
         self.directions: Dict[int, Tuple[weakref.ref, int]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
-        # Layers that override a family's forward, as probed: (module, arg, declared, needed)
-        self.probed: Dict[int, Tuple[nn.Module, str, int, int]] = {}
+        # Layers that override a family's forward, or hold weights of their own,
+        # as probed, by (id, arg): (module, arg, declared, needed)
+        self.probed: Dict[Tuple[int, str], Tuple[nn.Module, str, int, int]] = {}
+        # Layers with weights of their own: the argument their output's last
+        # dimension shows (a custom head, for --num-classes); and the input
+        # shapes each ran with as declared (asked once per shape).
+        self.out_args: Dict[int, Tuple[str, int]] = {}
+        self.fitting: set = set()
         # The modules whose forward is running, with their arguments, innermost
         # last: when the forward raises, the last one raised in its own code.
         self.running: List[Tuple[nn.Module, tuple]] = []
@@ -327,11 +333,14 @@ class _Tracer:
 
     def _probe(self, module, family, args) -> None:
         """A subclass that overrides forward: ask it which size it needs (probe.py)."""
+        if family is WEIGHTED:
+            return self._probe_weights(module, args)
         found = probe(module, family, args, self.book.inits(module), self._fresh)
         if found is None:
             return
         path = self._path(module)
-        self.probed.setdefault(id(module), (module, found.arg, found.declared, found.declared))
+        self.probed.setdefault((id(module), found.arg),
+                               (module, found.arg, found.declared, found.declared))
         if found.runs or not found.working:
             return  # fits; or fits no size: its own error will say why
         size = found.working[0]
@@ -340,13 +349,47 @@ class _Tracer:
             sizes = " or ".join(map(str, found.working))
             note = f"its own forward runs with {found.arg} {sizes}; dimfix will not guess"
             self.guess = self.guess or f"it comes after {path}, which cannot be fixed"
-        self.probed[id(module)] = (module, found.arg, found.declared, size)
+        self.probed[(id(module), found.arg)] = (module, found.arg, found.declared, size)
         self._take(module, found.fresh)
         x = args[0]
         self.mismatches.append(Mismatch(
             path, family.name, type(module).__name__, found.arg, found.declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
             self.book.get(module), _params(type(module)), note=note))
+
+    def _probe_weights(self, module, args) -> None:
+        """A layer with weights of its own (a GCN layer, a noisy linear layer):
+        ask it which of its size arguments the tensors it was given need
+        (probe.probe_weights); resize it, as a family layer is, and record it."""
+        shapes = (id(module), tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))
+        if shapes in self.fitting:
+            return
+        found = probe_weights(module, args, self.book.inits(module), self._fresh)
+        if found is None:
+            return
+        for arg, declared in found.sizes:
+            self.probed.setdefault((id(module), arg), (module, arg, declared, declared))
+        if found.runs:
+            self.fitting.add(shapes)
+        if found.runs or not found.working:
+            return  # fits; or fits no size: its own error will say why
+        path = self._path(module)
+        arg, size = found.working[0]
+        note = ""
+        if len(found.working) > 1:
+            shown = " or ".join(f"{a} {v}" for a, v in found.working)
+            note = f"its own forward runs with {shown}; dimfix will not guess"
+            self.guess = self.guess or f"it comes after {path}, which cannot be fixed"
+        declared = dict(found.sizes)[arg]
+        self.probed[(id(module), arg)] = (module, arg, declared, size)
+        self._take(module, found.fresh)
+        x = next((a for a in args if isinstance(a, torch.Tensor) and size in a.shape[1:]), args[0])
+        factors = self._factors(x)
+        self.mismatches.append(Mismatch(
+            path, WEIGHTED.name, type(module).__name__, arg, declared, size,
+            f"{_arrives(x, factors)}; its own forward runs only with {size}",
+            self.book.get(module), _params(type(module)), factors=factors, note=note,
+            producer=self._maker(x, size)))
 
     def _own_parameters(self) -> bool:
         """The forward raised in the code of the innermost module running, which
@@ -362,7 +405,8 @@ class _Tracer:
         own = list(module.parameters(recurse=False))
         inits = self.book.inits(module)
         if family_of(module) is not None or not own or not inits or not args \
-                or not isinstance(args[0], torch.Tensor) or id(module) in self.probed:
+                or not isinstance(args[0], torch.Tensor) \
+                or any(key[0] == id(module) for key in self.probed):
             return False
         dims = {int(d) for p in own for d in p.shape if d > 1}
         x = args[0]
@@ -383,7 +427,7 @@ class _Tracer:
         if len(found) != 1:
             return False
         arg, declared, size, fresh = found[0]
-        self.probed[id(module)] = (module, arg, declared, size)
+        self.probed[(id(module), arg)] = (module, arg, declared, size)
         self._transplant(module, fresh)
         self.mismatches.append(Mismatch(
             self._path(module), "Parameter", type(module).__name__, arg, declared, size,
@@ -481,20 +525,38 @@ class _Tracer:
             self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
         if isinstance(output, torch.Tensor):
             family = family_of(module)
-            self._remember_maker(module, family, args, output)
+            out = self._out_arg(module, output) if family is None else None
+            self._remember_maker(module, family, args, output, out)
             self.recent.append(tuple(output.shape))
-            if family is not None and family.out_arg:
+            if (family is not None and family.out_arg) or out:
                 self.produced[id(output)] = (module, weakref.ref(output))
                 self.heads.append(module)
 
-    def _remember_maker(self, module, family, args, output) -> None:
+    def _out_arg(self, module, output) -> Optional[str]:
+        """The size argument of a layer with weights of its own that its output's
+        last dimension shows, if one alone does (``out_features``)."""
+        if id(module) in self.out_args:
+            return self.out_args[id(module)][0]
+        sizes = [(arg, declared) for (key, arg), (_, _, declared, required) in self.probed.items()
+                 if key == id(module) and declared == required]
+        if not sizes or output.dim() == 0:
+            return None
+        hits = [(arg, d) for arg, d in sizes if d == output.shape[-1]]
+        if len(hits) != 1:
+            return None
+        self.out_args[id(module)] = hits[0]
+        return hits[0][0]
+
+    def _remember_maker(self, module, family, args, output, out: Optional[str] = None) -> None:
         """Note which size argument made ``output``: a layer's out size, a norm's
         own size, or, through a layer that keeps the shape (an activation, a
         container), what made its input. The innermost layer wins."""
         hit = self.made.get(id(output))
         if hit is not None and hit[0]() is output:
             return
-        if family is not None:
+        if out:
+            maker = (self._path(module), out)
+        elif family is not None:
             arg = family.out_arg or (family.checks[0].arg if family.checks else None)
             if arg is None:
                 return
@@ -546,6 +608,16 @@ class _Tracer:
                 f"layer produces its classes, so {option('num-classes', want)} cannot be applied"
             )
         module, family = head
+        if family is None:  # a layer with weights of its own: rebuilt with the size
+            arg, declared = self.out_args[id(module)]
+            if declared == want:
+                return False
+            self._rebuild(module, {arg: want})
+            self.out_args[id(module)] = (arg, want)
+            self.probed[(id(module), arg)] = (module, arg, declared, want)
+            self._record(module, WEIGHTED, arg, declared, want, option("num-classes", want), (),
+                         "", cause=Cause.NUM_CLASSES)
+            return True
         declared = family.declared_out(module)
         if declared == want:
             return False
@@ -554,7 +626,9 @@ class _Tracer:
                      option("num-classes", want), (), note, cause=Cause.NUM_CLASSES)
         return True
 
-    def _head(self, output) -> Optional[Tuple[nn.Module, Family]]:
+    def _head(self, output) -> Optional[Tuple[nn.Module, Optional[Family]]]:
+        """The layer that produced the classes, and its family (None for a layer
+        with weights of its own, whose out argument ``out_args`` holds)."""
         hit = self.produced.get(id(output))
         if hit is not None and hit[1]() is output:
             return hit[0], family_of(hit[0])
@@ -562,6 +636,10 @@ class _Tracer:
         # take the last layer whose output size matches the class dimension.
         for module in reversed(self.heads):
             family = family_of(module)
+            if family is None:
+                if self.out_args[id(module)][1] == output.shape[-1]:
+                    return module, None
+                continue
             dim = family.out_dim if family.out_dim < 0 else min(family.out_dim, output.dim() - 1)
             if family.declared_out(module) == output.shape[dim]:
                 return module, family
