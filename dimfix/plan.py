@@ -103,6 +103,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         groups.setdefault(key, []).append(m)
     for group in groups.values():
         planner.plan(group)
+    planner.drop_fixed_by_others()
     edits = sorted(planner.edits, key=lambda e: (e.path != path, e.path, e.line, e.col))
     return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
                 resolver, planner.bold_used, planner.bold_written)
@@ -778,6 +779,16 @@ class _Planner:
             because = f"`{code_of(original)}` kept: other uses need it as it is"
         return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
                     len(group))
+
+    def drop_fixed_by_others(self) -> None:
+        """A group refused before another group's edit was planned (a tie of two
+        names in a ResNet's first stage, where the next stage's edit names the
+        one) is no longer wrong when that edit gives it its size too."""
+        def fixed(m: Mismatch) -> bool:
+            hit = self.expansions.get((m.layer_path, m.arg))
+            return hit is not None and hit[1].value(self.replacements) == m.observed
+        if self.replacements:
+            self.unfixable = [u for u in self.unfixable if not fixed(u.mismatch)]
 
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from dimfix.blame import Operands, demanded, differing
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
 from dimfix.families import WEIGHTED, Family, all_args, family_of, overridden_family
@@ -37,6 +38,9 @@ MAX_PASSES = 3
 # Modules rebuilt because their own parameters did not fit (see _own_parameters),
 # each followed by a new pass: a bound on what one trace may rebuild.
 MAX_REBUILDS = 8
+# Layers asked for another out size after an op raised (blame.py): one per
+# residual block a wrong width reaches (a ResNet's every block), each a pass.
+MAX_BLAMES = 32
 
 # An optional observer of every module call (shapes.py): set by observing().
 _observer = None
@@ -168,6 +172,14 @@ class _Tracer:
         # last: when the forward raises, the last one raised in its own code.
         self.running: List[Tuple[nn.Module, tuple]] = []
         self.kwargs: dict = {}  # the keyword inputs of the model's forward
+        self.picked = ""  # which of several outputs holds the classes, when by default
+        # Which layer with an out size made each output's width, through layers
+        # that keep the shape (weakly); the operands of an op that raised; the
+        # (layer, argument, size) the trace already asked for after one.
+        self.widths: Dict[int, Tuple[weakref.ref, nn.Module, str]] = {}
+        self.operands = Operands()
+        self.blamed: set = set()
+        self.blamed_sites: set = set()  # (site key, argument) of the layers blamed
         # Tensors sized in __init__ that the trace resized (tables.py), by
         # (layer, argument): (Resized, declared, required) for _constructions.
         self.tables: Dict[Tuple[str, str], tuple] = {}
@@ -185,9 +197,12 @@ class _Tracer:
             try:
                 output = self._forward()
             except ModelRaised as e:
-                if rebuilds < MAX_REBUILDS and not self.guess \
-                        and (self._own_parameters() or self._own_tables(e)):
+                if not self.guess and ((rebuilds < MAX_REBUILDS and (
+                        self._own_parameters() or self._own_tables(e)))
+                        or (len(self.blamed) < MAX_BLAMES and self._blame(e))):
                     rebuilds += 1
+                    for _, first in self.seen.values():
+                        first.clear()  # sizes seen before the change are no second call
                     continue  # that module now fits: the forward goes further
                 if not self.mismatches or self.guess:
                     raise
@@ -227,6 +242,7 @@ class _Tracer:
         self.produced.clear()
         self.made.clear()
         self.makers.clear()
+        self.widths.clear()
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
@@ -243,8 +259,10 @@ class _Tracer:
             hooks.append(nn.modules.module.register_module_forward_hook(observer.after))
         found = len(self.views.found)
         try:
-            with torch.no_grad(), torch.device(self.device), self.views.watching(batch), \
-                    self._watching_cat(), self._watching_functional():
+            # The operands' wrappers go on first: views.py's must be the one user
+            # code calls, as it reads its caller's frame.
+            with torch.no_grad(), torch.device(self.device), self.operands.watching(), \
+                    self.views.watching(batch), self._watching_cat(), self._watching_functional():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -259,6 +277,7 @@ class _Tracer:
             return None  # train mode's outputs (GoogLeNet's aux heads) are not the classes
         if self.options.num_classes is not None and self.options.output is None:
             _require_output(output)
+            self.picked = _first_of(output)
         return _pick_output(output, self.options.output)
 
     def _inputs(self):
@@ -554,6 +573,7 @@ class _Tracer:
         hit = self.made.get(id(output))
         if hit is not None and hit[0]() is output:
             return
+        self._remember_width(module, family, args, output, out)
         if out:
             maker = (self._path(module), out)
         elif family is not None:
@@ -570,6 +590,105 @@ class _Tracer:
             maker = before[1]
         self.made[id(output)] = (weakref.ref(output), maker)
         self.makers.append((tuple(output.shape), maker))
+
+    def _remember_width(self, module, family, args, output, out: Optional[str]) -> None:
+        """Note the layer with an out size that made ``output``'s width, through
+        layers that keep the shape (``bn2(conv2(x))``: conv2)."""
+        arg = out or (family.out_arg if family is not None else None)
+        if arg:
+            self.widths[id(output)] = (weakref.ref(output), module, arg)
+            return
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        hit = self.widths.get(id(x)) if x is not None else None
+        if hit is not None and hit[0]() is x and x.shape == output.shape:
+            self.widths[id(output)] = (weakref.ref(output), hit[1], hit[2])
+
+    def _blame(self, error: ModelRaised) -> bool:
+        """An elementwise op raised in the code of the innermost module running
+        (``out += identity``): if exactly one of its operands was made by a
+        layer of that module (not handed to it), with the width where they
+        disagree, that layer is asked for the other's size, and the pass goes
+        on (blame.py)."""
+        last = self.operands.last
+        if last is None or not self.running:
+            return False
+        module, args = self.running[-1]
+        symbol, first, other = last
+        if symbol in ("view", "reshape"):
+            found = demanded(tuple(int(d) for d in first.shape), other)
+            if found is None:
+                return False
+            dim, size = found
+            dims, sizes, tensors = dim - first.dim(), (size,), (first,)
+            symbol = f".{symbol}{other}"
+        else:
+            found = differing(first, other)
+            if found is None:
+                return False
+            dims, sizes, tensors = found[0], found[2:0:-1], (first, other)
+        blamed = []
+        for tensor, want in zip(tensors, sizes):
+            if any(tensor is a for a in args):
+                continue  # what the module was given (a residual's identity)
+            maker = self._width_maker(tensor, self._path(module), dims)
+            if maker is not None:
+                blamed.append((maker, want))
+        if len(blamed) > 1:
+            # Both made here (a shortcut conv and the block's last conv): the one
+            # built by a call already found wrong, in another block, if only one.
+            again = [b for b in blamed if (self._site_key(b[0][0]), b[0][1]) in self.blamed_sites]
+            blamed = again
+        if len(blamed) != 1:
+            return False
+        (layer, arg), want = blamed[0]
+        self.blamed_sites.add((self._site_key(layer), arg))
+        if (id(layer), arg, want) in self.blamed:
+            return False  # asked once already: it did not help
+        self.blamed.add((id(layer), arg, want))
+        family = family_of(layer)
+        why = (f"`{symbol}` in {type(module).__name__}.forward needs {want}: "
+               f"{_first_line(error)}")
+        if family is not None:
+            declared = family.declared_out(layer)
+            note = family.resize_out(layer, want)
+            self._record(layer, family, arg, declared, want, why, (), note)
+            return True
+        _, declared = self.out_args[id(layer)]
+        self._rebuild(layer, {arg: want})
+        self.out_args[id(layer)] = (arg, want)
+        self.probed[(id(layer), arg)] = (layer, arg, declared, want)
+        self._record(layer, WEIGHTED, arg, declared, want, why, (), "")
+        return True
+
+    def _site_key(self, module) -> tuple:
+        """The constructor call in the source (not the chain: a block built by
+        ``_make_layer`` for another stage is the same call)."""
+        site = self.book.get(module)
+        return site.key[0] if site is not None else (id(module),)
+
+    def _width_maker(self, tensor, scope: str, dim: int) -> Optional[Tuple[nn.Module, str]]:
+        """The layer with an out size, inside the module at ``scope``, that made
+        ``tensor``'s width at ``dim``: as remembered, else the last one there
+        whose output had ``tensor``'s shape (a functional op came between)."""
+        inside = (lambda p: True) if scope == "<model>" else (lambda p: p.startswith(scope + "."))
+        hit = self.widths.get(id(tensor))
+        if hit is not None and hit[0]() is tensor:
+            found = (hit[1], hit[2])
+        else:
+            layers = dict(self.model.named_modules())
+            found = None
+            for shape, (path, arg) in reversed(self.makers):
+                layer = layers.get(path)
+                family = family_of(layer) if layer is not None else None
+                out = family.out_arg if family is not None else self.out_args.get(id(layer), ("",))[0]
+                if shape == tuple(tensor.shape) and arg == out:
+                    found = (layer, arg)
+                    break
+        if found is None or not inside(self._path(found[0])):
+            return None
+        family = family_of(found[0])
+        out_dim = family.out_dim if family is not None else -1
+        return found if out_dim % tensor.dim() == dim % tensor.dim() else None
 
     def _maker(self, x, size: int) -> Tuple[str, ...]:
         """What made ``x``; else (a functional op came between: ``torch.flatten``)
@@ -615,7 +734,7 @@ class _Tracer:
             self._rebuild(module, {arg: want})
             self.out_args[id(module)] = (arg, want)
             self.probed[(id(module), arg)] = (module, arg, declared, want)
-            self._record(module, WEIGHTED, arg, declared, want, option("num-classes", want), (),
+            self._record(module, WEIGHTED, arg, declared, want, self._classes(want), (),
                          "", cause=Cause.NUM_CLASSES)
             return True
         declared = family.declared_out(module)
@@ -623,8 +742,13 @@ class _Tracer:
             return False
         note = family.resize_out(module, want)
         self._record(module, family, family.out_arg, declared, want,
-                     option("num-classes", want), (), note, cause=Cause.NUM_CLASSES)
+                     self._classes(want), (), note, cause=Cause.NUM_CLASSES)
         return True
+
+    def _classes(self, want: int) -> str:
+        """Why a head changes: ``--num-classes 20``, and which output it is."""
+        said = option("num-classes", want)
+        return f"{said}, on {self.picked}" if self.picked else said
 
     def _head(self, output) -> Optional[Tuple[nn.Module, Optional[Family]]]:
         """The layer that produced the classes, and its family (None for a layer
@@ -730,6 +854,16 @@ class _Tracer:
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
                 blocks=(), producer=(), cause=Cause.INPUT):
+        path = self._path(module)
+        prior = next((i for i, m in enumerate(self.mismatches)
+                      if m.layer_path == path and m.arg == arg), None)
+        if prior is not None and self.blamed:
+            # A pass after a blamed layer changed its out size (blame.py): a layer
+            # after it that an earlier pass resized to the wrong width is put back.
+            first = self.mismatches.pop(prior)
+            if first.declared == observed:
+                return
+            declared = first.declared
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -794,19 +928,27 @@ class _Tracer:
 
 
 def _require_output(output) -> None:
-    """--num-classes on a model with several outputs names which holds the classes."""
+    """--num-classes on a model returning a dict of several tensors, none of them
+    "logits", names which holds the classes: keys say what each is, and the
+    first is no convention (``{"boxes": ..., "scores": ...}``)."""
     if isinstance(output, dict):
         keys = [k for k, v in output.items() if isinstance(v, torch.Tensor)]
         if len(keys) > 1 and "logits" not in keys:
             raise BadUsage("the model returns several tensors (keys: "
                            f"{', '.join(map(str, keys))}); name the one holding the classes "
                            f"with {option('output', 'KEY')}")
-    elif isinstance(output, (list, tuple)):
-        tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
-        if len(tensors) > 1:
-            raise BadUsage(f"the model returns {len(tensors)} tensors; name the one holding the "
-                           f"classes with {option('output', 'INDEX')} (one of "
-                           f"{', '.join(map(str, tensors))})")
+
+
+def _first_of(output) -> str:
+    """How the classes were picked from a tuple of several tensors by default
+    (its first: ``return logits, hidden``), for the reason line; else ""."""
+    if not isinstance(output, (list, tuple)):
+        return ""
+    tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
+    if len(tensors) < 2:
+        return ""
+    return (f"output {tensors[0]} of the {len(tensors)} tensors forward returns "
+            f"({option('output', 'INDEX')} names another)")
 
 
 def _pick_output(output, name: Optional[str] = None):
@@ -884,6 +1026,12 @@ def _fits(input, weight, module) -> bool:
         return True  # not a batch this check can read: the op says
     channels = input.shape[-spatial - 1]
     return channels == getattr(module, "in_channels", channels)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _arrives(x, factors) -> str:
