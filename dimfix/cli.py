@@ -126,6 +126,8 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
+    if fmt == "text" and not quiet:
+        _say_inputs(jobs_list)
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
     if shapes:
         from dimfix.table import run_shapes
@@ -169,7 +171,10 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
         raise BadUsage(f"{where}: no models found; name one as PATH::NAME or mark it with a "
                        "'# dimfix: input=SHAPE' pragma above its class or def")
     if len(targets) == 1 and "::" in targets[0] and len(jobs_list) == 1 and jobs_list[0].problems:
-        raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32")
+        from dimfix.discover import default_unused
+
+        raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32"
+                       + default_unused(config))
     return jobs_list, config
 
 
@@ -213,6 +218,8 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
         job, config = discover_source(source, names, cli, fmt, config)
         job = loading(job) if loading else job
         _check_inputs([job])
+        if report.fmt.value == "text" and not report.quiet:
+            _say_inputs([job])
         fix = run(session_for(job), limits(config))
     except BaseException:
         if report.mode is not Mode.DRY_RUN and not report.diff:  # --diff: no diff
@@ -228,6 +235,16 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
                     else raw)
     report.add(fix, None)
     return report.finish()
+
+
+def _say_inputs(jobs_list) -> None:
+    """Where each input came from, when not from --input: a config default
+    applied where it was not meant to be is seen before anything is written."""
+    for job in jobs_list:
+        inputs = {o.name: o.inputs for o in job.models}
+        for name, where in job.inputs_from:
+            shown = " ".join(map(str, inputs.get(name, ())))
+            click.echo(f"{job.display}::{name}: input {shown} from {where}", err=True)
 
 
 def _echo_bytes(data: bytes) -> None:

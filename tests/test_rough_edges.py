@@ -61,3 +61,45 @@ def test_dash_reads_stdin_as_black_does(project):
     code, out, err = stdin(["-", "net.py"], project, NET)
     assert code == 2 and "'-' (stdin) must be the only target" in err, err
     assert (project / "net.py").read_text() == NET
+
+
+MNIST = '''\
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super(Net, self).__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.fc1 = nn.Linear(5408, 10)
+
+    def forward(self, x):
+        return self.fc1(F.max_pool2d(F.relu(self.conv1(x)), 2).flatten(1))
+
+
+# dimfix:
+class Marked(Net):
+    pass
+'''
+
+
+def test_a_config_default_input_is_for_declared_models_and_its_origin_is_said(cli, project):
+    (project / "pyproject.toml").write_text('[tool.dimfix]\ninput = ["2x3x32x32"]\n')
+    (project / "mnist.py").write_text(MNIST)
+    run = cli(["mnist.py::Net", "--check"], project)  # forgot --input: not rewritten for RGB
+    assert run.code == 2, run
+    assert ("give a sample input with --input SHAPE, e.g. --input 1x3x32x32 (input = 2x3x32x32 "
+            "in pyproject.toml is a default only for the models a '# dimfix:' pragma or "
+            "[[tool.dimfix.models]] declares)") in run.stderr, run
+    run = cli(["mnist.py::Marked", "--check"], project)  # declared: the default applies
+    assert run.code == 1, run
+    assert "mnist.py::Marked: input 2x3x32x32 from [tool.dimfix] input in pyproject.toml" \
+        in run.stderr, run
+    run = cli(["mnist.py::Net", "--input", "2x1x28x28", "--check"], project)
+    assert run.code == 0 and "from" not in run.stderr, run  # given: nothing to say
+    (project / "mnist.py").write_text(MNIST.replace("# dimfix:", "# dimfix: input=2x1x28x28"))
+    run = cli(["mnist.py", "--check"], project)
+    assert run.code == 0, run
+    assert "mnist.py::Marked: input 2x1x28x28 from its '# dimfix:' pragma" in run.stderr, run
+    assert (project / "mnist.py").read_text().count("nn.Conv2d(1, 32, 3, 1)") == 1
