@@ -294,6 +294,8 @@ class _Tracer:
 
     def _pre_hook(self, module, args):
         self.running.append((module, args))
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and args:
+            self._check_ids(module, args[0])
         family = family_of(module)
         if family is None:
             family = overridden_family(module)
@@ -335,6 +337,23 @@ class _Tracer:
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
                          producer=self._maker(tensor, value))
+
+    def _check_ids(self, module, x) -> None:
+        """Token ids given as floats (``--input 4x20`` for an ``nn.Embedding``):
+        torch's own message names no option; the dtype prefix is the fix."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            return
+        spec = next((s for s in self.options.inputs
+                     if tuple(s.shape) == tuple(x.shape) and s.dtype.startswith(("float", "bfloat"))),
+                    None)
+        if spec is None:
+            return
+        wanted = "long:" + "x".join(map(str, spec.shape))
+        if spec.name:
+            spec, wanted = f"{spec.name}={spec}", f"{spec.name}={wanted}"
+        raise BadUsage(
+            f"{option('input', spec)} gives {self._path(module)} ({type(module).__name__}) "
+            f"floats, but it takes token ids: use {option('input', wanted)}")
 
     def _check_batched(self, module, x) -> None:
         """A conv fed the sample input without its batch dimension: the user most

@@ -103,3 +103,45 @@ def test_a_config_default_input_is_for_declared_models_and_its_origin_is_said(cl
     assert run.code == 0, run
     assert "mnist.py::Marked: input 2x1x28x28 from its '# dimfix:' pragma" in run.stderr, run
     assert (project / "mnist.py").read_text().count("nn.Conv2d(1, 32, 3, 1)") == 1
+
+
+def test_a_syntax_error_without_a_name_is_said_with_its_position(cli, project):
+    (project / "net.py").write_text(NET.replace("def __init__(self):", "def __init__(self)"))
+    run = cli(["net.py", "--input", "2x10"], project)
+    assert run.code == 2, run
+    assert "dimfix: error: net.py:5:23: cannot parse: expected ':'" in run.stderr, run
+    assert "no nn.Module subclass" not in run.stderr
+
+
+def test_a_class_that_takes_a_class_names_the_factories_that_build_it(cli, tmp_path):
+    case = copy_case("knock_on_residual_width", tmp_path)
+    run = cli(["broken.py::ResNet", "--input", "2x3x32x32"], case)
+    assert run.code == 2, run
+    assert ("ResNet needs arguments (block, num_blocks); this file builds it in ResNet18(): "
+            "name that as the target, broken.py::ResNet18") in run.stderr, run
+    assert "--init" not in run.stderr
+
+
+EMBED = '''\
+import torch.nn as nn
+
+
+class TextClassificationModel(nn.Module):
+    def __init__(self, vocab_size=95811, embed_dim=64, num_class=4):
+        super(TextClassificationModel, self).__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.fc = nn.Linear(embed_dim, num_class)
+
+    def forward(self, text):
+        return self.fc(self.embedding(text).mean(1))
+'''
+
+
+def test_token_ids_given_as_floats_say_use_long(cli, project):
+    (project / "text.py").write_text(EMBED)
+    run = cli(["text.py::TextClassificationModel", "--input", "4x20"], project)
+    assert run.code == 2, run
+    assert ("--input 4x20 gives embedding (Embedding) floats, but it takes token ids: use "
+            "--input long:4x20") in run.stderr, run
+    run = cli(["text.py::TextClassificationModel", "--input", "long:4x20"], project)
+    assert run.code == 0, run
