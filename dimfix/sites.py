@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -355,6 +356,44 @@ def _site_of(module, frame, is_user_file, inits: InitFrames,
     if not chain:
         return None
     return Site(tuple(chain), via)
+
+
+IGNORE = re.compile(r"#\s*dimfix:\s*ignore\b")
+
+
+def ignored(site: Optional[Site], texts: Dict[str, List[str]]) -> bool:
+    """Whether a line of any call on the way to the layer carries ``# dimfix:
+    ignore`` (as ``# noqa`` or ``# fmt: skip`` do): the author sized it on
+    purpose (a lazy placeholder, a layer resized at run time). ``texts``
+    caches each file's lines for one trace."""
+    if site is None:
+        return False
+    for frame in site.chain:
+        lines = _source_lines(frame, texts)
+        if any(IGNORE.search(lines[i - 1]) for i in range(frame.line, frame.end_line + 1)
+               if 0 < i <= len(lines)):
+            return True
+    return False
+
+
+def _source_lines(frame: Frame, cache: Dict[str, List[str]]) -> List[str]:
+    """The text the frame's module was executed from (the loader's: a buffer or
+    a rewritten text, not necessarily the file on disk), by lines."""
+    if frame.path not in cache:
+        g = frame.global_values
+        loader, text = g.get("__loader__"), None
+        try:
+            text = loader.get_source(g.get("__name__")) if loader is not None else None
+        except Exception:  # a loader without the source: read the file
+            text = None
+        if text is None:
+            try:
+                with open(frame.path, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                text = ""
+        cache[frame.path] = text.split("\n")
+    return cache[frame.path]
 
 
 def site_here(frame, is_user_file: Callable[[str], bool]) -> Optional[Site]:

@@ -108,6 +108,8 @@ def _row(r: Row, fixed, cannot, failed: bool) -> dict:
             status = "fixed"
         elif key not in fixed and status != "cannot-fix":
             status = "not-fixed"  # resized to trace on; its fix did not verify
+    if r.ignored and r.changes:
+        status = "ignored"  # '# dimfix: ignore': neither fixed nor reported
     if r.raised:
         status = "raised"
     return {
@@ -209,6 +211,8 @@ def _cells(r: dict, innermost: str = "") -> dict:
         status = f"cannot fix: {changes}: {r['reason']}"
     elif status == "not-fixed":
         status = f"wrong, not fixed: {changes}"
+    elif status == "ignored":
+        status = f"ignored (# dimfix: ignore): {changes}"
     elif status == "raised":
         status = "raised here" if r["layer"] == innermost else f"raised inside, in {innermost}"
         status += f" (after resizing {changes})" if changes else ""

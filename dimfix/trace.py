@@ -27,7 +27,7 @@ from dimfix.families import declared as declared_size
 from dimfix.load import user_frame
 from dimfix.probe import probe, probe_weights, runs
 from dimfix.records import Cause, Construction, Mismatch, Note, Options, Trace
-from dimfix.sites import SiteBook, recording_sites
+from dimfix.sites import SiteBook, ignored, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
 from dimfix.views import ViewChecker
 
@@ -148,7 +148,10 @@ class _Tracer:
         self.mismatches: List[Mismatch] = []
         self.seen: Dict[int, Tuple[nn.Module, Dict[str, int]]] = {}
         self.recent = collections.deque(maxlen=32)  # shapes of recent outputs
-        self.views = ViewChecker(is_user_file, self.recent.append)
+        self.lines: Dict[str, List[str]] = {}  # source lines, for '# dimfix: ignore'
+        self.skipped: Dict[int, bool] = {}
+        self.views = ViewChecker(is_user_file, self.recent.append,
+                                 lambda site: ignored(site, self.lines))
         # Which head-like layer produced which output, without keeping every
         # output alive (about 95 MB of activations on a ResNet-152).
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
@@ -390,6 +393,8 @@ class _Tracer:
         self.probed[(id(module), found.arg)] = (module, found.arg, found.declared, size)
         self._take(module, found.fresh)
         x = args[0]
+        if self._ignored(module):
+            return
         self.mismatches.append(Mismatch(
             path, family.name, type(module).__name__, found.arg, found.declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
@@ -421,6 +426,8 @@ class _Tracer:
         declared = dict(found.sizes)[arg]
         self.probed[(id(module), arg)] = (module, arg, declared, size)
         self._take(module, found.fresh)
+        if self._ignored(module):
+            return
         x = next((a for a in args if isinstance(a, torch.Tensor) and size in a.shape[1:]), args[0])
         factors = self._factors(x)
         self.mismatches.append(Mismatch(
@@ -467,6 +474,8 @@ class _Tracer:
         arg, declared, size, fresh = found[0]
         self.probed[(id(module), arg)] = (module, arg, declared, size)
         self._transplant(module, fresh)
+        if self._ignored(module):
+            return True
         self.mismatches.append(Mismatch(
             self._path(module), "Parameter", type(module).__name__, arg, declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
@@ -490,6 +499,8 @@ class _Tracer:
             "buffer" if hit.name in hit.module._buffers else "tensor"
         declared, required = made.sizes, list(made.sizes)
         required[dims[hit.dim]] = hit.size
+        if ignored(made.site, self.lines):
+            return True  # resized to go on; sized on purpose
         self.tables[(layer, hit.arg)] = (made, kind, declared, tuple(required))
         whole = made.params == ("size",)  # the shape as one tuple: its elements change
         self.mismatches.append(Mismatch(
@@ -661,7 +672,7 @@ class _Tracer:
             return False
         (layer, arg), want = blamed[0]
         self.blamed_sites.add((self._site_key(layer), arg))
-        if (id(layer), arg, want) in self.blamed:
+        if (id(layer), arg, want) in self.blamed or self._ignored(layer):
             return False  # asked once already: it did not help
         self.blamed.add((id(layer), arg, want))
         family = family_of(layer)
@@ -871,8 +882,17 @@ class _Tracer:
             return 1
         return hit[1]
 
+    def _ignored(self, module) -> bool:
+        """Its constructor call carries ``# dimfix: ignore``: sized on purpose.
+        The trace resizes it to go on, and records nothing of it."""
+        if id(module) not in self.skipped:
+            self.skipped[id(module)] = ignored(self.book.get(module), self.lines)
+        return self.skipped[id(module)]
+
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
                 blocks=(), producer=(), cause=Cause.INPUT):
+        if self._ignored(module):
+            return
         path = self._path(module)
         prior = next((i for i, m in enumerate(self.mismatches)
                       if m.layer_path == path and m.arg == arg), None)
@@ -918,7 +938,7 @@ class _Tracer:
             family = family_of(module)
             if site is None or family is None:
                 continue
-            ran = id(module) in self.seen
+            ran = id(module) in self.seen and not self._ignored(module)
             for arg in all_args(family):
                 hit = fixed.get((path, arg))
                 if hit is not None:
