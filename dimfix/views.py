@@ -78,7 +78,7 @@ class ViewChecker:
         if site is not None and any(m.site == site for m, _ in self.found):
             return (lead, per_sample)  # seen on an earlier pass or iteration
         if self.ignored(site):
-            return None  # as written: the author's '# dimfix: ignore' says so
+            return (lead, per_sample)  # '# dimfix: ignore': go on, record nothing
         shown = "x".join(map(str, dims))
         where = f"{name} in {frame.f_code.co_name}() line {frame.f_lineno}"  # one per call
         m = Mismatch(where, "View", f"Tensor.{name}", "size",

@@ -145,3 +145,34 @@ def test_token_ids_given_as_floats_say_use_long(cli, project):
             "--input long:4x20") in run.stderr, run
     run = cli(["text.py::TextClassificationModel", "--input", "long:4x20"], project)
     assert run.code == 0, run
+
+
+IGNORED = '''\
+import torch.nn as nn
+
+
+def conv_bn(i, o):
+    return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(1, 8)  # dimfix: ignore
+        self.fc = nn.Linear(400, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x.view(-1, 400)  # dimfix: ignore
+        return self.fc(x)
+'''
+
+
+def test_ignore_on_a_helper_call_and_on_a_view(cli, project):
+    """The comment on the call of a helper that builds layers, and on a view:
+    neither is fixed or reported, and the trace goes on past them."""
+    (project / "net.py").write_text(IGNORED)
+    run = cli(["net.py::Net", "--input", "2x3x4x4"], project)
+    assert run.code == 0, run
+    assert (project / "net.py").read_text() == IGNORED.replace("Linear(400, 10)", "Linear(128, 10)")
+    assert "stem" not in run.stderr and "view" not in run.stderr, run
