@@ -57,7 +57,44 @@ def build(target, options: Options, device: str) -> nn.Module:
         raise ModelRaised(
             f"{name}() returned an object of type {type(model).__name__}, not an nn.Module"
         )
+    unwrap(model)
     return model
+
+
+def unwrap(model: nn.Module) -> None:
+    """Take ``weight_norm``, ``spectral_norm`` and ``parametrize`` off every layer
+    they wrap, leaving a plain weight of the shape they computed: they change
+    no size, and a layer resized under them would be overwritten from the old
+    ``weight_v``/``weight_orig`` by their hook before it runs. The layer is
+    then its family's own class (``Conv2d``, not ``ParametrizedConv2d``), traced
+    and resized as if written without the wrapper, in one pass."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for module in list(model.modules()):
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if isinstance(hook, (WeightNorm, SpectralNorm)):
+                weight = getattr(module, hook.name)
+                del module._forward_pre_hooks[key]
+                for suffix in ("_g", "_v", "_orig", "_u"):
+                    if hasattr(module, hook.name + suffix):
+                        delattr(module, hook.name + suffix)
+                delattr(module, hook.name)
+                module.register_parameter(hook.name, _plain(weight))
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                try:
+                    weight = getattr(module, name)
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+                except Exception:  # a parametrization that cannot be taken off: traced as is
+                    continue
+                setattr(module, name, _plain(weight))
+
+
+def _plain(weight: torch.Tensor) -> nn.Parameter:
+    make = torch.empty if weight.device.type == "meta" else torch.zeros
+    return nn.Parameter(make(weight.shape, dtype=weight.dtype, device=weight.device))
 
 
 def nbytes(model: nn.Module) -> int:
@@ -66,8 +103,17 @@ def nbytes(model: nn.Module) -> int:
 
 
 def materialize(model: nn.Module) -> None:
+    """Zeroed CPU weights for a model built on meta: its parameters, buffers,
+    and tensors held as plain attributes (a sin-cos table computed in
+    ``__init__`` and kept as ``self.pos_embedding = posemb_sincos_2d(...)``,
+    which ``Module.to`` would not move either: on meta it has no values to
+    copy out when forward moves it to the input's device)."""
     # Not to_empty(): empty_like on a meta tensor loads the meta kernels.
     model._apply(lambda t: torch.zeros(t.shape, dtype=t.dtype, device="cpu"))
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                setattr(module, name, torch.zeros(value.shape, dtype=value.dtype))
 
 
 def has_lazy(model: nn.Module) -> bool:

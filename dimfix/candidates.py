@@ -9,11 +9,10 @@ from typing import List
 
 def model_classes(text: str) -> List[str]:
     """Top-level classes deriving from ``nn.X``/``torch.nn.X``/``Module`` or
-    from such a class of the same file, in source order."""
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return []
+    from such a class of the same file, in source order. Raises SyntaxError
+    for text that does not parse (a file with a syntax error defines nothing
+    dimfix can name, and the user must hear why)."""
+    tree = ast.parse(text)
     found: List[str] = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(_is_module(b, found) for b in node.bases):

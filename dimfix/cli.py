@@ -15,7 +15,16 @@ from dimfix import __version__
 from dimfix.errors import BadUsage, DimfixError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+STDIN = "<stdin>"  # what a "-::NAME" target is parsed as (click reads "-:" as an option)
+
+
+class _Command(click.Command):
+    def parse_args(self, ctx, args):
+        args = [STDIN + a[1:] if a.startswith("-::") else a for a in args]
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("targets", nargs=-1, metavar="PATH::NAME | PATH...")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE",
               help="Sample input for one forward argument, e.g. 1x3x32x32, long:2x12 "
@@ -36,7 +45,8 @@ from dimfix.errors import BadUsage, DimfixError
               help="Execute the whole file, as an import would, not its definitions only.")
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
 @click.option("--diff", is_flag=True, help="Same as --dry-run (black's name).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if a fix is pending.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 if a fix is pending (with --diff, print the diff too).")
 @click.option("--no-format", is_flag=True, help="Do not run black on the changed lines.")
 @click.option("--max-memory", metavar="SIZE",
               help="Memory a CPU trace may use, e.g. 4GiB (default: a quarter of RAM).")
@@ -58,7 +68,7 @@ from dimfix.errors import BadUsage, DimfixError
               help="Give up on a model after this long (default: 60).")
 @click.option("--stdin-filename", metavar="PATH",
               help="Read the source from stdin as if it were PATH; write the fixed source "
-                   "to stdout.")
+                   "to stdout. The target '-' (or '-::NAME') reads stdin too.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: on a tty).")
 @click.option("--shapes", is_flag=True,
               help="Print each model's layer table (declared sizes, shapes in and out, "
@@ -84,12 +94,16 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
     """
     from dimfix.report import Format, Mode, Report
 
+    try:
+        targets, stdin_filename = _stdin_target(targets, stdin_filename)
+    except DimfixError as e:
+        _fail(e, verbose)
     mode = Mode.CHECK if check else Mode.DRY_RUN if dry_run or diff else Mode.WRITE
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     single = len(targets) == 1 and "::" in targets[0] and not stdin_filename
     report = Report(mode, Format(fmt), color, verbose, single, quiet=quiet,
-                    buffer_on_stdout=bool(stdin_filename))
+                    buffer_on_stdout=bool(stdin_filename), diff=check and (diff or dry_run))
 
     def limits(config):
         from dimfix.steps import Limits
@@ -113,6 +127,8 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
         _check_inputs(jobs_list)
     except DimfixError as e:
         _fail(e, verbose)
+    if fmt == "text" and not quiet:
+        _say_inputs(jobs_list)
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
     if shapes:
         from dimfix.table import run_shapes
@@ -129,6 +145,19 @@ def _seconds(value):
         return None if value is None else parse_seconds(value)
     except BadUsage:
         raise click.BadParameter(f"{value} is not a positive finite number of seconds") from None
+
+
+def _stdin_target(targets, stdin_filename):
+    """``-`` (or ``-::NAME``) is stdin, as black reads it: the buffer is traced as
+    the file --stdin-filename names, else as stdin.py in the current folder."""
+    dashes = [t for t in targets if t == "-" or t.startswith(STDIN + "::")]
+    if not dashes:
+        return targets, stdin_filename
+    if len(targets) > 1:
+        raise BadUsage("'-' (stdin) must be the only target")
+    filename = stdin_filename or "stdin.py"
+    name = dashes[0].partition("::")[2]
+    return ([f"{filename}::{name}"] if name else []), filename
 
 
 def _explicit_config(path):
@@ -153,7 +182,10 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
         raise BadUsage(f"{where}: no models found; name one as PATH::NAME or mark it with a "
                        "'# dimfix: input=SHAPE' pragma above its class or def")
     if len(targets) == 1 and "::" in targets[0] and len(jobs_list) == 1 and jobs_list[0].problems:
-        raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32")
+        from dimfix.discover import default_unused
+
+        raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32"
+                       + default_unused(config))
     return jobs_list, config
 
 
@@ -197,13 +229,15 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
         job, config = discover_source(source, names, cli, fmt, config)
         job = loading(job) if loading else job
         _check_inputs([job])
+        if report.fmt.value == "text" and not report.quiet:
+            _say_inputs([job])
         fix = run(session_for(job), limits(config))
     except BaseException:
-        if report.mode is not Mode.DRY_RUN:  # --diff: no diff
+        if report.mode is not Mode.DRY_RUN and not report.diff:  # --diff: no diff
             _echo_bytes(raw)
         raise
     fixed = fix.changes[0][1] if fix.changed else None
-    if report.mode is Mode.DRY_RUN:  # --diff/--dry-run: the diff alone, empty if clean
+    if report.mode is Mode.DRY_RUN or report.diff:  # --diff: the diff alone, empty if clean
         if fixed is not None:
             diff = file_diff(source, fixed)
             click.echo(colorize(diff) if report.color else diff, nl=False, color=report.color)
@@ -212,6 +246,16 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
                     else raw)
     report.add(fix, None)
     return report.finish()
+
+
+def _say_inputs(jobs_list) -> None:
+    """Where each input came from, when not from --input: a config default
+    applied where it was not meant to be is seen before anything is written."""
+    for job in jobs_list:
+        inputs = {o.name: o.inputs for o in job.models}
+        for name, where in job.inputs_from:
+            shown = " ".join(map(str, inputs.get(name, ())))
+            click.echo(f"{job.display}::{name}: input {shown} from {where}", err=True)
 
 
 def _echo_bytes(data: bytes) -> None:

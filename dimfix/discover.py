@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from dimfix.config import Config, ModelSpec, find_config, pragma_models
-from dimfix.errors import BadSource, BadUsage, option
+from dimfix.errors import BadSource, BadUsage, Position, option
 from dimfix.records import Options
 from dimfix.source import SourceFile, decode_source, display_path
 from dimfix.target import parse_size
@@ -28,6 +28,9 @@ class Job:
     models: Tuple[Options, ...]
     problems: Tuple[Tuple[str, str], ...] = ()  # (model name, why it cannot run)
     source: Optional[SourceFile] = None  # the text to fix when not the file's (stdin)
+    # (model name, where its input was given) for inputs not given on the
+    # command line: "its '# dimfix:' pragma", "[tool.dimfix] in pyproject.toml".
+    inputs_from: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def display(self) -> str:
@@ -41,6 +44,8 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
     flags set, over config and pragmas. ``force_exclude`` applies the exclude
     patterns to files named explicitly too (as pre-commit names them)."""
     found: Dict[str, Dict[str, ModelSpec]] = {}
+    declared: set = set()  # (path, name) a pragma or [[tool.dimfix.models]] declares
+    given: Dict[Tuple[str, str], str] = {}  # where a declaration gave the input
     for target in targets:
         path, sep, name = target.rpartition("::")
         if not sep or os.path.exists(target):
@@ -54,31 +59,66 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
         if name:
             if os.path.isdir(path):
                 raise BadSource(f"{path}: is a directory, not a Python file")
-            spec = _declared(path, name, config) or ModelSpec(os.path.abspath(path), name)
+            spec = _declared(path, name, config, given) or ModelSpec(os.path.abspath(path), name)
             found.setdefault(spec.path, {})[name] = spec
             continue
         patterns = tuple(exclude) + (config.exclude if config else ())
         for file in _python_files(path, patterns, config, force_exclude):
-            specs = _models_in(file, config)
+            specs = _models_in(file, config, given)
             if not specs and cli.inputs and os.path.isfile(path):
                 specs = [_only_model(file)]  # --input for a file without a pragma
             for spec in specs:
                 found.setdefault(spec.path, {}).setdefault(spec.name, spec)
+    declared = set(given)
     jobs = []
     for path, specs in sorted(found.items()):
-        models, problems = [], []
+        models, problems, inputs_from = [], [], []
         for spec in sorted(specs.values(), key=lambda s: s.name):
-            if config is not None:
-                spec = spec.over(config.defaults)
-            spec = _override(spec, cli)
+            spec, where = _resolve(spec, cli, config, (path, spec.name) in declared,
+                                   given.get((path, spec.name), ""))
             if not spec.inputs:
-                problems.append((spec.name, f"no sample input: give {option('input', 'SHAPE')}, "
-                                            "or input= in its '# dimfix:' pragma or "
-                                            "[tool.dimfix]"))
+                problems.append((spec.name, _no_input(config)))
                 continue
             models.append(_options(spec, fmt))
-        jobs.append(Job(path, tuple(models), tuple(problems)))
+            if where:
+                inputs_from.append((spec.name, where))
+        jobs.append(Job(path, tuple(models), tuple(problems), inputs_from=tuple(inputs_from)))
     return jobs, config
+
+
+def _resolve(spec: ModelSpec, cli: ModelSpec, config: Optional[Config], declared: bool,
+             given: str) -> Tuple[ModelSpec, str]:
+    """``spec`` with the config's defaults (for a model a pragma or the config
+    declares: a model named only on the command line gets none but its memory
+    limit) and the flags over them; and where its input came from, when not
+    from the command line."""
+    where = ""
+    if config is not None:
+        defaults = config.defaults if declared else ModelSpec(
+            "", "", max_memory=config.defaults.max_memory)
+        if not spec.inputs and defaults.inputs:
+            where = f"[tool.dimfix] input in {display_path(os.path.join(config.root, 'pyproject.toml'))}"
+        spec = spec.over(defaults)
+    if spec.inputs and not where:
+        where = given
+    return _override(spec, cli), "" if cli.inputs else where
+
+
+def _no_input(config: Optional[Config]) -> str:
+    return (f"no sample input: give {option('input', 'SHAPE')}, or input= in its "
+            "'# dimfix:' pragma or [tool.dimfix]" + default_unused(config))
+
+
+def default_unused(config: Optional[Config]) -> str:
+    """Why the config's default input was not used, if it has one: it is for
+    the models it or a pragma declares (an MNIST net named on the command line
+    must not be traced, and rewritten, for the project's 3-channel images)."""
+    if config is None or not config.defaults.inputs:
+        return ""
+    shown = ",".join(map(str, config.defaults.inputs))
+    toml = display_path(os.path.join(config.root, "pyproject.toml"))
+    return (f" (input = {shown} in {toml} is a default only for the models a '# dimfix:' "
+            "pragma or [[tool.dimfix.models]] declares)")
 
 
 def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
@@ -88,23 +128,24 @@ def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
     named, else those its pragmas (or the config) declare."""
     config = config or find_config(source.path)
     path = os.path.abspath(source.path)
-    declared = {s.name: s for s in (config.models if config else ()) if s.path == path}
-    for spec in pragma_models(source.path, source.text):
+    given: Dict[Tuple[str, str], str] = {}
+    declared = {s.name: s for s in _configured(path, config, given)}
+    for spec in _pragmas(source.path, source.text, given):
         declared[spec.name] = spec.over(declared[spec.name]) if spec.name in declared else spec
     specs = [declared.get(n, ModelSpec(path, n)) for n in names] if names else list(declared.values())
     if not specs and cli.inputs:
         specs = [_only_model(source.path, source.text)]
-    models, problems = [], []
+    models, problems, inputs_from = [], [], []
     for spec in specs:
-        if config is not None:
-            spec = spec.over(config.defaults)
-        spec = _override(spec, cli)
+        spec, where = _resolve(spec, cli, config, spec.name in declared,
+                               given.get((path, spec.name), ""))
         if spec.inputs:
             models.append(_options(spec, fmt))
+            if where:
+                inputs_from.append((spec.name, where))
         else:
-            problems.append((spec.name, f"no sample input: give {option('input', 'SHAPE')} or "
-                                        "a pragma"))
-    return Job(path, tuple(models), tuple(problems), source), config
+            problems.append((spec.name, _no_input(config)))
+    return Job(path, tuple(models), tuple(problems), source, tuple(inputs_from)), config
 
 
 def _override(spec: ModelSpec, cli: ModelSpec) -> ModelSpec:
@@ -124,21 +165,43 @@ def _options(spec: ModelSpec, fmt: bool) -> Options:
     )
 
 
-def _declared(path: str, name: str, config: Optional[Config]) -> Optional[ModelSpec]:
+def _declared(path: str, name: str, config: Optional[Config],
+              given: Dict[Tuple[str, str], str]) -> Optional[ModelSpec]:
     """What the pragma or the config say of ``path::name``, if anything."""
-    for spec in _models_in(os.path.abspath(path), config):
+    for spec in _models_in(os.path.abspath(path), config, given):
         if spec.name == name:
             return spec
     return None
 
 
-def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
+def _configured(path: str, config: Optional[Config],
+                given: Dict[Tuple[str, str], str]) -> List[ModelSpec]:
+    """The [[tool.dimfix.models]] entries for the file at ``path``."""
+    found = [s for s in (config.models if config else ()) if os.path.abspath(s.path) == path]
+    for spec in found:
+        given.setdefault((path, spec.name), "")  # declared, input or not
+        if spec.inputs:
+            toml = display_path(os.path.join(config.root, "pyproject.toml"))
+            given[(path, spec.name)] = f"[[tool.dimfix.models]] in {toml}"
+    return found
+
+
+def _pragmas(path: str, text: str, given: Dict[Tuple[str, str], str]) -> List[ModelSpec]:
+    """The models ``# dimfix:`` pragmas in ``text`` declare."""
+    found = pragma_models(display_path(path), text)
+    for spec in found:
+        key = (os.path.abspath(path), spec.name)
+        given.setdefault(key, "")
+        if spec.inputs:
+            given[key] = "its '# dimfix:' pragma"
+    return found
+
+
+def _models_in(path: str, config: Optional[Config],
+               given: Optional[Dict[Tuple[str, str], str]] = None) -> List[ModelSpec]:
     path = os.path.abspath(path)
-    specs: Dict[str, ModelSpec] = {}
-    if config is not None:
-        for spec in config.models:
-            if os.path.abspath(spec.path) == path:
-                specs[spec.name] = spec
+    given = {} if given is None else given
+    specs: Dict[str, ModelSpec] = {s.name: s for s in _configured(path, config, given)}
     if not _is_regular(path):
         return list(specs.values())
     try:
@@ -150,7 +213,7 @@ def _models_in(path: str, config: Optional[Config]) -> List[ModelSpec]:
         text = raw.decode("utf-8", errors="replace")
         if path.endswith(".ipynb"):  # pragmas sit in the code cells' script
             text = decode_source(path, raw).text
-        for spec in pragma_models(display_path(path), text):
+        for spec in _pragmas(path, text, given):
             # A pragma sits next to the code: it wins over the config table.
             specs[spec.name] = spec.over(specs[spec.name]) if spec.name in specs else spec
     return list(specs.values())
@@ -163,8 +226,12 @@ def _only_model(path: str, text: Optional[str] = None) -> ModelSpec:
     if text is None:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
-    names = model_classes(text)
     shown = display_path(path)
+    try:
+        names = model_classes(text)
+    except SyntaxError as e:
+        raise BadSource(f"cannot parse: {e.msg}",
+                        Position(os.path.abspath(path), e.lineno or 0, e.offset or 0)) from None
     if len(names) == 1:
         return ModelSpec(os.path.abspath(path), names[0])
     if names:

@@ -318,9 +318,26 @@ def overridden_family(module: nn.Module) -> Optional[Family]:
             found = next((f for f in FAMILIES.values()
                           if any(issubclass(kind, base) for base in f.classes)), None)
         _OVERRIDDEN[kind] = found
-    if found is None and not issubclass(kind, LazyModuleMixin) and _per_feature_size(module):
-        return PER_FEATURE
+    if found is None and not issubclass(kind, LazyModuleMixin):
+        if _per_feature_size(module):
+            return PER_FEATURE
+        if _own_weights(module):
+            return WEIGHTED
     return found
+
+
+def _own_weights(module: nn.Module) -> bool:
+    """A layer of the user's (or another library's) own that holds a weight
+    matrix and no parameters in submodules: a GCN layer's ``self.weight =
+    nn.Parameter(torch.FloatTensor(in_features, out_features))`` used by
+    ``torch.mm``, a noisy linear layer's ``weight_mu`` used by ``F.linear``.
+    torch's own layers (``nn.Embedding``) are families or read no size."""
+    if type(module).__module__.split(".")[0] == "torch":
+        return False
+    own = list(module.parameters(recurse=False))
+    if any(isinstance(p, UninitializedParameter) for p in own) or not any(p.dim() >= 2 for p in own):
+        return False
+    return all(next(c.parameters(), None) is None for c in module.children())
 
 
 def _per_feature_size(module: nn.Module) -> Optional[int]:
@@ -344,6 +361,12 @@ def _per_feature_size(module: nn.Module) -> Optional[int]:
 # Not a key of FAMILIES: no layer belongs to it by class, and it is only probed.
 PER_FEATURE = Family("PerFeature", (), (Check("size", lambda m, args: None, _per_feature_size),),
                      lambda m, changes, rebuild: ({}, ""))
+
+
+# Not a key of FAMILIES either: layers with weights of their own, probed by
+# the constructor arguments that size those weights (probe.probe_weights).
+WEIGHTED = Family("Weights", (), (Check("size", lambda m, args: None, lambda m: None),),
+                  lambda m, changes, rebuild: ({}, ""))
 
 
 _OVERRIDDEN: Dict[type, Optional[Family]] = {}

@@ -371,9 +371,32 @@ def check_init(target, init: Dict[str, object], name: str, path: str) -> None:
             and n not in init
         ]
         if missing:
+            factories = _factories_of(target)
+            if factories:
+                # ResNet(block, num_blocks): a class is no literal for --init; the
+                # file's ResNet18() says what the author passes.
+                from dimfix.source import display_path
+
+                shown = ", ".join(f"{f}()" for f in factories)
+                raise BadUsage(
+                    f"{name} needs arguments ({', '.join(missing)}); this file builds it in "
+                    f"{shown}: name that as the target, {display_path(path)}::"
+                    f"{factories[0]}", where) from None
             args = " ".join(option("init", f"{n}=VALUE") for n in missing)
             raise BadUsage(f"{name} needs arguments: pass {args}", where) from None
         raise BadUsage(f"{name}: {e}", where) from None
+
+
+def _factories_of(target) -> Tuple[str, ...]:
+    """Functions of ``target``'s own module that call it by name (``ResNet18``
+    returning ``ResNet(BasicBlock, [2, 2, 2, 2])``), in the order defined."""
+    module = sys.modules.get(getattr(target, "__module__", ""), None)
+    name = getattr(target, "__name__", "")
+    if module is None or not isinstance(target, type):
+        return ()
+    return tuple(n for n, v in vars(module).items()
+                 if inspect.isfunction(v) and _defined_in(v, module) and not n.startswith("_")
+                 and name in v.__code__.co_names)
 
 
 def _models_in(module) -> Tuple[str, ...]:

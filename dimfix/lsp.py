@@ -8,10 +8,13 @@ raised, timed out, ran out of memory) at the wrong argument. The code action
 a layer's constructor call shows the sizes it declares and the shapes that
 arrive, from the last trace.
 
-This process imports torch (and libcst, black, torch's meta kernels) once at
-start and never the user's code: every trace is a child forked from it
-(lsp_check.py), killed at the timeout or memory limit of [tool.dimfix], or as
-soon as a newer save of the same file makes its answer stale.
+This process imports torch (and libcst, black, torch's meta kernels) once, in
+a thread started with it, while it already answers ``initialize`` (an editor
+waits for that answer before it shows the file); a check waits for the warm-up
+to end before it forks. It never imports the user's code: every trace is a
+child forked from it (lsp_check.py), killed at the timeout or memory limit of
+[tool.dimfix], or as soon as a newer save of the same file makes its answer
+stale.
 """
 
 from __future__ import annotations
@@ -38,7 +41,38 @@ def warm_server() -> None:
     import dimfix.driver  # noqa: F401
 
 
-def make_server():
+class _Warming:
+    """``warm_server`` in a thread of its own, started once ``initialize`` is
+    answered (an editor waits for that answer; torch takes 6-10 s to load on a
+    cold disk, and a thread loading it from the start slows the answer down).
+    A check awaits ``ready()`` before it forks: a fork while another thread is
+    inside an import would leave the child that import's lock, held for good."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dimfix-warm", daemon=True)
+
+    def start(self) -> "_Warming":
+        if self.thread.ident is None:
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            warm_server()
+        finally:  # a failed warm-up leaves the imports to the first check
+            self.done.set()
+
+    async def ready(self) -> None:
+        self.start()  # a client that never sent 'initialized'
+        if not self.done.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self.done.wait)
+        self.thread.join()
+
+
+def make_server(warming: Optional[_Warming] = None):
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
     from pygls.uris import from_fs_path, to_fs_path
@@ -104,6 +138,8 @@ def make_server():
             early_texts = {path: source.text}
             publish(uri, diagnostics(early, early_texts), version)
 
+        if warming is not None:
+            await warming.ready()
         checked = await check(source, job, limits, drafted)
         results[uri] = checked
         texts = {p: s.text for p, s in checked.fix.sources.items()}
@@ -125,6 +161,11 @@ def make_server():
         task = asyncio.ensure_future(run_check(uri))
         tasks[uri] = task
         task.add_done_callback(lambda t: tasks.get(uri) is t and tasks.pop(uri, None))
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls, params: types.InitializedParams):
+        if warming is not None:
+            warming.start()  # initialize is answered: now torch loads
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls, params: types.DidOpenTextDocumentParams):
@@ -235,8 +276,7 @@ def main(argv: Optional[list] = None) -> None:
     become_subreaper()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stopped)
-    warm_server()
-    make_server().start_io()
+    make_server(_Warming()).start_io()
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ def plan_edits(text: str, path: str, display: str, trace: Trace,
         groups.setdefault(key, []).append(m)
     for group in groups.values():
         planner.plan(group)
+    planner.drop_fixed_by_others()
     edits = sorted(planner.edits, key=lambda e: (e.path != path, e.path, e.line, e.col))
     return Plan(tuple(edits), tuple(planner.unfixable), planner.replacements, index,
                 resolver, planner.bold_used, planner.bold_written)
@@ -371,18 +372,26 @@ class _Planner:
         # reads as the channels; the spatial factor, and where it comes from, is
         # what differs. Literals of factors that agree come last.
         settled = _settled(exp, m.factors)
+        # A tensor sized in __init__ (``torch.randn(1, num_patches + 1, dim)``)
+        # is sized from the configuration: the literal in its own call counts
+        # extra tokens (the class token's ``+ 1``), the value that disagrees
+        # with the input is where the configuration is written.
+        derived = m.family == "Tensor"
         found = []
         for lit, stack in self.literals[(m.layer_path, m.arg)]:
+            if derived and _exponent(lit, stack[-1].node):
+                continue  # ``(image_size // patch_size) ** 2``: the 2 counts dimensions
             value = _solve(exp, lit, m.observed, self.replacements)
             if value is not None:
                 old = int(lit.evaluated_value)
                 change = abs(math.log(value / old)) if old > 0 else math.inf
                 agrees = (lit if len(stack) == 1 else _sub_key(exp, stack[1])) in settled
-                found.append((agrees, len(stack), change, lit, value, stack))
-        found.sort(key=lambda f: f[:3])
+                found.append((agrees, derived and len(stack) == 1, len(stack), change, lit,
+                              value, stack))
+        found.sort(key=lambda f: f[:4])
         if nearest_only and found:
             found = found[:1]
-        return [(lit, value, stack) for _, _, _, lit, value, stack in found]
+        return [(lit, value, stack) for *_, lit, value, stack in found]
 
     def _local(self, expr, exp: Expansion, m: Mismatch) -> Iterator[_Candidate]:
         """A new expression at this call. Arithmetic on a name only where the
@@ -771,6 +780,16 @@ class _Planner:
         return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
                     len(group))
 
+    def drop_fixed_by_others(self) -> None:
+        """A group refused before another group's edit was planned (a tie of two
+        names in a ResNet's first stage, where the next stage's edit names the
+        one) is no longer wrong when that edit gives it its size too."""
+        def fixed(m: Mismatch) -> bool:
+            hit = self.expansions.get((m.layer_path, m.arg))
+            return hit is not None and hit[1].value(self.replacements) == m.observed
+        if self.replacements:
+            self.unfixable = [u for u in self.unfixable if not fixed(u.mismatch)]
+
     def _refuse(self, group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str) -> None:
         m = group[0]
         path, line, col = self.path, 0, 0
@@ -814,6 +833,12 @@ def _same_run(a: Sequence[Frame], i: int, b: Sequence[Frame], j: int) -> bool:
 def _first_word(name: str) -> str:
     """``in`` of ``in_channels`` and of ``self.in_chs``."""
     return name.rsplit(".", 1)[-1].lstrip("_").split("_", 1)[0]
+
+
+def _exponent(lit: cst.Integer, node: cst.CSTNode) -> bool:
+    """Whether ``lit`` is (in) the exponent of a ``**`` in ``node``."""
+    return any(isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Power)
+               and lit in _descendants(n.right) for n in _descendants(node))
 
 
 def _solve(exp: Expansion, lit: cst.Integer, want: int, base: Replacements,

@@ -1,7 +1,8 @@
 """Layers that subclass a known family but override ``forward`` (timm's
 ``LayerNorm2d``, ``GroupNorm1``, ``BatchNormAct2d``, a user's
-``ChannelsFirstLayerNorm``): no family rule can say which dimension they read,
-so they are asked. The layer runs its own forward on the arriving tensor; if
+``ChannelsFirstLayerNorm``), and layers with weights of their own (a GCN
+layer, a noisy linear layer): no family rule can say which dimension they
+read, so they are asked. The layer runs its own forward on the arriving tensor; if
 that fails, it is rebuilt with its size set to each dimension of the tensor in
 turn, and the one size with which its own forward runs is the size it needs.
 Two working sizes, or none, are reported, never guessed.
@@ -60,11 +61,55 @@ def probe(module: nn.Module, family: Family, args: tuple, inits: InitFrames,
     return Probe(arg, declared, False, tuple(working), fresh)
 
 
-def runs(module: nn.Module, args: tuple) -> bool:
+@dataclass(frozen=True)
+class WeightProbe:
+    """What a layer with weights of its own (families.WEIGHTED) needs."""
+
+    sizes: Tuple[Tuple[str, int], ...]  # its constructor's size arguments, as declared
+    runs: bool  # its forward runs as declared
+    working: Tuple[Tuple[str, int], ...] = ()  # else, (argument, size) with which it runs
+    fresh: Optional[nn.Module] = None  # the layer rebuilt with the first of them
+
+
+def probe_weights(module: nn.Module, args: tuple, inits: InitFrames,
+                  build: Callable[[nn.Module, Dict[str, object]], nn.Module]) -> Optional[WeightProbe]:
+    """Ask a layer with weights of its own which sizes it needs: its size
+    arguments are those of the user's call whose values size one of its weight
+    matrices (``in_features``, ``out_features`` for ``torch.empty(out_features,
+    in_features)``); if its forward does not run, each is set in turn to each
+    dimension of the tensors it was given, and the changes with which it runs
+    are the answer (the forward reads the weight as it reads it: ``F.linear``,
+    ``torch.mm(input, self.weight)``, ``x @ self.W``)."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not inits or not tensors:
+        return None
+    dims = {int(d) for p in module.parameters(recurse=False) if p.dim() >= 2 for d in p.shape}
+    sizes = tuple((k, v) for k, v in inits[-1][1].items() if type(v) is int and v in dims and v > 1)
+    if not sizes:
+        return None
+    if runs(module, args):
+        return WeightProbe(sizes, True)
+    seen = sorted({int(d) for t in tensors for d in (t.shape[1:] if t.dim() > 1 else t.shape)})
+    working, fresh = [], None
+    for arg, declared in sizes:
+        for size in seen:
+            if size == declared:
+                continue
+            try:
+                candidate = build(module, {arg: size})
+            except Exception:  # this size cannot even be built
+                continue
+            if runs(candidate, args):
+                working.append((arg, size))
+                fresh = fresh or candidate
+    return WeightProbe(sizes, False, tuple(working), fresh)
+
+
+def runs(module: nn.Module, args: tuple, kwargs: Optional[dict] = None) -> bool:
     """Does ``module``'s own forward run on ``args``, unseen by the tracer?"""
     try:
         with _hooks_off(), torch.no_grad():
-            module(*args)
+            module(*args, **(kwargs or {}))
         return True
     except Exception:
         return False

@@ -137,6 +137,7 @@ class Report:
     # Editor mode: stdout carries the buffer alone, so the JSON document and
     # the DIM lines go to stderr.
     buffer_on_stdout: bool = False
+    diff: bool = False  # --diff with --check: the diffs too, as black and ruff print them
     models: List[dict] = field(default_factory=list)  # JSON entries, in order
     counts: Dict[str, int] = field(default_factory=lambda: dict(fixed=0, pending=0, clean=0,
                                                                 cannot_fix=0, failed=0))
@@ -227,7 +228,8 @@ class Report:
 
     def _text(self, fix: FileFix, diff: Optional[str]) -> None:
         display = display_path(fix.path)
-        if diff and self.mode is not Mode.CHECK and not (self.quiet and self.mode is Mode.WRITE):
+        if diff and (self.mode is not Mode.CHECK or self.diff) \
+                and not (self.quiet and self.mode is Mode.WRITE):
             # color= forces escapes into a pipe when --color was given
             click.echo(colorize(diff) if self.color else diff, nl=False, color=self.color)
         for model in fix.models:

@@ -44,6 +44,7 @@ class Row:
     start: Optional[Position] = None
     end: Optional[Position] = None
     raised: bool = False  # the forward raised inside this call: the trace stopped here
+    ignored: bool = False  # its call says '# dimfix: ignore': sized on purpose
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,8 @@ class Recorder:
                             raw["inputs"], raw.get("outputs", ()),
                             sum(p.numel() for p in module.parameters(recurse=False)),
                             changes, fixed_seen and not changes, start, end,
-                            "outputs" not in raw))
-            fixed_seen = fixed_seen or bool(changes)
+                            "outputs" not in raw, self.tracer._ignored(module)))
+            fixed_seen = fixed_seen or (bool(changes) and not rows[-1].ignored)
         return Table(tuple(rows), self.output, int(self.total))
 
 

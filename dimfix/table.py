@@ -108,6 +108,8 @@ def _row(r: Row, fixed, cannot, failed: bool) -> dict:
             status = "fixed"
         elif key not in fixed and status != "cannot-fix":
             status = "not-fixed"  # resized to trace on; its fix did not verify
+    if r.ignored and r.changes:
+        status = "ignored"  # '# dimfix: ignore': neither fixed nor reported
     if r.raised:
         status = "raised"
     return {
@@ -132,7 +134,8 @@ def _plain(v):
 
 def render(doc: dict, color: bool = False, verbose: bool = False) -> str:
     """Aligned columns that fit in 100; a long status goes on a line of its own."""
-    cells = [HEADERS] + [_cells(r) for r in doc["rows"]]
+    raised = [r["layer"] for r in doc["rows"] if r["status"] == "raised"]
+    cells = [HEADERS] + [_cells(r, raised[-1] if raised else "") for r in doc["rows"]]
     widths = {k: min(CAPS[k], max(len(c[k]) for c in cells)) for k in CAPS}
     while sum(widths.values()) + 2 * len(widths) + 6 > WIDTH:  # room for "status"
         k = max(widths, key=lambda k: widths[k] - FLOORS[k])
@@ -160,9 +163,7 @@ def render(doc: dict, color: bool = False, verbose: bool = False) -> str:
         1 for o in doc["others"] if o["status"] == "cannot-fix")
     after = any(r["after_fix"] for r in doc["rows"])
     if doc["error"]:
-        raised = next((r for r in doc["rows"] if r["status"] == "raised"), None)
-        where = f" at {raised['layer']} ({raised['kind']})" if raised else ""
-        lines.append(f"stopped{where}: the model failed there (the error follows)")
+        lines.append(_stopped(doc["rows"]))
         return "\n".join(lines)
     out = "output " + (", ".join(_dims(s) for s in doc["output"]) or "(no tensor)")
     tail = f"{out}; {doc['params']:,} params"
@@ -178,7 +179,21 @@ def render(doc: dict, color: bool = False, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _cells(r: dict) -> dict:
+def _stopped(rows) -> str:
+    """Where the trace stopped, as torchinfo's "Executed layers up to": the
+    innermost call that raised, else (the model's own forward raised) the last
+    layer that ran."""
+    raised = [r for r in rows if r["status"] == "raised"]
+    if raised:
+        where = f" at {raised[-1]['layer']} ({raised[-1]['kind']}), where the model raised"
+    elif rows:
+        where = f" in the model's own forward, after {rows[-1]['layer']} ({rows[-1]['kind']})"
+    else:
+        where = " before the first layer ran"
+    return f"stopped{where}; the error follows"
+
+
+def _cells(r: dict, innermost: str = "") -> dict:
     declared = list(r["declared"].items())
     shown = []
     for k, (arg, value) in enumerate(declared):
@@ -196,8 +211,11 @@ def _cells(r: dict) -> dict:
         status = f"cannot fix: {changes}: {r['reason']}"
     elif status == "not-fixed":
         status = f"wrong, not fixed: {changes}"
+    elif status == "ignored":
+        status = f"ignored (# dimfix: ignore): {changes}"
     elif status == "raised":
-        status = "raised here" + (f" (after resizing {changes})" if changes else "")
+        status = "raised here" if r["layer"] == innermost else f"raised inside, in {innermost}"
+        status += f" (after resizing {changes})" if changes else ""
     elif r["after_fix"]:
         status = "ok*"
     return dict(layer=r["layer"], kind=r["kind"], declared=", ".join(shown),

@@ -19,14 +19,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, what
+from dimfix.blame import Operands, demanded, differing
+from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
 from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
-from dimfix.families import Family, all_args, family_of, overridden_family
+from dimfix.families import WEIGHTED, Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame
-from dimfix.probe import probe, runs
+from dimfix.probe import probe, probe_weights, runs
 from dimfix.records import Cause, Construction, Mismatch, Note, Options, Trace
-from dimfix.sites import SiteBook, recording_sites
+from dimfix.sites import SiteBook, ignored, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
 from dimfix.views import ViewChecker
 
@@ -37,6 +38,9 @@ MAX_PASSES = 3
 # Modules rebuilt because their own parameters did not fit (see _own_parameters),
 # each followed by a new pass: a bound on what one trace may rebuild.
 MAX_REBUILDS = 8
+# Layers asked for another out size after an op raised (blame.py): one per
+# residual block a wrong width reaches (a ResNet's every block), each a pass.
+MAX_BLAMES = 32
 
 # An optional observer of every module call (shapes.py): set by observing().
 _observer = None
@@ -60,15 +64,20 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
                 book: Optional[SiteBook] = None) -> Trace:
     """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
     if isinstance(target, nn.Module):
-        return _Tracer(target, options, book or SiteBook(), "cpu", is_user_file).run()
+        unwrap(target)
+        book = book or SiteBook()
+        book.bind_tensors(target)
+        return _Tracer(target, options, book, "cpu", is_user_file).run()
     try:
         with recording_sites(is_user_file) as meta_book, no_init():
             model = build(target, options, "meta")
+        meta_book.bind_tensors(model)
     except ModelRaised:
         # Some models read tensor values while they are built (RegNet's
         # .tolist()): build those on CPU, as the user would.
         with recording_sites(is_user_file) as cpu_book:
             model = build(target, options, "cpu")
+        cpu_book.bind_tensors(model)
         return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
     size = nbytes(model)
     if size <= CPU_TRACE_BYTES and not has_lazy(model):
@@ -90,6 +99,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
             ) from on_meta
     with recording_sites(is_user_file) as cpu_book:
         model = build(target, options, "cpu")
+    cpu_book.bind_tensors(model)
     return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
 
 
@@ -138,7 +148,10 @@ class _Tracer:
         self.mismatches: List[Mismatch] = []
         self.seen: Dict[int, Tuple[nn.Module, Dict[str, int]]] = {}
         self.recent = collections.deque(maxlen=32)  # shapes of recent outputs
-        self.views = ViewChecker(is_user_file, self.recent.append)
+        self.lines: Dict[str, List[str]] = {}  # source lines, for '# dimfix: ignore'
+        self.skipped: Dict[int, bool] = {}
+        self.views = ViewChecker(is_user_file, self.recent.append,
+                                 lambda site: ignored(site, self.lines))
         # Which head-like layer produced which output, without keeping every
         # output alive (about 95 MB of activations on a ResNet-152).
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
@@ -150,11 +163,29 @@ class _Tracer:
         # Outputs of bidirectional RNNs: their last dimension is two directions.
         self.directions: Dict[int, Tuple[weakref.ref, int]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
-        # Layers that override a family's forward, as probed: (module, arg, declared, needed)
-        self.probed: Dict[int, Tuple[nn.Module, str, int, int]] = {}
+        # Layers that override a family's forward, or hold weights of their own,
+        # as probed, by (id, arg): (module, arg, declared, needed)
+        self.probed: Dict[Tuple[int, str], Tuple[nn.Module, str, int, int]] = {}
+        # Layers with weights of their own: the argument their output's last
+        # dimension shows (a custom head, for --num-classes); and the input
+        # shapes each ran with as declared (asked once per shape).
+        self.out_args: Dict[int, Tuple[str, int]] = {}
+        self.fitting: set = set()
         # The modules whose forward is running, with their arguments, innermost
         # last: when the forward raises, the last one raised in its own code.
         self.running: List[Tuple[nn.Module, tuple]] = []
+        self.kwargs: dict = {}  # the keyword inputs of the model's forward
+        self.picked = ""  # which of several outputs holds the classes, when by default
+        # Which layer with an out size made each output's width, through layers
+        # that keep the shape (weakly); the operands of an op that raised; the
+        # (layer, argument, size) the trace already asked for after one.
+        self.widths: Dict[int, Tuple[weakref.ref, nn.Module, str]] = {}
+        self.operands = Operands()
+        self.blamed: set = set()
+        self.blamed_sites: set = set()  # (site key, argument) of the layers blamed
+        # Tensors sized in __init__ that the trace resized (tables.py), by
+        # (layer, argument): (Resized, declared, required) for _constructions.
+        self.tables: Dict[Tuple[str, str], tuple] = {}
         self.observer = _observer
 
     def run(self) -> Trace:
@@ -169,8 +200,12 @@ class _Tracer:
             try:
                 output = self._forward()
             except ModelRaised as e:
-                if rebuilds < MAX_REBUILDS and not self.guess and self._own_parameters():
+                if not self.guess and ((rebuilds < MAX_REBUILDS and (
+                        self._own_parameters() or self._own_tables(e)))
+                        or (len(self.blamed) < MAX_BLAMES and self._blame(e))):
                     rebuilds += 1
+                    for _, first in self.seen.values():
+                        first.clear()  # sizes seen before the change are no second call
                     continue  # that module now fits: the forward goes further
                 if not self.mismatches or self.guess:
                     raise
@@ -210,10 +245,12 @@ class _Tracer:
         self.produced.clear()
         self.made.clear()
         self.makers.clear()
+        self.widths.clear()
         self.heads.clear()
         for a in args:
             self.recent.append(tuple(a.shape))
         self.inputs = {id(a) for a in [*args, *kwargs.values()]}
+        self.kwargs = kwargs
         batch = next((int(a.shape[0]) for a in [*args, *kwargs.values()] if a.dim() >= 2), None)
         observer = self.observer
         hooks = [nn.modules.module.register_module_forward_pre_hook(observer.before)] if observer else []
@@ -225,8 +262,10 @@ class _Tracer:
             hooks.append(nn.modules.module.register_module_forward_hook(observer.after))
         found = len(self.views.found)
         try:
-            with torch.no_grad(), torch.device(self.device), self.views.watching(batch), \
-                    self._watching_cat(), self._watching_functional():
+            # The operands' wrappers go on first: views.py's must be the one user
+            # code calls, as it reads its caller's frame.
+            with torch.no_grad(), torch.device(self.device), self.operands.watching(), \
+                    self.views.watching(batch), self._watching_cat(), self._watching_functional():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -241,6 +280,7 @@ class _Tracer:
             return None  # train mode's outputs (GoogLeNet's aux heads) are not the classes
         if self.options.num_classes is not None and self.options.output is None:
             _require_output(output)
+            self.picked = _first_of(output)
         return _pick_output(output, self.options.output)
 
     def _inputs(self):
@@ -257,6 +297,8 @@ class _Tracer:
 
     def _pre_hook(self, module, args):
         self.running.append((module, args))
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and args:
+            self._check_ids(module, args[0])
         family = family_of(module)
         if family is None:
             family = overridden_family(module)
@@ -299,6 +341,23 @@ class _Tracer:
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
                          producer=self._maker(tensor, value))
 
+    def _check_ids(self, module, x) -> None:
+        """Token ids given as floats (``--input 4x20`` for an ``nn.Embedding``):
+        torch's own message names no option; the dtype prefix is the fix."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            return
+        spec = next((s for s in self.options.inputs
+                     if tuple(s.shape) == tuple(x.shape) and s.dtype.startswith(("float", "bfloat"))),
+                    None)
+        if spec is None:
+            return
+        wanted = "long:" + "x".join(map(str, spec.shape))
+        if spec.name:
+            spec, wanted = f"{spec.name}={spec}", f"{spec.name}={wanted}"
+        raise BadUsage(
+            f"{option('input', spec)} gives {self._path(module)} ({type(module).__name__}) "
+            f"floats, but it takes token ids: use {option('input', wanted)}")
+
     def _check_batched(self, module, x) -> None:
         """A conv fed the sample input without its batch dimension: the user most
         likely forgot it (``3x32x32``), and every size after would be wrong."""
@@ -315,11 +374,14 @@ class _Tracer:
 
     def _probe(self, module, family, args) -> None:
         """A subclass that overrides forward: ask it which size it needs (probe.py)."""
+        if family is WEIGHTED:
+            return self._probe_weights(module, args)
         found = probe(module, family, args, self.book.inits(module), self._fresh)
         if found is None:
             return
         path = self._path(module)
-        self.probed.setdefault(id(module), (module, found.arg, found.declared, found.declared))
+        self.probed.setdefault((id(module), found.arg),
+                               (module, found.arg, found.declared, found.declared))
         if found.runs or not found.working:
             return  # fits; or fits no size: its own error will say why
         size = found.working[0]
@@ -328,13 +390,51 @@ class _Tracer:
             sizes = " or ".join(map(str, found.working))
             note = f"its own forward runs with {found.arg} {sizes}; dimfix will not guess"
             self.guess = self.guess or f"it comes after {path}, which cannot be fixed"
-        self.probed[id(module)] = (module, found.arg, found.declared, size)
+        self.probed[(id(module), found.arg)] = (module, found.arg, found.declared, size)
         self._take(module, found.fresh)
         x = args[0]
+        if self._ignored(module):
+            return
         self.mismatches.append(Mismatch(
             path, family.name, type(module).__name__, found.arg, found.declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
             self.book.get(module), _params(type(module)), note=note))
+
+    def _probe_weights(self, module, args) -> None:
+        """A layer with weights of its own (a GCN layer, a noisy linear layer):
+        ask it which of its size arguments the tensors it was given need
+        (probe.probe_weights); resize it, as a family layer is, and record it."""
+        shapes = (id(module), tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))
+        if shapes in self.fitting:
+            return
+        found = probe_weights(module, args, self.book.inits(module), self._fresh)
+        if found is None:
+            return
+        for arg, declared in found.sizes:
+            self.probed.setdefault((id(module), arg), (module, arg, declared, declared))
+        if found.runs:
+            self.fitting.add(shapes)
+        if found.runs or not found.working:
+            return  # fits; or fits no size: its own error will say why
+        path = self._path(module)
+        arg, size = found.working[0]
+        note = ""
+        if len(found.working) > 1:
+            shown = " or ".join(f"{a} {v}" for a, v in found.working)
+            note = f"its own forward runs with {shown}; dimfix will not guess"
+            self.guess = self.guess or f"it comes after {path}, which cannot be fixed"
+        declared = dict(found.sizes)[arg]
+        self.probed[(id(module), arg)] = (module, arg, declared, size)
+        self._take(module, found.fresh)
+        if self._ignored(module):
+            return
+        x = next((a for a in args if isinstance(a, torch.Tensor) and size in a.shape[1:]), args[0])
+        factors = self._factors(x)
+        self.mismatches.append(Mismatch(
+            path, WEIGHTED.name, type(module).__name__, arg, declared, size,
+            f"{_arrives(x, factors)}; its own forward runs only with {size}",
+            self.book.get(module), _params(type(module)), factors=factors, note=note,
+            producer=self._maker(x, size)))
 
     def _own_parameters(self) -> bool:
         """The forward raised in the code of the innermost module running, which
@@ -350,7 +450,8 @@ class _Tracer:
         own = list(module.parameters(recurse=False))
         inits = self.book.inits(module)
         if family_of(module) is not None or not own or not inits or not args \
-                or not isinstance(args[0], torch.Tensor) or id(module) in self.probed:
+                or not isinstance(args[0], torch.Tensor) \
+                or any(key[0] == id(module) for key in self.probed):
             return False
         dims = {int(d) for p in own for d in p.shape if d > 1}
         x = args[0]
@@ -371,12 +472,42 @@ class _Tracer:
         if len(found) != 1:
             return False
         arg, declared, size, fresh = found[0]
-        self.probed[id(module)] = (module, arg, declared, size)
+        self.probed[(id(module), arg)] = (module, arg, declared, size)
         self._transplant(module, fresh)
+        if self._ignored(module):
+            return True
         self.mismatches.append(Mismatch(
             self._path(module), "Parameter", type(module).__name__, arg, declared, size,
             f"input arrives as {_dims(x.shape)}; its own forward runs only with {size}",
             self.book.get(module), _params(type(module))))
+        return True
+
+    def _own_tables(self, error: ModelRaised) -> bool:
+        """The forward raised where a tensor sized in ``__init__`` (a position
+        table) was used: find it (tables.py), record it against the factory
+        call that sized it, and go on with it resized."""
+        from dimfix.tables import resize_table
+
+        running = [(m, a, self.kwargs if m is self.model else {}) for m, a in self.running]
+        hit = resize_table(running, self.book, error)
+        if hit is None:
+            return False
+        made, dims = hit.origin
+        path = self._path(hit.module)
+        layer = hit.name if path == "<model>" else f"{path}.{hit.name}"
+        kind = "Parameter" if hit.name in hit.module._parameters else \
+            "buffer" if hit.name in hit.module._buffers else "tensor"
+        declared, required = made.sizes, list(made.sizes)
+        required[dims[hit.dim]] = hit.size
+        if ignored(made.site, self.lines):
+            return True  # resized to go on; sized on purpose
+        self.tables[(layer, hit.arg)] = (made, kind, declared, tuple(required))
+        whole = made.params == ("size",)  # the shape as one tuple: its elements change
+        self.mismatches.append(Mismatch(
+            layer, "Tensor", kind, hit.arg, declared if whole else hit.declared,
+            tuple(required) if whole else hit.size,
+            f"{type(hit.module).__name__}.forward runs only with {hit.size}: {hit.message}",
+            made.site, made.params))
         return True
 
     def _fresh(self, module: nn.Module, changes) -> nn.Module:
@@ -443,20 +574,39 @@ class _Tracer:
             self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
         if isinstance(output, torch.Tensor):
             family = family_of(module)
-            self._remember_maker(module, family, args, output)
+            out = self._out_arg(module, output) if family is None else None
+            self._remember_maker(module, family, args, output, out)
             self.recent.append(tuple(output.shape))
-            if family is not None and family.out_arg:
+            if (family is not None and family.out_arg) or out:
                 self.produced[id(output)] = (module, weakref.ref(output))
                 self.heads.append(module)
 
-    def _remember_maker(self, module, family, args, output) -> None:
+    def _out_arg(self, module, output) -> Optional[str]:
+        """The size argument of a layer with weights of its own that its output's
+        last dimension shows, if one alone does (``out_features``)."""
+        if id(module) in self.out_args:
+            return self.out_args[id(module)][0]
+        sizes = [(arg, declared) for (key, arg), (_, _, declared, required) in self.probed.items()
+                 if key == id(module) and declared == required]
+        if not sizes or output.dim() == 0:
+            return None
+        hits = [(arg, d) for arg, d in sizes if d == output.shape[-1]]
+        if len(hits) != 1:
+            return None
+        self.out_args[id(module)] = hits[0]
+        return hits[0][0]
+
+    def _remember_maker(self, module, family, args, output, out: Optional[str] = None) -> None:
         """Note which size argument made ``output``: a layer's out size, a norm's
         own size, or, through a layer that keeps the shape (an activation, a
         container), what made its input. The innermost layer wins."""
         hit = self.made.get(id(output))
         if hit is not None and hit[0]() is output:
             return
-        if family is not None:
+        self._remember_width(module, family, args, output, out)
+        if out:
+            maker = (self._path(module), out)
+        elif family is not None:
             arg = family.out_arg or (family.checks[0].arg if family.checks else None)
             if arg is None:
                 return
@@ -470,6 +620,105 @@ class _Tracer:
             maker = before[1]
         self.made[id(output)] = (weakref.ref(output), maker)
         self.makers.append((tuple(output.shape), maker))
+
+    def _remember_width(self, module, family, args, output, out: Optional[str]) -> None:
+        """Note the layer with an out size that made ``output``'s width, through
+        layers that keep the shape (``bn2(conv2(x))``: conv2)."""
+        arg = out or (family.out_arg if family is not None else None)
+        if arg:
+            self.widths[id(output)] = (weakref.ref(output), module, arg)
+            return
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        hit = self.widths.get(id(x)) if x is not None else None
+        if hit is not None and hit[0]() is x and x.shape == output.shape:
+            self.widths[id(output)] = (weakref.ref(output), hit[1], hit[2])
+
+    def _blame(self, error: ModelRaised) -> bool:
+        """An elementwise op raised in the code of the innermost module running
+        (``out += identity``): if exactly one of its operands was made by a
+        layer of that module (not handed to it), with the width where they
+        disagree, that layer is asked for the other's size, and the pass goes
+        on (blame.py)."""
+        last = self.operands.last
+        if last is None or not self.running:
+            return False
+        module, args = self.running[-1]
+        symbol, first, other = last
+        if symbol in ("view", "reshape"):
+            found = demanded(tuple(int(d) for d in first.shape), other)
+            if found is None:
+                return False
+            dim, size = found
+            dims, sizes, tensors = dim - first.dim(), (size,), (first,)
+            symbol = f".{symbol}{other}"
+        else:
+            found = differing(first, other)
+            if found is None:
+                return False
+            dims, sizes, tensors = found[0], found[2:0:-1], (first, other)
+        blamed = []
+        for tensor, want in zip(tensors, sizes):
+            if any(tensor is a for a in args):
+                continue  # what the module was given (a residual's identity)
+            maker = self._width_maker(tensor, self._path(module), dims)
+            if maker is not None:
+                blamed.append((maker, want))
+        if len(blamed) > 1:
+            # Both made here (a shortcut conv and the block's last conv): the one
+            # built by a call already found wrong, in another block, if only one.
+            again = [b for b in blamed if (self._site_key(b[0][0]), b[0][1]) in self.blamed_sites]
+            blamed = again
+        if len(blamed) != 1:
+            return False
+        (layer, arg), want = blamed[0]
+        self.blamed_sites.add((self._site_key(layer), arg))
+        if (id(layer), arg, want) in self.blamed or self._ignored(layer):
+            return False  # asked once already: it did not help
+        self.blamed.add((id(layer), arg, want))
+        family = family_of(layer)
+        why = (f"`{symbol}` in {type(module).__name__}.forward needs {want}: "
+               f"{_first_line(error)}")
+        if family is not None:
+            declared = family.declared_out(layer)
+            note = family.resize_out(layer, want)
+            self._record(layer, family, arg, declared, want, why, (), note)
+            return True
+        _, declared = self.out_args[id(layer)]
+        self._rebuild(layer, {arg: want})
+        self.out_args[id(layer)] = (arg, want)
+        self.probed[(id(layer), arg)] = (layer, arg, declared, want)
+        self._record(layer, WEIGHTED, arg, declared, want, why, (), "")
+        return True
+
+    def _site_key(self, module) -> tuple:
+        """The constructor call in the source (not the chain: a block built by
+        ``_make_layer`` for another stage is the same call)."""
+        site = self.book.get(module)
+        return site.key[0] if site is not None else (id(module),)
+
+    def _width_maker(self, tensor, scope: str, dim: int) -> Optional[Tuple[nn.Module, str]]:
+        """The layer with an out size, inside the module at ``scope``, that made
+        ``tensor``'s width at ``dim``: as remembered, else the last one there
+        whose output had ``tensor``'s shape (a functional op came between)."""
+        inside = (lambda p: True) if scope == "<model>" else (lambda p: p.startswith(scope + "."))
+        hit = self.widths.get(id(tensor))
+        if hit is not None and hit[0]() is tensor:
+            found = (hit[1], hit[2])
+        else:
+            layers = dict(self.model.named_modules())
+            found = None
+            for shape, (path, arg) in reversed(self.makers):
+                layer = layers.get(path)
+                family = family_of(layer) if layer is not None else None
+                out = family.out_arg if family is not None else self.out_args.get(id(layer), ("",))[0]
+                if shape == tuple(tensor.shape) and arg == out:
+                    found = (layer, arg)
+                    break
+        if found is None or not inside(self._path(found[0])):
+            return None
+        family = family_of(found[0])
+        out_dim = family.out_dim if family is not None else -1
+        return found if out_dim % tensor.dim() == dim % tensor.dim() else None
 
     def _maker(self, x, size: int) -> Tuple[str, ...]:
         """What made ``x``; else (a functional op came between: ``torch.flatten``)
@@ -508,15 +757,32 @@ class _Tracer:
                 f"layer produces its classes, so {option('num-classes', want)} cannot be applied"
             )
         module, family = head
+        if family is None:  # a layer with weights of its own: rebuilt with the size
+            arg, declared = self.out_args[id(module)]
+            if declared == want:
+                return False
+            self._rebuild(module, {arg: want})
+            self.out_args[id(module)] = (arg, want)
+            self.probed[(id(module), arg)] = (module, arg, declared, want)
+            self._record(module, WEIGHTED, arg, declared, want, self._classes(want), (),
+                         "", cause=Cause.NUM_CLASSES)
+            return True
         declared = family.declared_out(module)
         if declared == want:
             return False
         note = family.resize_out(module, want)
         self._record(module, family, family.out_arg, declared, want,
-                     option("num-classes", want), (), note, cause=Cause.NUM_CLASSES)
+                     self._classes(want), (), note, cause=Cause.NUM_CLASSES)
         return True
 
-    def _head(self, output) -> Optional[Tuple[nn.Module, Family]]:
+    def _classes(self, want: int) -> str:
+        """Why a head changes: ``--num-classes 20``, and which output it is."""
+        said = option("num-classes", want)
+        return f"{said}, on {self.picked}" if self.picked else said
+
+    def _head(self, output) -> Optional[Tuple[nn.Module, Optional[Family]]]:
+        """The layer that produced the classes, and its family (None for a layer
+        with weights of its own, whose out argument ``out_args`` holds)."""
         hit = self.produced.get(id(output))
         if hit is not None and hit[1]() is output:
             return hit[0], family_of(hit[0])
@@ -524,6 +790,10 @@ class _Tracer:
         # take the last layer whose output size matches the class dimension.
         for module in reversed(self.heads):
             family = family_of(module)
+            if family is None:
+                if self.out_args[id(module)][1] == output.shape[-1]:
+                    return module, None
+                continue
             dim = family.out_dim if family.out_dim < 0 else min(family.out_dim, output.dim() - 1)
             if family.declared_out(module) == output.shape[dim]:
                 return module, family
@@ -612,8 +882,27 @@ class _Tracer:
             return 1
         return hit[1]
 
+    def _ignored(self, module) -> bool:
+        """Its constructor call carries ``# dimfix: ignore``: sized on purpose.
+        The trace resizes it to go on, and records nothing of it."""
+        if id(module) not in self.skipped:
+            self.skipped[id(module)] = ignored(self.book.get(module), self.lines)
+        return self.skipped[id(module)]
+
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
                 blocks=(), producer=(), cause=Cause.INPUT):
+        if self._ignored(module):
+            return
+        path = self._path(module)
+        prior = next((i for i, m in enumerate(self.mismatches)
+                      if m.layer_path == path and m.arg == arg), None)
+        if prior is not None and self.blamed:
+            # A pass after a blamed layer changed its out size (blame.py): a layer
+            # after it that an earlier pass resized to the wrong width is put back.
+            first = self.mismatches.pop(prior)
+            if first.declared == observed:
+                return
+            declared = first.declared
         self.mismatches.append(
             Mismatch(
                 layer_path=self._path(module),
@@ -649,7 +938,7 @@ class _Tracer:
             family = family_of(module)
             if site is None or family is None:
                 continue
-            ran = id(module) in self.seen
+            ran = id(module) in self.seen and not self._ignored(module)
             for arg in all_args(family):
                 hit = fixed.get((path, arg))
                 if hit is not None:
@@ -661,6 +950,14 @@ class _Tracer:
                     Construction(path, declared, required, site, arg,
                                  type(module).__name__, _params(type(module)))
                 )
+        for layer, _ in self.tables:
+            made, kind, declared, required = self.tables[(layer, _)]
+            if made.params == ("size",):
+                out.append(Construction(layer, declared, required, made.site, "size", kind,
+                                        made.params))
+                continue
+            out.extend(Construction(layer, d, r, made.site, arg, kind, made.params)
+                       for arg, d, r in zip(made.params, declared, required))
         for module, arg, declared, required in self.probed.values():
             site = self.book.get(module)
             if site is not None:
@@ -670,19 +967,27 @@ class _Tracer:
 
 
 def _require_output(output) -> None:
-    """--num-classes on a model with several outputs names which holds the classes."""
+    """--num-classes on a model returning a dict of several tensors, none of them
+    "logits", names which holds the classes: keys say what each is, and the
+    first is no convention (``{"boxes": ..., "scores": ...}``)."""
     if isinstance(output, dict):
         keys = [k for k, v in output.items() if isinstance(v, torch.Tensor)]
         if len(keys) > 1 and "logits" not in keys:
             raise BadUsage("the model returns several tensors (keys: "
                            f"{', '.join(map(str, keys))}); name the one holding the classes "
                            f"with {option('output', 'KEY')}")
-    elif isinstance(output, (list, tuple)):
-        tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
-        if len(tensors) > 1:
-            raise BadUsage(f"the model returns {len(tensors)} tensors; name the one holding the "
-                           f"classes with {option('output', 'INDEX')} (one of "
-                           f"{', '.join(map(str, tensors))})")
+
+
+def _first_of(output) -> str:
+    """How the classes were picked from a tuple of several tensors by default
+    (its first: ``return logits, hidden``), for the reason line; else ""."""
+    if not isinstance(output, (list, tuple)):
+        return ""
+    tensors = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
+    if len(tensors) < 2:
+        return ""
+    return (f"output {tensors[0]} of the {len(tensors)} tensors forward returns "
+            f"({option('output', 'INDEX')} names another)")
 
 
 def _pick_output(output, name: Optional[str] = None):
@@ -760,6 +1065,12 @@ def _fits(input, weight, module) -> bool:
         return True  # not a batch this check can read: the op says
     channels = input.shape[-spatial - 1]
     return channels == getattr(module, "in_channels", channels)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.__cause__ or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _arrives(x, factors) -> str:

@@ -27,9 +27,11 @@ PARAMS = ("batch", "size")
 class ViewChecker:
     """Finds wrong view sizes; remembers what was flattened, for the Linear after."""
 
-    def __init__(self, is_user_file: Callable[[str], bool], seen: Callable[[tuple], None]):
+    def __init__(self, is_user_file: Callable[[str], bool], seen: Callable[[tuple], None],
+                 ignored: Callable[[object], bool] = lambda site: False):
         self.is_user_file = is_user_file
         self.seen = seen  # told the shape of every tensor user code reshapes
+        self.ignored = ignored  # a site whose line says '# dimfix: ignore'
         self.found: List[Tuple[Mismatch, Construction]] = []
         self.batch: Optional[int] = None
 
@@ -75,6 +77,8 @@ class ViewChecker:
         site = site_here(frame, self.is_user_file)
         if site is not None and any(m.site == site for m, _ in self.found):
             return (lead, per_sample)  # seen on an earlier pass or iteration
+        if self.ignored(site):
+            return (lead, per_sample)  # '# dimfix: ignore': go on, record nothing
         shown = "x".join(map(str, dims))
         where = f"{name} in {frame.f_code.co_name}() line {frame.f_lineno}"  # one per call
         m = Mismatch(where, "View", f"Tensor.{name}", "size",

@@ -105,3 +105,58 @@ def test_columns_match_torchinfo(cli, tmp_path):
             for r in rows]
     assert ours == theirs
     assert json.loads(run.stdout)["models"][0]["params"] == stats.total_params
+
+
+def test_shapes_through_a_crash_it_cannot_fix(cli, tmp_path):
+    """torchinfo stops with "Executed layers up to: [...]"; the table prints every
+    row that ran, marks the innermost call that raised and says where it stopped."""
+    case = copy_case("shapes_unfixable_crash", tmp_path)
+    before = (case / "broken.py").read_bytes()
+    run = cli(["--shapes", *(case / "args").read_text().split()], case)
+    assert run.code == 2, run
+    lines = run.stdout.splitlines()
+    layers = [line.split()[0] for line in lines[2:] if not line.startswith((" ", "stopped"))]
+    assert layers[:3] == ["inc", "inc.double_conv", "inc.double_conv.0"]
+    assert layers[-2:] == ["up1", "up1.up"]  # up1.conv never ran
+    assert "raised here" in run.stdout and run.stdout.count("raised") == 2
+    assert lines[-1] == "stopped at up1 (Up), where the model raised; the error follows"
+    assert "torch.cat" not in run.stderr and "Sizes of tensors must match" in run.stderr
+    assert all(len(line) <= 100 for line in lines)
+    assert (case / "broken.py").read_bytes() == before
+    doc = json.loads(cli(["--shapes", "--format", "json",
+                          *(case / "args").read_text().split()], case).stdout)
+    rows = doc["models"][0]["rows"]
+    assert [r["status"] for r in rows if r["status"] != "ok"] == ["raised"]
+    assert doc["models"][0]["error"]["kind"] == "ModelRaised" and doc["exit_code"] == 2
+
+
+OWN_FORWARD = """\
+import torch
+from torch import nn
+
+
+def sinusoids(length, channels):
+    log_timescale = torch.log(torch.tensor(10000.0)) / (channels // 2 - 1)
+    scaled = torch.arange(length)[:, None] * torch.exp(-log_timescale * torch.arange(channels // 2))
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
+
+
+class Encoder(nn.Module):
+    def __init__(self, n_ctx=16, n_state=32):
+        super().__init__()
+        self.proj = nn.Linear(8, n_state)
+        self.register_buffer("positional_embedding", sinusoids(n_ctx, n_state))
+
+    def forward(self, x):
+        x = self.proj(x)
+        return x + self.positional_embedding
+"""
+
+
+def test_a_crash_in_the_models_own_forward_says_after_which_layer(cli, tmp_path):
+    (tmp_path / "enc.py").write_text(OWN_FORWARD)
+    run = cli(["--shapes", "enc.py::Encoder", "--input", "2x20x8"], tmp_path)
+    assert run.code == 2, run
+    assert run.stdout.splitlines()[-1] == (
+        "stopped in the model's own forward, after proj (Linear); the error follows")
+    assert "proj" in run.stdout and "raised" not in run.stdout

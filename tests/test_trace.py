@@ -129,3 +129,46 @@ def test_two_views_in_one_forward_are_fixed_apart(tmp_path, cli):
     assert run.code == 0, run
     assert (tmp_path / "heads.py").read_text() == TWO_VIEWS.replace(
         "8 * 5 * 5", "8 * 10 * 10").replace("8 * 2 * 2", "8 * 3 * 3")
+
+
+SCRIPTED = """\
+import torch
+from torch import nn
+
+
+@torch.jit.script
+def zeros_like_rows(x: torch.Tensor, n: int):
+    return torch.zeros(n, x.shape[1]) + x[:1]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(1, 8))
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(x + self.table)
+"""
+
+
+def test_a_script_compiled_while_sites_are_recorded_still_compiles(tmp_path, cli):
+    """Tensor factories are wrapped while the model is imported and built
+    (sites.py); TorchScript must still see torch's own ops in them."""
+    import torch
+
+    own = torch.zeros
+    (tmp_path / "scripted.py").write_text(SCRIPTED)
+    run = cli(["scripted.py::Net", "--input", "2x8"], tmp_path)
+    assert run.code == 0, run
+    assert "nn.Linear(8, 4)" in (tmp_path / "scripted.py").read_text()
+    assert torch.zeros is own
+
+
+def test_a_position_table_is_fixed_on_meta_too(tmp_path, cli, meta_first):
+    folder = _case(tmp_path, "table_sincos_seq_len")
+    args = (folder / "args").read_text().split()
+    run = cli(args + ["--verbose"], folder)
+    assert run.code == 0, run
+    assert "traced on meta" in run.stderr
+    assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()

@@ -1,0 +1,178 @@
+"""Issue 26: the rough edges a new user hit, tried as one would, one test per
+item (the suppression comment has its fixture, suppress_ignore_comment)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import copy_case
+
+NET = '''\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(10, 20)
+        self.b = nn.Linear(30, 5)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+'''
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / ".git").mkdir()  # the project root: config lookup stops here
+    return tmp_path
+
+
+def stdin(args, cwd, text):
+    proc = subprocess.run([sys.executable, "-m", "dimfix", *args], cwd=cwd, input=text.encode(),
+                          capture_output=True, timeout=300)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def test_check_diff_prints_the_diff_and_exits_1_as_black_does(cli, project):
+    (project / "net.py").write_text(NET)
+    run = cli(["net.py::Net", "--input", "2x10", "--check", "--diff"], project)
+    assert run.code == 1, run
+    assert run.stdout.startswith("--- net.py\n+++ net.py  (fixed)\n"), run
+    assert "+        self.b = nn.Linear(20, 5)" in run.stdout
+    assert "1 fix pending, nothing written (--check)" in run.stderr
+    assert (project / "net.py").read_text() == NET
+    run = cli(["net.py::Net", "--input", "2x10", "--check"], project)
+    assert (run.code, run.stdout) == (1, ""), run  # --check alone prints no diff
+    clean = NET.replace("Linear(30, 5)", "Linear(20, 5)")
+    (project / "net.py").write_text(clean)
+    run = cli(["net.py::Net", "--input", "2x10", "--check", "--diff"], project)
+    assert (run.code, run.stdout) == (0, ""), run
+
+
+def test_dash_reads_stdin_as_black_does(project):
+    (project / "net.py").write_text(NET)
+    code, out, err = stdin(["-", "--stdin-filename", "net.py", "--input", "2x10"], project, NET)
+    assert code == 0 and out == NET.replace("Linear(30, 5)", "Linear(20, 5)"), err
+    code, out, err = stdin(["-::Net", "--input", "2x10", "--check", "--diff"], project, NET)
+    assert code == 1 and out.startswith("--- stdin.py\n+++ stdin.py  (fixed)\n"), (out, err)
+    assert "stdin.py:8:28: b (Linear) in_features 30 -> 20" in err, err
+    code, out, err = stdin(["-", "net.py"], project, NET)
+    assert code == 2 and "'-' (stdin) must be the only target" in err, err
+    assert (project / "net.py").read_text() == NET
+
+
+MNIST = '''\
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super(Net, self).__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.fc1 = nn.Linear(5408, 10)
+
+    def forward(self, x):
+        return self.fc1(F.max_pool2d(F.relu(self.conv1(x)), 2).flatten(1))
+
+
+# dimfix:
+class Marked(Net):
+    pass
+'''
+
+
+def test_a_config_default_input_is_for_declared_models_and_its_origin_is_said(cli, project):
+    (project / "pyproject.toml").write_text('[tool.dimfix]\ninput = ["2x3x32x32"]\n')
+    (project / "mnist.py").write_text(MNIST)
+    run = cli(["mnist.py::Net", "--check"], project)  # forgot --input: not rewritten for RGB
+    assert run.code == 2, run
+    assert ("give a sample input with --input SHAPE, e.g. --input 1x3x32x32 (input = 2x3x32x32 "
+            "in pyproject.toml is a default only for the models a '# dimfix:' pragma or "
+            "[[tool.dimfix.models]] declares)") in run.stderr, run
+    run = cli(["mnist.py::Marked", "--check"], project)  # declared: the default applies
+    assert run.code == 1, run
+    assert "mnist.py::Marked: input 2x3x32x32 from [tool.dimfix] input in pyproject.toml" \
+        in run.stderr, run
+    run = cli(["mnist.py::Net", "--input", "2x1x28x28", "--check"], project)
+    assert run.code == 0 and "from" not in run.stderr, run  # given: nothing to say
+    (project / "mnist.py").write_text(MNIST.replace("# dimfix:", "# dimfix: input=2x1x28x28"))
+    run = cli(["mnist.py", "--check"], project)
+    assert run.code == 0, run
+    assert "mnist.py::Marked: input 2x1x28x28 from its '# dimfix:' pragma" in run.stderr, run
+    assert (project / "mnist.py").read_text().count("nn.Conv2d(1, 32, 3, 1)") == 1
+
+
+def test_a_syntax_error_without_a_name_is_said_with_its_position(cli, project):
+    (project / "net.py").write_text(NET.replace("def __init__(self):", "def __init__(self)"))
+    run = cli(["net.py", "--input", "2x10"], project)
+    assert run.code == 2, run
+    assert "dimfix: error: net.py:5:23: cannot parse: expected ':'" in run.stderr, run
+    assert "no nn.Module subclass" not in run.stderr
+
+
+def test_a_class_that_takes_a_class_names_the_factories_that_build_it(cli, tmp_path):
+    case = copy_case("knock_on_residual_width", tmp_path)
+    run = cli(["broken.py::ResNet", "--input", "2x3x32x32"], case)
+    assert run.code == 2, run
+    assert ("ResNet needs arguments (block, num_blocks); this file builds it in ResNet18(): "
+            "name that as the target, broken.py::ResNet18") in run.stderr, run
+    assert "--init" not in run.stderr
+
+
+EMBED = '''\
+import torch.nn as nn
+
+
+class TextClassificationModel(nn.Module):
+    def __init__(self, vocab_size=95811, embed_dim=64, num_class=4):
+        super(TextClassificationModel, self).__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.fc = nn.Linear(embed_dim, num_class)
+
+    def forward(self, text):
+        return self.fc(self.embedding(text).mean(1))
+'''
+
+
+def test_token_ids_given_as_floats_say_use_long(cli, project):
+    (project / "text.py").write_text(EMBED)
+    run = cli(["text.py::TextClassificationModel", "--input", "4x20"], project)
+    assert run.code == 2, run
+    assert ("--input 4x20 gives embedding (Embedding) floats, but it takes token ids: use "
+            "--input long:4x20") in run.stderr, run
+    run = cli(["text.py::TextClassificationModel", "--input", "long:4x20"], project)
+    assert run.code == 0, run
+
+
+IGNORED = '''\
+import torch.nn as nn
+
+
+def conv_bn(i, o):
+    return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(1, 8)  # dimfix: ignore
+        self.fc = nn.Linear(400, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x.view(-1, 400)  # dimfix: ignore
+        return self.fc(x)
+'''
+
+
+def test_ignore_on_a_helper_call_and_on_a_view(cli, project):
+    """The comment on the call of a helper that builds layers, and on a view:
+    neither is fixed or reported, and the trace goes on past them."""
+    (project / "net.py").write_text(IGNORED)
+    run = cli(["net.py::Net", "--input", "2x3x4x4"], project)
+    assert run.code == 0, run
+    assert (project / "net.py").read_text() == IGNORED.replace("Linear(400, 10)", "Linear(128, 10)")
+    assert "stem" not in run.stderr and "view" not in run.stderr, run
