@@ -105,24 +105,23 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     sources: Dict[str, SourceFile] = {path: source}
     texts: Dict[str, str] = {path: source.text}
     results, errors = [], []
-    fallbacks = {}  # model index -> the cautious draft, if its draft was bold
+    choice = None  # (texts its last draft started from, draft): one model's alternatives
     for options in models:
         if source.newline is None or isinstance(source, NotebookFile):
             options = _replace(options, format=False)
         before = dict(texts)
         try:
             draft, printed = yield Step(draft_fix, (path, dict(texts), options), options.name)
+            start = dict(texts)
             _take(draft, texts, sources)
             rounds = 1
             while draft.stopped and rounds < MAX_ROUNDS:
                 # The forward raised after the layers just fixed: trace the new
                 # text for what that error hid.
-                again, more = yield Step(draft_fix, (path, dict(texts), options, True),
-                                         options.name)
+                again, more = yield Step(draft_fix, (path, dict(texts), options), options.name)
+                start = dict(texts)
                 _take(again, texts, sources)
-                draft = _replace(again, edits=_merged(draft.edits, again.edits),
-                                 notes=draft.notes + again.notes, fallback=None,
-                                 kept=draft.kept, wrong=draft.wrong + again.wrong)
+                draft = _after_rounds(draft, again)
                 printed += more
                 rounds += 1
             if draft.stopped:
@@ -131,33 +130,39 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
             texts = before
             errors.append((options, e))
             continue
-        if draft.fallback is not None and len(models) == 1:
-            fallbacks[len(results)] = draft.fallback
+        if len(draft.alternatives) > 1 and len(models) == 1:
+            choice = (start, draft)
         results.append(_result(options, draft, printed, source))
+    k = 0  # the alternative of the one model with several now in ``texts``
     while True:
         changed = {p: t for p, t in texts.items() if t != sources[p].text}
         if not (changed and results):
             break
-        checks = tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg)
-                                         for u in r.unfixable), r.output_shape, r.kept, r.wrong)
-                       for r in results)
         try:
-            notes, printed = yield Step(verify_fix, (path, dict(texts), checks))
+            notes, printed = yield Step(verify_fix, (path, dict(texts), _checks(results)))
         except DimfixError as e:
-            if fallbacks:
-                # The bold plan changed a value where it is written and the
-                # model did not follow: the cautious plan, verified in turn.
-                i, draft = fallbacks.popitem()
-                texts = {path: source.text}
-                _take(draft, texts, sources)
-                results[i] = _result(results[i].options, draft, results[i].printed, source)
+            if choice is not None and k + 1 < len(choice[1].alternatives):
+                # The cheapest alternative did not hold (a value changed where
+                # it is written, and the model did not follow): the next one.
+                k += 1
+                texts = _texts_of(choice, k, sources)
+                results[0] = _chosen(results[0], choice[1], k, source)
                 continue
             errors.extend((r.options, e) for r in results if r.edits)
             results = [r for r in results if not r.edits]
             changed = {}
-        else:
-            results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
-                       for r in results]
+            break
+        alternatives = choice[1].alternatives if choice is not None else ()
+        if k + 1 < len(alternatives) and abs(alternatives[k + 1].cost - alternatives[k].cost) < 1e-9:
+            # The next alternative costs the same: if it holds too, the choice
+            # is one of meaning, and dimfix does not guess.
+            other = _chosen(results[0], choice[1], k + 1, source)
+            if (yield from _holds(path, _texts_of(choice, k + 1, sources), [other])):
+                results[0] = _tied(results[0], choice[1], k, k + 1)
+                texts, changed = dict(choice[0]), {}
+                break
+        results = [_replace(r, notes=r.notes + tuple(notes), printed=r.printed + printed)
+                   for r in results]
         break
     if changed and isinstance(source, NotebookFile):
         try:
@@ -170,6 +175,72 @@ def fix_steps(path: str, models: Sequence[Options], source: Optional[SourceFile]
     for _, e in errors:
         e.message = source.relocate(e.message)
     return FileFix(path, sources, changed, tuple(results), tuple(errors))
+
+
+def _after_rounds(draft, again):
+    """``again``, drafted on the text ``draft`` left, with ``draft``'s edits in
+    front of each alternative's."""
+    alternatives = tuple(_replace(a, edits=_merged(draft.edits, a.edits), kept=a.kept or draft.kept)
+                         for a in again.alternatives)
+    return _replace(again, edits=_merged(draft.edits, again.edits),
+                    notes=draft.notes + again.notes, kept=again.kept or draft.kept,
+                    wrong=draft.wrong + again.wrong, alternatives=alternatives)
+
+
+def _checks(results) -> tuple:
+    """What verify_fix checks of each model: the mismatches left, the output,
+    the sizes that were right, how many were wrong."""
+    return tuple((r.options, tuple((u.mismatch.layer_path, u.mismatch.arg) for u in r.unfixable),
+                  r.output_shape, r.kept, r.wrong) for r in results)
+
+
+def _holds(path: str, texts: Mapping[str, str], results) -> Generator[Step, object, bool]:
+    """Does ``texts`` verify for ``results``? One verify step."""
+    from dimfix.draft import verify_fix
+
+    try:
+        yield Step(verify_fix, (path, dict(texts), _checks(results)))
+    except DimfixError:
+        return False
+    return True
+
+
+def _texts_of(choice, k: int, sources) -> Dict[str, str]:
+    start, draft = choice
+    texts = dict(start)
+    _take(draft.alternatives[k], texts, sources)
+    return texts
+
+
+def _chosen(result: FixResult, draft, k: int, source: SourceFile) -> FixResult:
+    """``result`` with alternative ``k`` of its draft in place of the first."""
+    first, alternative = draft.alternatives[0], draft.alternatives[k]
+    notes = tuple(n for n in draft.notes if n not in first.notes) + alternative.notes
+    chosen = _replace(draft, texts=alternative.texts, edits=alternative.edits,
+                      unfixable=alternative.unfixable, kept=alternative.kept, notes=notes)
+    return _result(result.options, chosen, result.printed, source)
+
+
+def _tied(result: FixResult, draft, k: int, other: int) -> FixResult:
+    """Nothing written for the model: alternatives ``k`` and ``other`` of its
+    draft cost the same and both hold. Each edit they disagree on is refused,
+    naming both."""
+    from dimfix.records import Unfixable
+
+    a, b = draft.alternatives[k], draft.alternatives[other]
+    theirs = {(e.path, e.line, e.col): e.new_code for e in b.edits}
+    cannot = list(a.unfixable)
+    for e in a.edits:
+        there = theirs.get((e.path, e.line, e.col))
+        if there == e.new_code:
+            continue
+        shown = f"`{e.new_code}` or `{there}`" if there else f"`{e.new_code}` or as it is"
+        m = e.mismatch
+        cannot.append(Unfixable(m, e.path, e.line, e.col,
+                                f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} "
+                                f"({m.why}): `{e.old_code}` could be {shown}: both verify at "
+                                "the same cost; dimfix will not guess"))
+    return _replace(result, edits=(), unfixable=tuple(cannot))
 
 
 def _merged(earlier: Sequence[Edit], later: Sequence[Edit]) -> Tuple[Edit, ...]:

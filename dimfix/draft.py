@@ -16,8 +16,25 @@ from dimfix.records import Edit, Options, Unfixable
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """One way to fix the model, ready to verify: the new text of every file it
+    edits, and what it costs (plan.py)."""
+
+    texts: Mapping[str, str]  # absolute path -> new text, changed files only
+    edits: Tuple[Edit, ...] = ()
+    unfixable: Tuple[Unfixable, ...] = ()
+    cost: float = 0.0
+    # Declared input sizes the trace found right, when this alternative changes
+    # a value where it is written that only verification can judge: a fix may
+    # change a few of them (a decoder following image_size), not rebuild the model.
+    kept: Tuple[Tuple[str, str, int], ...] = ()
+    notes: Tuple[str, ...] = ()  # formatting notes
+
+
+@dataclass(frozen=True)
 class Draft:
-    """One model's planned fix: the new text of every file it edits."""
+    """One model's planned fix: its alternatives in cost order, the first
+    one's texts, edits and refusals in front."""
 
     texts: Mapping[str, str]  # absolute path -> new text, changed files only
     edits: Tuple[Edit, ...] = ()
@@ -27,23 +44,18 @@ class Draft:
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # The forward raised after the layers fixed here: trace the new text again.
     stopped: str = ""
-    # Declared input sizes the trace found right: a fix may change a few of
-    # them (a decoder following image_size), not rebuild the model.
-    kept: Tuple[Tuple[str, str, int], ...] = ()
+    kept: Tuple[Tuple[str, str, int], ...] = ()  # the first alternative's
     wrong: int = 0  # how many layer arguments the trace found wrong
-    # A cautious plan, when this one changes a value where it is written
-    # although reads the trace cannot see follow it: used if this one fails
-    # verification.
-    fallback: Optional["Draft"] = None
+    # Every alternative, the first included, cheapest first: the driver
+    # verifies them in this order and takes the first that holds.
+    alternatives: Tuple[Alternative, ...] = ()
 
 
-def draft_fix(path: str, texts: Mapping[str, str], options: Options,
-              cautious: bool = False) -> Draft:
+def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     """Trace ``options.name`` in ``path`` (whose text, and that of other project
-    files being edited, is in ``texts``), then plan, rewrite and format.
-    ``cautious`` changes no value where it is written unless the trace accounts
-    for every read of it (a name may still be swapped): for a text an earlier
-    draft already changed, whose verification is not the next step."""
+    files being edited, is in ``texts``), then plan, rewrite and format each
+    alternative. A trace stopped by a forward error yields one alternative,
+    traced again rather than verified."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -77,48 +89,52 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
     kept = tuple(sorted({(c.layer_path, c.arg, c.declared) for c in trace.constructions
                          if type(c.declared) is int and c.required == c.declared
                          and (c.layer_path, c.arg) not in wrong}))
-    # A trace stopped by an error is not verified next, but traced again: no
-    # value is changed where it is written unless the trace accounts for it.
-    cautious = cautious or bool(trace.stopped)
-    draft, bold, written = _plan(loc, display, trace, options, texts, editable, bold=True,
-                                 names_only=cautious)
-    kept = kept if written else ()
+    alternatives = _alternatives(loc, display, trace, options, texts, editable, kept)
+    first = alternatives[0]
+    notes = loading.notes + first.notes + _weighed_notes(first.edits)
+    draft = Draft(first.texts, first.edits, first.unfixable, notes, trace.device,
+                  trace.output, kept=first.kept, wrong=len(wrong), alternatives=alternatives)
     if trace.stopped:
         if not draft.texts:
             raise ModelRaised(trace.stopped)  # nothing to fix first: the error stands
         note = f"then the forward raised ({trace.stopped}): traced again after these fixes"
-        return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
-                       kept=kept, wrong=len(wrong))
-    if bold and not cautious:
-        fallback, _, _ = _plan(loc, display, trace, options, texts, editable, bold=False)
-        draft = replace(draft, fallback=replace(fallback, notes=loading.notes + fallback.notes,
-                                                output_shape=trace.output,
-                                                wrong=len(wrong)))
-    return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,
-                   kept=kept, wrong=len(wrong))
+        return replace(draft, notes=draft.notes + (note,), stopped=trace.stopped)
+    return draft
 
 
-def _plan(loc, display, trace, options, texts, editable, bold,
-          names_only=False) -> Tuple[Draft, bool, bool]:
+def _alternatives(loc, display, trace, options, texts, editable, kept) -> Tuple[Alternative, ...]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
-    plan = plan_edits(texts[loc.path], loc.path, display, trace, options.init, texts,
-                      editable, bold, names_only)
-    changed: Dict[str, str] = {}
+    plan = plan_edits(texts[loc.path], loc.path, display, trace, options.init, texts, editable)
+    found = []
+    for alternative in plan.alternatives:
+        changed: Dict[str, str] = {}
+        notes = []
+        for path, new_text in plan.new_texts(alternative).items():
+            old = plan.resolver.file(path).index.module.code
+            if new_text != old and options.format:
+                new_text, note = format_edit(old, new_text, path)
+                notes += [note] if note else []
+            if new_text != old:
+                changed[path] = new_text
+        found.append(Alternative(
+            changed, tuple(_portable(e) for e in alternative.edits),
+            tuple(_portable(u) for u in alternative.unfixable), alternative.cost,
+            kept if alternative.rebuilds else (), tuple(notes)))
+    return tuple(found)
+
+
+def _weighed_notes(edits: Sequence[Edit]) -> Tuple[str, ...]:
+    """For -v: the candidates weighed for each edit, cheapest first."""
     notes = []
-    for path, new_text in plan.new_texts().items():
-        old = plan.resolver.file(path).index.module.code
-        if new_text != old and options.format:
-            new_text, note = format_edit(old, new_text, path)
-            notes += [note] if note else []
-        if new_text != old:
-            changed[path] = new_text
-    draft = Draft(changed, tuple(_portable(e) for e in plan.edits),
-                  tuple(_portable(u) for u in plan.unfixable), tuple(notes), trace.device)
-    # Only a value changed where it is written can rebuild the model: the
-    # verification guard (_check_kept) is for those plans.
-    return draft, plan.bold, plan.bold_written
+    for e in edits:
+        shown = "; ".join(f"{w.code} {w.cost:g}" + (f" ({w.facts})" if w.facts else "")
+                          for w in e.weighed)
+        if shown:
+            notes.append(f"{e.path}:{e.line}:{e.col}: weighed for {e.mismatch.layer_path} "
+                         f"{e.mismatch.arg}: {shown}")
+    return tuple(notes)
 
 
 def verify_fix(path: str, texts: Mapping[str, str],

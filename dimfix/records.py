@@ -117,6 +117,16 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class Weighed:
+    """A candidate edit the search weighed, as ``-v`` lists it."""
+
+    code: str  # "`HIDDEN` -> `HIDDEN * 2`"
+    cost: float  # inf: it cannot be the fix (``facts`` says why)
+    facts: str  # what the symbolic check found: "fixes 1, unseen"
+    kind: str = ""  # the generator that proposed it
+
+
+@dataclass(frozen=True)
 class Edit:
     """One argument to rewrite, and the reason shown to the user."""
 
@@ -128,6 +138,8 @@ class Edit:
     path: str = ""  # the file edited, as shown to the user
     old_code: str = ""
     tried: int = 0  # candidate edits the planner weighed, this one included
+    cost: float = 0.0  # what the search's cost function gave this edit
+    weighed: Tuple[Weighed, ...] = ()  # the cheapest candidates weighed, this one included
 
     # The names the README's API example uses.
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from dimfix.records import Construction, Frame
@@ -38,6 +38,9 @@ class Found:
 
     names: Tuple[str, ...]
     rank: int = CONSTANT
+    # The names say they count something other than a width (``num_classes``,
+    # ``scale_factor``): found only where no other name holds the size.
+    odd: bool = False
 
     @property
     def ambiguous(self) -> bool:
@@ -56,14 +59,15 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
         return Found(())
     excluded = set(exclude)
     best: Dict[str, int] = {}
+    odd: Dict[str, int] = {}
     for name, rank in _candidates(needed[0].site.call):
         if rank not in ranks or name.split(".")[0] in excluded or name in excluded \
-                or not (_width_like(name) or _counts_like(name, param)):
+                or _counter(name):
             continue
         if all(_value(c.site.call, name) == c.required for c in needed):
-            best[name] = rank
+            (best if _width_like(name) or _counts_like(name, param) else odd)[name] = rank
     if not best:
-        return Found(())
+        return replace(_best_ranked(odd), odd=True) if odd else Found(())
     nearby = {n: r for n, r in best.items() if n in set(prefer)}
     return _best_ranked(nearby or best)
 
@@ -104,9 +108,13 @@ def _counts_like(name: str, param: str) -> bool:
 
 def _width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
-    if last in _COUNTERS or last.startswith("__"):
-        return False
     return not any(part in last for part in _NOT_A_WIDTH)
+
+
+def _counter(name: str) -> bool:
+    """A loop counter or a dunder: never a size's name, whatever it holds."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return last in _COUNTERS or last.startswith("__")
 
 
 def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
