@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
 from dimfix.definitions import Loading, explain, plan_loading
 from dimfix.errors import DimfixError, ModelRaised, Stopped, VerifyFailed

@@ -129,7 +129,9 @@ class Evaluator:
         the test can be told; ``node`` itself for any other expression."""
         node = self.override.get(node, node)
         if isinstance(node, cst.IfExp):
+            used = len(self.used)
             test = self._truth(node.test)
+            del self.used[used:]  # ``stride > 1``: a test, no place for a size
             return None if test is None else node.body if test else node.orelse
         if isinstance(node, cst.BooleanOperation):
             left = self._truth(node.left)

@@ -22,11 +22,12 @@ from dimfix.records import Construction, Frame
 # Parts of names that hold counts or hyper-parameters other than a width.
 _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "kernel", "pad",
                 "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
-                "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab")
+                "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab",
+                "scale", "factor", "gpu")
 _COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
 # Rank of each kind of name: lower is what an author reaches for first.
-PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD = range(6)
-ALL = frozenset(range(6))
+PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD, GLOBAL = range(7)
+ALL = frozenset(range(7))
 # A literal becomes a name only if the name says what it is: a parameter,
 # self.x, config.x or a CONSTANT, not a loop's leftover local.
 FOR_LITERALS = frozenset({PARAM, ATTRIBUTE, FIELD, CONSTANT})
@@ -65,7 +66,7 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
                 or _counter(name):
             continue
         if all(_value(c.site.call, name) == c.required for c in needed):
-            (best if _width_like(name) or _counts_like(name, param) else odd)[name] = rank
+            (best if width_like(name) or counts_like(name, param) else odd)[name] = rank
     if not best:
         return replace(_best_ranked(odd), odd=True) if odd else Found(())
     nearby = {n: r for n, r in best.items() if n in set(prefer)}
@@ -99,14 +100,14 @@ def _best_ranked(ranked: Dict[str, int]) -> Found:
     return Found(tuple(sorted(n for n, r in ranked.items() if r == top)), top)
 
 
-def _counts_like(name: str, param: str) -> bool:
+def counts_like(name: str, param: str) -> bool:
     """``seq_length`` for a parameter ``seq_length`` or ``seq_len``."""
     last, param = name.rsplit(".", 1)[-1].lower(), param.lower()
-    return bool(param) and not _width_like(param) and (
+    return bool(param) and not width_like(param) and (
         last == param or last.split("_")[0] == param.split("_")[0])
 
 
-def _width_like(name: str) -> bool:
+def width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
     return not any(part in last for part in _NOT_A_WIDTH)
 
@@ -138,8 +139,10 @@ def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
     for name, value in frame.global_values.items():
         if name in frame.local_values:
             continue
-        if wanted(value) and name.isupper():
-            found.append((name, CONSTANT))
+        if wanted(value):
+            # ``NUM_CLASSES``; a script's lowercase ``nc = 3`` names a value too,
+            # though less surely (a name swap may write it, not a literal's fix).
+            found.append((name, CONSTANT if name.isupper() else GLOBAL))
         elif _is_record(value):
             found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
     return found

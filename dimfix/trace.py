@@ -436,10 +436,15 @@ class _Tracer:
                 break
         if isinstance(module, nn.RNNBase) and module.bidirectional and isinstance(output, tuple) \
                 and output and isinstance(output[0], torch.Tensor):
-            self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
+            # and its base: ``out[:, -1, :]`` is a view of it (of batch_first's too)
+            for t in (output[0], output[0]._base):
+                if t is not None:
+                    self.directions[id(t)] = (weakref.ref(t), 2)
         if isinstance(output, torch.Tensor):
             family = family_of(module)
             self._remember_maker(module, family, args, output)
+            if isinstance(module, nn.Flatten) and args and isinstance(args[0], torch.Tensor):
+                self.recent.append(tuple(args[0].shape))  # what it flattened, pooled or not
             self.recent.append(tuple(output.shape))
             if family is not None and family.out_arg:
                 self.produced[id(output)] = (module, weakref.ref(output))
@@ -533,14 +538,28 @@ class _Tracer:
         the blocks each part is made of (2 for a bidirectional RNN's output)."""
         hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
-            return (), ()
+            # A bidirectional RNN's output, or a view of it, read directly: one
+            # part of two directions (``hidden_dim * 2``).
+            k = self._blocks(tensor, -1) if isinstance(tensor, torch.Tensor) else 1
+            return ((size,), (k,)) if k > 1 and tensor.shape[-1] == size else ((), ())
         return hit[1], hit[2]
 
     @contextlib.contextmanager
     def _watching_cat(self):
-        """Remember, weakly, the part sizes along the joined dimension of each cat."""
+        """Remember, weakly, the part sizes along the joined dimension of each cat;
+        and the shape of each tensor ``torch.flatten`` flattens (the factors of
+        the Linear after it, whatever pooled it: ``F.max_pool2d`` leaves no trace)."""
         tracer = self
-        own = {name: torch.__dict__[name] for name in ("cat", "concat") if name in torch.__dict__}
+        own = {name: torch.__dict__[name] for name in ("cat", "concat", "flatten")
+               if name in torch.__dict__}
+
+        def flatten(fn):
+            def flattened(tensor, *args, **kwargs):
+                if isinstance(tensor, torch.Tensor):
+                    tracer.recent.append(tuple(tensor.shape))  # what Linear factors read
+                return fn(tensor, *args, **kwargs)
+
+            return flattened
 
         def wrap(fn):
             def cat(tensors, *args, **kwargs):
@@ -557,7 +576,7 @@ class _Tracer:
             return cat
 
         for name, fn in own.items():
-            setattr(torch, name, wrap(fn))
+            setattr(torch, name, wrap(fn) if name != "flatten" else flatten(fn))
         try:
             yield
         finally:
@@ -603,10 +622,13 @@ class _Tracer:
     def _blocks(self, tensor, dim: int) -> int:
         """2 when ``tensor`` is a bidirectional RNN's output joined along its last
         dimension (forward and backward directions), else 1."""
-        hit = self.directions.get(id(tensor))
-        if hit is None or hit[0]() is not tensor or dim % tensor.dim() != tensor.dim() - 1:
+        if dim % tensor.dim() != tensor.dim() - 1:
             return 1
-        return hit[1]
+        for t in (tensor, tensor._base):
+            hit = self.directions.get(id(t)) if t is not None else None
+            if hit is not None and hit[0]() is t:
+                return hit[1]
+        return 1
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
                 blocks=(), producer=()):

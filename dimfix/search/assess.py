@@ -4,6 +4,8 @@ expressions it touches reach: what it fixes, what it breaks, what must follow.""
 from __future__ import annotations
 
 from dimfix.search.candidate import NAME, Candidate, Facts, Key, Task
+from dataclasses import replace
+
 import libcst as cst
 
 from dimfix.origin import descendants
@@ -89,20 +91,18 @@ def _parameter(task: Task) -> bool:
 
 
 def _after_error(c: Candidate, facts: Facts) -> Facts:
-    """A trace stopped by an error is traced again, not verified: nothing the
-    trace cannot judge is changed where other reads share it, and no symptom
+    """A trace stopped by an error is traced again, not verified: no symptom
     is patched at the call (what is wrong after the error may follow from the
-    cause, fixed first)."""
+    cause, fixed first), and a value other reads share, which layers after
+    the error (never run) or reads the trace cannot see may need as it is, is
+    changed only when nothing else fixes the layer (``blind``: the next trace,
+    and the verification after the last, judge it)."""
     if c.patch:
         return _with(facts, "after the error, no new expression is written at the call")
-    if facts.unknown and (c.passthrough or facts.shared) and c.further:
-        return _with(facts, "layers after the error read it")
-    if (facts.unseen and facts.shared) or (not facts.certain and c.passthrough and c.further):
-        return _with(facts, "only tracing can judge it, and the trace stopped")
-    return facts
+    blind = (facts.unknown and (c.passthrough or facts.shared) and c.further) \
+        or (facts.unseen and facts.shared) or (not facts.certain and c.passthrough and c.further)
+    return replace(facts, blind=blind)
 
 
 def _with(facts: Facts, why: str) -> Facts:
-    from dataclasses import replace
-
     return replace(facts, infeasible=why)

@@ -46,6 +46,9 @@ class Candidate:
     agrees: bool = False
     change: float = 0.0  # |log(new / old)| of a literal changed
     identity: bool = False  # the literal becomes 1 in ``x * 1``: its arithmetic means nothing
+    # The literal reaches an input size through a name that says it counts
+    # something else (``Discriminator(ngpu)`` -> ``Conv2d(ngpu, ...)``).
+    through_odd: bool = False
     # A new expression at the layer's own call over a name or arithmetic whose
     # value is written elsewhere: the symptom patched, not the cause fixed.
     patch: bool = False
@@ -81,6 +84,19 @@ class Task:
         return self.group[0].observed
 
     @property
+    def dims(self) -> Tuple[Tuple[int, ...], ...]:
+        """The dimensions the size is a product of, as the trace saw them: the
+        tensor flattened into it (64x7x7), or a bidirectional RNN's two
+        directions of its hidden size (in either order: ``2 * h``, ``h * 2``)."""
+        m = self.group[0]
+        if m.factors:
+            return (m.factors,)
+        if len(m.parts) == 1 and len(m.blocks) == 1 and m.blocks[0] > 1:
+            k = m.blocks[0]
+            return ((m.parts[0] // k, k), (k, m.parts[0] // k))
+        return ()
+
+    @property
     def own(self) -> FrozenSet[Key]:
         return frozenset((x.layer_path, x.arg) for x in self.group)
 
@@ -97,6 +113,9 @@ class Facts:
     unknown: bool = False  # layers that never ran read it (a trace stopped by an error)
     shared: bool = False  # it changes a literal several calls read
     named: bool = False  # a literal where a name in scope, or the structure, says it
+    # In a trace stopped by an error: a shared value changed that layers the
+    # trace never reached, or reads it cannot see, may need as it is.
+    blind: bool = False
     infeasible: str = ""  # why it cannot be the fix, if so
 
     @property
@@ -108,7 +127,7 @@ class Facts:
         parts = [f"fixes {self.fixes}"]
         parts += [f"breaks {self.breaks}"] if self.breaks else []
         parts += [f"{len(self.knock_ons)} knock-on(s)"] if self.knock_ons else []
-        for flag in ("reshapes", "unseen", "unknown", "shared", "named"):
+        for flag in ("reshapes", "unseen", "unknown", "shared", "named", "blind"):
             parts += [flag] if getattr(self, flag) else []
         return ", ".join(parts)
 

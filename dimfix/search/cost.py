@@ -19,6 +19,10 @@ and the facts of the symbolic check (assess.py) add:
     NAMED      a literal where a name in scope, or the trace's structure, says it
     AGREES     a factor that already reads as its dimension of the flattened tensor
     IDENTITY   a literal solved to 1 in ``x * 1``, ``x // 1``: arithmetic that means nothing
+    ODD        also for a literal that reaches an input size through a name that
+               says it counts something else (``ngpu``): the name is the mistake
+    BLIND      in a trace stopped by an error, a shared value changed that layers
+               never reached may need as it is: a last resort before refusing
     DEPTH      per expansion between the layer's argument and the edit
     CHANGE     per unit of |log(new / old)|: the smallest change first
     name_cost  scope.py's prior for a name: RANK per rank, ODD when its name
@@ -62,6 +66,10 @@ AGREES = 5.0
 # script_dataset_vocab: ``hidden_size * 2`` fed hidden_size drops the ``* 2`` (0.5),
 # never writes ``hidden_size * 1`` (as dear as losing the form).
 IDENTITY = FORM
+# stopped_outer_literal_factor: after an error, ``embed_dim * 3`` -> ``* 2`` at the
+# call, not the shared default; origin_dataclass_class_default: the default when
+# nothing else fixes the layer (the next trace, then verification, judge it).
+BLIND = 3.0
 # origin_rebound_or_default: nearest first; small beside every other term.
 DEPTH = 0.1
 # literal_se_reduction: of two literals that solve it, the one that changes least.
@@ -69,7 +77,8 @@ CHANGE = 0.01
 # scope_loop_variables: a parameter (rank 0) before a local (rank 3) that holds the same.
 RANK = 0.05
 # scope.py's odd names (``num_classes`` holding 10 where a width of 10 is needed):
-# dearer than a literal over a name, cheaper than refusing.
+# dearer than a literal over a name, cheaper than refusing. scope_global_dcgan_nc:
+# ``ngpu = 1`` -> 3 costs as much, so ``ngpu`` -> ``nc`` (1.3) at the call wins.
 ODD = 3.5
 REFUSE = 6.0
 
@@ -91,6 +100,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total = _BASE[(c.writes, c.over)] + c.name_cost
     total += DEPTH * c.depth + CHANGE * min(c.change, 10.0)
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
+    total += ODD * c.through_odd + BLIND * facts.blind
     total += UNCERTAIN * (not facts.certain)
     return total
 

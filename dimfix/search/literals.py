@@ -10,8 +10,9 @@ from typing import Iterator
 
 import libcst as cst
 
-from dimfix.exprs import names_in, product_factors, refit_product
+from dimfix.exprs import code_of, names_in, product_factors, refit_product
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
+from dimfix.search.names import odd_route
 from dimfix.search.solve import has_reference, refit_terms, settled, solve
 
 BARE = (cst.Name, cst.Attribute, cst.Subscript)
@@ -29,18 +30,17 @@ class RefitProduct:
     kind = "refit product"
 
     def propose(self, task: Task) -> Iterator[Candidate]:
-        expr, dims = task.expr, task.m.factors
-        if not dims:
-            return
-        if _literal_only(expr):
-            factors = product_factors(expr)
-            refit = refit_product(factors, dims) if factors else None
-        elif isinstance(expr, cst.BinaryOperation):
-            refit = refit_terms(expr, task.exp, dims)
-        else:
-            refit = None
-        if refit:
-            yield Candidate(self.kind, refit, expr)
+        expr = task.expr
+        for dims in task.dims[:1]:
+            if _literal_only(expr):
+                factors = product_factors(expr)
+                refit = refit_product(factors, dims) if factors else None
+            elif isinstance(expr, cst.BinaryOperation):
+                refit = refit_terms(expr, task.exp, dims)
+            else:
+                refit = None
+            if refit:
+                yield Candidate(self.kind, refit, expr)
 
 
 class SolvedLiteral:
@@ -56,7 +56,7 @@ class SolvedLiteral:
         expr = task.expr
         literal_only = _literal_only(expr)
         origin = exp.passthrough()
-        agreeing = settled(exp, m.factors)
+        agreeing = set().union(*(settled(exp, dims) for dims in task.dims))
         for lit, stack in world.literals[(m.layer_path, m.arg)]:
             value = solve(exp, lit, m.observed, task.base)
             if value is None:
@@ -68,7 +68,7 @@ class SolvedLiteral:
                 self.kind, {lit: lit.with_changes(value=str(value))},
                 expr if literal_only else lit,
                 "" if depth == 0 else stack[-1].label,
-                writes=LITERAL, over=LITERAL, depth=depth,
+                writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
                 or (origin is not exp and origin.node is lit),
                 agrees=key in agreeing, identity=value == 1 and _scales(lit, world),
@@ -92,6 +92,13 @@ class WholeLiteral:
                             over=ARITHMETIC)
         elif isinstance(expr, BARE) and task.local:
             yield Candidate(self.kind, {expr: cst.Integer(str(task.want))}, expr, over=NAME, patch=True)
+
+
+def _route(stack):
+    """The names the literal's value passes on its way to the layer, outward."""
+    return [code_of(node) for outer, inner in zip(stack, stack[1:])
+            for node, sub in outer.subs.items() if sub is inner
+            and isinstance(node, (cst.Name, cst.Attribute))]
 
 
 def _scales(lit: cst.Integer, world) -> bool:

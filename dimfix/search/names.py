@@ -12,7 +12,7 @@ from typing import Collection, Iterator
 import libcst as cst
 
 from dimfix.exprs import code_of, names_in
-from dimfix.scope import ALL, FOR_LITERALS, Found, names_holding
+from dimfix.scope import ALL, FOR_LITERALS, Found, counts_like, names_holding, width_like
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.context import first_word
 from dimfix.search.solve import passed_names, solve_node
@@ -46,6 +46,7 @@ class NameSwap:
         if isinstance(task.expr, BARE):
             yield from _at_call(task, task.expr, ALL, self.kind, NAME)
             yield from _outer(task, literal=False, kind=self.kind)
+        yield from _terms(task, self.kind)
         yield from _inner(task, self.kind)
 
 
@@ -57,7 +58,9 @@ class NameInExpression:
 
     def propose(self, task: Task) -> Iterator[Candidate]:
         expr, exp = task.expr, task.exp
-        if isinstance(expr, (cst.Name, cst.Attribute)) or not names_in(expr):
+        # Not a conditional: ``a if test else b`` is the author's logic (ArmSwap).
+        if isinstance(expr, (cst.Name, cst.Attribute, cst.IfExp, cst.BooleanOperation)) \
+                or not names_in(expr):
             return
         for name in names_in(expr):
             if exp.local_values.get(name, exp.global_values.get(name)) == task.want:
@@ -74,7 +77,7 @@ def _at_call(task: Task, expr, ranks, kind: str, over: str) -> Iterator[Candidat
     for name in found.names:
         yield Candidate(kind, {expr: cst.parse_expression(name)}, expr,
                         because=f"`{name}` holds {m.observed} at every layer built here",
-                        writes=NAME, over=over, name_cost=_prior(found))
+                        writes=NAME, over=over, name_cost=prior_of(found))
 
 
 def _outer(task: Task, literal: bool, kind: str) -> Iterator[Candidate]:
@@ -101,6 +104,7 @@ def _outer(task: Task, literal: bool, kind: str) -> Iterator[Candidate]:
                  if node in world.reach.get((c.layer_path, c.arg), ())]
         inner = chain[depth - 1].bare()
         param = code_of(inner) if isinstance(inner, cst.Name) else ""
+        route = [code_of(e.bare()) for e in chain[:depth] if isinstance(e.bare(), BARE)]
         frame = m.site.chain[outer.frame]
         found = holding(world, group, frame, node, FOR_LITERALS if literal else ALL,
                         param=param, named=world.maker_names(m, outer.frame))
@@ -110,7 +114,49 @@ def _outer(task: Task, literal: bool, kind: str) -> Iterator[Candidate]:
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                             bindings, writes=NAME, over=LITERAL if literal else NAME,
-                            depth=depth, name_cost=_prior(found))
+                            depth=depth, name_cost=prior_of(found),
+                            through_odd=odd_route(route, m))
+
+
+def _terms(task: Task, kind: str) -> Iterator[Candidate]:
+    """A name among the terms of the arithmetic at the call swapped for the
+    name in scope that holds what it must be, at every layer built here:
+    ``num_input_features * growth_rate`` -> ``bn_size * growth_rate``. The
+    names the expression already reads are no candidates."""
+    expr, m, world = task.expr, task.m, task.world
+    if not isinstance(expr, cst.BinaryOperation):
+        return
+    for node in _operands(expr):
+        group = []
+        for c in world.site_constructions(m):
+            key = (c.layer_path, c.arg)
+            if c.required is None or key not in world.expansions:
+                continue
+            c_exp = world.expansions[key][1]
+            old = c_exp.value_of(node)
+            need = solve_node(c_exp, node, old if type(old) is int else None, c.required,
+                              task.base)
+            if need is None or need == old:
+                group = []
+                break
+            group.append(replace(c, required=need))
+        if not group:
+            continue
+        found = holding(world, group, m.site.call, expr, ALL)
+        if len(found.names) == 1:
+            name = found.names[0]
+            yield Candidate(kind, {node: cst.parse_expression(name)}, node,
+                            because=f"`{name}` holds {group[0].required} at every layer built here",
+                            writes=NAME, over=NAME, name_cost=prior_of(found))
+
+
+def _operands(node) -> Iterator[cst.CSTNode]:
+    """The names and ``self.x`` that are operands of ``node``'s arithmetic."""
+    if isinstance(node, cst.BinaryOperation):
+        yield from _operands(node.left)
+        yield from _operands(node.right)
+    elif isinstance(node, (cst.Name, cst.Attribute)):
+        yield node
 
 
 def _inner(task: Task, kind: str) -> Iterator[Candidate]:
@@ -148,7 +194,7 @@ def _inner(task: Task, kind: str) -> Iterator[Candidate]:
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             sub.label or code_of(node), f"`{name}` holds {need} there",
                             tuple(sub.bindings), writes=NAME, over=NAME,
-                            depth=len(sub.chain()), name_cost=_prior(found))
+                            depth=len(sub.chain()), name_cost=prior_of(found))
 
 
 def holding(world, constructions, frame, expr, ranks, named: Collection[str] = (),
@@ -182,7 +228,16 @@ def holding(world, constructions, frame, expr, ranks, named: Collection[str] = (
     return found
 
 
-def _prior(found: Found) -> float:
+def odd_route(names, m) -> bool:
+    """Does the value reach an input size through a name (``names``, from the
+    layer outward) that says it counts something else (``ngpu``, ``num_classes``)?
+    Then that name is the mistake, not what is written further out for it."""
+    if not m.why.startswith("input arrives"):
+        return False
+    return any(not width_like(n) and not counts_like(n, m.arg) for n in names)
+
+
+def prior_of(found: Found) -> float:
     """scope.py's prior of a found name, as a cost: its rank (a parameter
     before ``self.x`` ... before a local object's field), and whether its name
     says it counts something other than a width."""

@@ -18,11 +18,13 @@ from dimfix.search.literals import RefitProduct, SolvedLiteral, WholeLiteral
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
+from dimfix.search.swaps import ArmSwap, IndexSwap
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
-GENERATORS = (RefitProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
-              NameInExpression(), CatParts(), BidirectionalSum(), PartCount(), WholeLiteral())
+GENERATORS = (RefitProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(), IndexSwap(),
+              ArmSwap(), NameInExpression(), CatParts(), BidirectionalSum(), PartCount(),
+              WholeLiteral())
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
 

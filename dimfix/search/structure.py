@@ -30,21 +30,30 @@ class CatParts:
         if not isinstance(expr, BARE) or not task.local:
             return
         current, parts = exp.value(), list(m.parts)
-        if len(parts) < 2 or current not in parts:
-            return
-        if all(p == current for p in parts):
-            yield Candidate(self.kind, {expr: times(expr, len(parts))}, expr,
-                            because=f"torch.cat joins {len(parts)} tensors of {current}",
+        if len(parts) == 1 and len(m.blocks) == 1 and current * m.blocks[0] == parts[0] > current:
+            k = m.blocks[0]
+            yield Candidate(self.kind, {expr: times(expr, k)}, expr,
+                            because=f"a bidirectional RNN puts out {k} directions of {current}",
                             writes=ARITHMETIC, over=NAME, patch=True)
             return
+        if len(parts) < 2 or current not in parts:
+            return
         parts.remove(current)
-        others = [names_holding(task.world.at_site(m, p), exclude=names_in(expr))
-                  for p in parts]
-        if all(f.names and not f.ambiguous and not f.odd for f in others):
-            total = " + ".join([code_of(expr)] + [f.names[0] for f in others])
+        # The names that hold the other parts, each its own: ``n_embd + n_embd2``
+        # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
+        exclude = [*names_in(expr), code_of(expr)]
+        others = [names_holding(task.world.at_site(m, p), exclude=exclude) for p in parts]
+        names = [f.names[0] for f in others if f.names and not f.ambiguous and not f.odd]
+        if len(names) == len(parts) and len(set(names)) == len(names):
+            total = " + ".join([code_of(expr)] + names)
             joined = " + ".join(map(str, m.parts))
             yield Candidate(self.kind, {expr: cst.parse_expression(total)}, expr,
-                            because=f"torch.cat joins {joined}", writes=ARITHMETIC, over=NAME, patch=True)
+                            because=f"torch.cat joins {joined}", writes=ARITHMETIC,
+                            over=NAME, patch=True)
+        elif all(p == current for p in parts):
+            yield Candidate(self.kind, {expr: times(expr, len(parts) + 1)}, expr,
+                            because=f"torch.cat joins {len(parts) + 1} tensors of {current}",
+                            writes=ARITHMETIC, over=NAME, patch=True)
 
 
 class BidirectionalSum:

@@ -149,13 +149,16 @@ class World:
         if hit is None or hit[0].site is None:
             return set()
         chain = hit[0].site.chain
+        found = set()  # and the subscripts on the way (``depths[0]``): see swaps.IndexSwap
         for e in hit[1].chain():  # outward, through a helper's parameters
             node = e.bare()
-            if e.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+            if e.frame is None or not isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
                 continue
             if context.same_run(chain, e.frame, m.site.chain, depth):
-                return {code_of(node)}
-        return set()
+                found.add(code_of(node))
+                if not isinstance(node, cst.Subscript):
+                    break
+        return found
 
     def call_of(self, frame) -> Tuple[Optional[cst.Call], object]:
         f = self.resolver.file(frame.path)
