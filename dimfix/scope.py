@@ -24,6 +24,10 @@ _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "
                 "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
                 "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab",
                 "scale", "factor", "gpu")
+# Of those, the parts of names that never hold a layer's width (a sequence's
+# length or a class count may: DLinear's ``nn.Linear(seq_len, pred_len)``).
+_NEVER_A_WIDTH = ("gpu", "worker", "device", "seed", "epoch", "batch", "iter", "rate", "drop",
+                  "stride", "kernel", "pad", "dilation")
 _COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
 # Rank of each kind of name: lower is what an author reaches for first.
 PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD, GLOBAL = range(7)
@@ -110,6 +114,12 @@ def counts_like(name: str, param: str) -> bool:
 def width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
     return not any(part in last for part in _NOT_A_WIDTH)
+
+
+def never_a_width(name: str) -> bool:
+    """``ngpu``, ``batch_size``, ``stride``: what such a name holds is never a width."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return any(part in last for part in _NEVER_A_WIDTH)
 
 
 def _counter(name: str) -> bool:

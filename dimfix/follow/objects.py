@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import sys
 from typing import Optional, Tuple
 
 import libcst as cst
@@ -48,30 +50,75 @@ class Objects:
 
     def _object_field(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
         """``cnf.input_channels`` where ``cnf`` is an object a call built
-        (``CNBlockConfig(1536, None, 3)`` in a list, a dataclass config) whose
-        ``__init__`` stores ``self.input_channels = input_channels``, or whose
-        dataclass field it is: the argument that call passed for it."""
+        (``CNBlockConfig(1536, None, 3)`` in a list, a dataclass or NamedTuple
+        config, argparse's namespace passed in) whose ``__init__`` stores
+        ``self.input_channels = input_channels``, or whose field it is: the
+        argument that call passed for it, else the field's class default (or
+        the parser's ``default=``)."""
         frame = site.chain[i]
         obj = frame.local_values.get(node.value.value, MISSING)
-        if obj is MISSING or isinstance(obj, _PLAIN) or inspect.isclass(obj) \
+        if obj is MISSING or type(obj) in _PLAIN or inspect.isclass(obj) \
                 or inspect.ismodule(obj) or type(obj).__module__.split(".")[0] in _NOT_CONFIGS:
             return None
         built = self._built_by(node.value, obj, site, i, depth)
-        param = self._field_param(type(obj), node.attr.value) if built else None
+        if built is None:
+            return None
+        call, j, at_module = built
+        if _is_parse_args(call):
+            return self._parser_default(call, node, site, j, depth)
+        param = self._field_param(type(obj), node.attr.value)
         if param is None:
             return None
-        (call, j), (func, name) = built, param
-        if func is None:  # a dataclass: its fields are the parameters, in order
-            fields = [f.name for f in dataclasses.fields(type(obj)) if f.init]
-            found, _ = find_argument(call, tuple(fields), name)
-            arg = found.value if found is not None else None
+        func, name = param
+        binding = Binding(code_of(node), self._field_reads(site.chain[i].path, node.attr.value))
+        if func is None:  # a dataclass or NamedTuple: its fields are the parameters, in order
+            found, why = find_argument(call, _record_fields(type(obj)), name)
+            if found is None:
+                return self._class_default(type(obj), name, why, site, i, depth, binding)
+            arg = found.value
         else:
             arg = bound_argument(call, func, name, True)
         if arg is None or arg is MISSING:
             return None
-        binding = Binding(code_of(node), self._field_reads(site.chain[i].path, node.attr.value))
         return self._expand(arg, site, j, "call-site", f"argument {name} of {callee(call)}()",
-                            (binding,), depth)
+                            (binding,), depth, at_module)
+
+    def _class_default(self, cls: type, name: str, why: str, site, i, depth,
+                       binding) -> Optional[Expansion]:
+        """The default a dataclass or NamedTuple field is written with in its
+        class body (``n_embd: int = 384``), when the call that built the object
+        passed nothing for it."""
+        if "default is used" not in why:
+            return None  # passed through ``**`` or ``*args``: cannot be told
+        found = _class_node(cls, self.file)
+        if found is None:
+            return None
+        f, cls_node = found
+        value = next((n.value for n in cls_node.body.body if isinstance(n, cst.SimpleStatementLine)
+                      for n in n.body if isinstance(n, cst.AnnAssign) and n.value is not None
+                      and isinstance(n.target, cst.Name) and n.target.value == name), None)
+        if value is None:
+            return None
+        label = f"default of {cls.__name__}.{name}"
+        if os.path.abspath(site.chain[i].path) == os.path.abspath(_path_of(cls)):
+            return self._expand(value, site, i, "default", label, (binding,), depth,
+                                module_level=True)
+        module = sys.modules.get(cls.__module__)
+        return Expansion(value, "default", label, {}, vars(module) if module else {},
+                         (binding,), path=os.path.abspath(_path_of(cls)))
+
+    def _parser_default(self, call: cst.Call, node: cst.Attribute, site, j,
+                        depth) -> Optional[Expansion]:
+        """``configs.seq_len`` where ``configs`` is the namespace ``parser.parse_args()``
+        returned (passed in by the caller): the ``default=`` of ``--seq_len``."""
+        module = self.file(site.chain[j].path).index.module
+        parser = call.func.value.value
+        default = add_argument_default(module, parser, node.attr.value)
+        if default is None:
+            return None
+        binding = Binding(code_of(node), self._field_reads(site.chain[j].path, node.attr.value))
+        return self._expand(default, site, j, "default", f"default of --{node.attr.value}",
+                            (binding,), depth, module_level=True)
 
     def _field_reads(self, path: str, attr: str) -> Tuple[cst.CSTNode, ...]:
         """Every ``<anything>.<attr>`` in the file at ``path``: the reads an edit of
@@ -85,10 +132,11 @@ class Objects:
                 f.attribute_reads.setdefault(n.attr.value, []).append(n)
         return tuple(f.attribute_reads.get(attr, ()))
 
-    def _built_by(self, name: cst.Name, obj, site, i, depth) -> Optional[Tuple[cst.Call, int]]:
-        """The call that built ``obj``, the value of ``name`` at frame i, and the
-        index of the frame it runs in: ``cnf = Config(...)``, ``last =
-        configs[-1]``, or ``for cnf in configs`` (the element that is ``obj``)."""
+    def _built_by(self, name: cst.Name, obj, site, i, depth) -> Optional[Tuple[cst.Call, int, bool]]:
+        """The call that built ``obj``, the value of ``name`` at frame i, the
+        index of the frame it runs in, and whether it runs at module level:
+        ``cnf = Config(...)``, ``last = configs[-1]``, or ``for cnf in configs``
+        (the element that is ``obj``), ``configs`` local or a module's list."""
         scopes, parents = self._scopes(site, i), self._parents(site, i)
         found = assignments(scopes, name)
         if len(found) != 1 or depth > MAX_DEPTH:
@@ -96,8 +144,10 @@ class Objects:
         target = found[0].node
         if isinstance(target, cst.Param):  # ``Encoder(cfg)``: where the caller built it
             arg = self._caller_argument(target, parents, site, i)
+            if arg is None and isinstance(target.default, cst.Call):
+                return target.default, i, True  # ``cfg: Config = Config()``, built at import
             if isinstance(arg, cst.Call):
-                return arg, i + 1
+                return arg, i + 1, False
             if isinstance(arg, cst.Name) and site.chain[i + 1].local_values.get(arg.value) is obj:
                 return self._built_by(arg, obj, site, i + 1, depth + 1)
             return None
@@ -107,7 +157,7 @@ class Objects:
             i += 1  # ``[Block(cnf.dim) for _ in ...]``: ``cnf`` is its function's
         value = assigned_value(parents, target)
         if isinstance(value, cst.Call):
-            return (value, i) if self._in_frame_function(target, site, i) else None
+            return (value, i, False) if self._in_frame_function(target, site, i) else None
         if isinstance(value, cst.Subscript) and len(value.slice) == 1 \
                 and isinstance(value.slice[0].slice, cst.Index):
             frame = site.chain[i]
@@ -119,7 +169,8 @@ class Objects:
         if found is None:
             return None
         iterable, offset, _ = found
-        live = site.chain[i].local_values.get(getattr(iterable, "value", None))
+        frame = site.chain[i]
+        live = Evaluator(frame.local_values, frame.global_values).value(iterable)
         hits = [k for k, e in enumerate(live) if e is obj and k >= offset] \
             if isinstance(live, (list, tuple)) else []
         return self._element_call(iterable, hits[0], site, i, depth) if len(hits) == 1 else None
@@ -130,12 +181,14 @@ class Objects:
             self.field_params[key] = _field_param(cls, attr, self.file)
         return self.field_params[key]
 
-    def _element_call(self, seq_node, index, site, i, depth) -> Optional[Tuple[cst.Call, int]]:
+    def _element_call(self, seq_node, index, site, i, depth) -> Optional[Tuple[cst.Call, int, bool]]:
         seq = self._sequence(seq_node, site, i, depth, False)
         element = self._element(seq, index) if seq is not None else None
-        if element is None or seq.frame is None or not isinstance(element.node, cst.Call):
+        if element is None or not isinstance(element.node, cst.Call):
             return None
-        return element.node, seq.frame
+        if seq.frame is None:  # a module's list of configs: its calls run at import
+            return element.node, i, True
+        return element.node, seq.frame, False
 
 
 _PLAIN = (int, float, bool, str, bytes, list, tuple, dict, set, type(None))
@@ -144,9 +197,32 @@ _PLAIN = (int, float, bool, str, bytes, list, tuple, dict, set, type(None))
 _NOT_CONFIGS = ("torch", "numpy", "builtins")  # layers, tensors, arrays: not config objects
 
 
-def _field_param(cls: type, attr: str, read) -> Optional[Tuple[Optional[cst.FunctionDef], str]]:
-    """(``cls.__init__``, the parameter it stores as ``self.<attr>`` unchanged),
-    or (None, ``attr``) for a dataclass field; None if neither can be told."""
+def _is_parse_args(call: cst.Call) -> bool:
+    func = call.func
+    return isinstance(func, cst.Attribute) and func.attr.value == "parse_args" \
+        and isinstance(func.value, cst.Name)
+
+
+def _is_record(cls: type) -> bool:
+    """A dataclass or a NamedTuple: the generated ``__init__`` takes the fields."""
+    return dataclasses.is_dataclass(cls) or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
+
+
+def _record_fields(cls: type) -> Tuple[str, ...]:
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    return tuple(cls._fields)
+
+
+def _path_of(cls: type) -> str:
+    try:
+        return inspect.getsourcefile(cls) or ""
+    except (TypeError, OSError):
+        return ""
+
+
+def _class_node(cls: type, read):
+    """(the parsed file, the ClassDef) where ``cls`` is written, or None."""
     try:
         path, line = inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
     except (TypeError, OSError):
@@ -157,12 +233,21 @@ def _field_param(cls: type, attr: str, read) -> Optional[Tuple[Optional[cst.Func
     named = [n for n in descendants(f.index.module, cst.ClassDef) if n.name.value == cls.__name__]
     if not named:
         return None
-    cls_node = min(named, key=lambda n: abs(f.index.positions[n].start.line - line))
+    return f, min(named, key=lambda n: abs(f.index.positions[n].start.line - line))
+
+
+def _field_param(cls: type, attr: str, read) -> Optional[Tuple[Optional[cst.FunctionDef], str]]:
+    """(``cls.__init__``, the parameter it stores as ``self.<attr>`` unchanged),
+    or (None, ``attr``) for a dataclass or NamedTuple field; None if neither
+    can be told."""
+    found = _class_node(cls, read)
+    if found is None:
+        return None
+    f, cls_node = found
     init = next((n for n in cls_node.body.body if isinstance(n, cst.FunctionDef)
                  and n.name.value == "__init__"), None)
     if init is None:
-        if dataclasses.is_dataclass(cls) and any(
-                f_.name == attr and f_.init for f_ in dataclasses.fields(cls)):
+        if _is_record(cls) and attr in _record_fields(cls):
             return None, attr  # the generated __init__ stores each field as given
         return None
     stores = class_attribute_uses(cls_node).get(attr, ((), ()))[0]

@@ -171,7 +171,10 @@ class Resolver(Calls, Objects):
             frame = site.chain[i]
             current = (frame.global_values if module_level else
                        {**frame.global_values, **frame.local_values}).get(node.value)
-            found = [a for a in found if self._gives(a, parents, site, i, current)]
+            # A binding later in the loop body ran on the pass before: what it
+            # held then is not in the frame (``prev_dim = cross_layer_size``).
+            carried = self._carried(found, node, site, i)
+            found = [a for a in found if a in carried or self._gives(a, parents, site, i, current)]
             if len(found) > 1:
                 found = self._in_force(found, node, site, i)
             if len(found) != 1:
@@ -192,6 +195,17 @@ class Resolver(Calls, Objects):
         if loop is not None:
             return self._loop_element(node, loop, site, i, depth, binding)
         return None
+
+    def _carried(self, found: List[Assignment], read: cst.Name, site, i) -> List[Assignment]:
+        """The bindings in ``read``'s loop, after it: they bind for the next pass."""
+        parents = self._parents(site, i)
+        loop = enclosing(parents, read, (cst.For, cst.While))
+        if loop is None:
+            return []
+        positions = self.file(site.chain[i].path).index.positions
+        at = lambda n: (positions[n].start.line, positions[n].start.column)  # noqa: E731
+        return [a for a in found if not isinstance(a.node, cst.Param)
+                and within(parents, a.node, loop) and at(a.node) > at(read)]
 
     def _in_force(self, found: List[Assignment], read: cst.Name, site, i) -> List[Assignment]:
         """Of bindings that all hold the value, the ones that can reach ``read``
@@ -332,7 +346,9 @@ class Resolver(Calls, Objects):
 
     def _in_frame_function(self, node, site, i) -> bool:
         func = enclosing(self._parents(site, i), node, cst.FunctionDef)
-        return func is not None and func.name.value == site.chain[i].function
+        if func is None:  # a module's statement, run by the module's own frame
+            return site.chain[i].function == "<module>"
+        return func.name.value == site.chain[i].function
 
     def _metadata_of(self, node):
         for f in self.files.values():

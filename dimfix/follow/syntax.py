@@ -110,8 +110,11 @@ def descendants(root: cst.CSTNode, kind=cst.CSTNode) -> List[cst.CSTNode]:
 
 
 def assigned_value(parents, target) -> Optional[cst.BaseExpression]:
-    """``value`` of ``target = value`` (one target) or ``target: T = value``."""
+    """``value`` of ``target = value`` (one target) or ``target: T = value``,
+    or the element of ``a, target = x, value`` at its place."""
     parent = parents.get(target)
+    if isinstance(parent, cst.Element):
+        return _unpacked_value(parents, parent)
     if isinstance(parent, cst.AssignTarget):
         assign = parents.get(parent)
         if isinstance(assign, cst.Assign) and len(assign.targets) == 1:
@@ -119,6 +122,22 @@ def assigned_value(parents, target) -> Optional[cst.BaseExpression]:
     if isinstance(parent, cst.AnnAssign) and parent.target is target:
         return parent.value
     return None
+
+
+def _unpacked_value(parents, element: cst.Element) -> Optional[cst.BaseExpression]:
+    """``prev_dim, fc_input_dim = input_dim, 0``: the value at the element's place."""
+    targets = parents.get(element)
+    holder = parents.get(targets)
+    assign = parents.get(holder)
+    if not (isinstance(targets, (cst.Tuple, cst.List)) and isinstance(holder, cst.AssignTarget)
+            and isinstance(assign, cst.Assign) and len(assign.targets) == 1
+            and isinstance(assign.value, (cst.Tuple, cst.List))):
+        return None
+    values = assign.value.elements
+    if len(values) != len(targets.elements) or any(
+            isinstance(e, cst.StarredElement) for e in (*values, *targets.elements)):
+        return None
+    return values[targets.elements.index(element)].value
 
 
 def dominating(found: List[Assignment], read: cst.Name, parents) -> List[Assignment]:

@@ -12,7 +12,7 @@ from typing import Collection, Iterator
 import libcst as cst
 
 from dimfix.exprs import code_of, names_in
-from dimfix.scope import ALL, FOR_LITERALS, Found, counts_like, names_holding, width_like
+from dimfix.scope import ALL, FOR_LITERALS, Found, names_holding, never_a_width
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.context import first_word
 from dimfix.search.solve import passed_names, solve_node
@@ -230,11 +230,9 @@ def holding(world, constructions, frame, expr, ranks, named: Collection[str] = (
 
 def odd_route(names, m) -> bool:
     """Does the value reach an input size through a name (``names``, from the
-    layer outward) that says it counts something else (``ngpu``, ``num_classes``)?
+    layer outward) that says it never holds a width (``ngpu``, ``stride``)?
     Then that name is the mistake, not what is written further out for it."""
-    if not m.why.startswith("input arrives"):
-        return False
-    return any(not width_like(n) and not counts_like(n, m.arg) for n in names)
+    return m.why.startswith("input arrives") and any(never_a_width(n) for n in names)
 
 
 def prior_of(found: Found) -> float:
