@@ -37,17 +37,14 @@ class Candidate:
     # The edited literal reaches the layer unchanged, through names only (a
     # default, a constant, a caller's argument): where the value is written.
     passthrough: bool = False
-    # The literal is a definition (a default, a constant, a config entry), not
-    # a bare argument of a call: ``Head(in_features=96)`` is not one.
-    definition: bool = False
     name_cost: float = 0.0  # scope.py's prior for the name written, if one
     # It changes a factor that already reads as its dimension of the tensor
     # flattened into the size (``64`` of ``64 * 7 * 7`` fed 64x14x14).
     agrees: bool = False
     change: float = 0.0  # |log(new / old)| of a literal changed
     identity: bool = False  # the literal becomes 1 in ``x * 1``: its arithmetic means nothing
-    # The literal reaches an input size through a name that says it counts
-    # something else (``Discriminator(ngpu)`` -> ``Conv2d(ngpu, ...)``).
+    # The value reaches an input size through a name that says it never holds
+    # a width (``Discriminator(ngpu)`` -> ``Conv2d(ngpu, ...)``).
     through_odd: bool = False
     # A new expression at the layer's own call over a name or arithmetic whose
     # value is written elsewhere: the symptom patched, not the cause fixed.
@@ -112,7 +109,9 @@ class Facts:
     unseen: bool = False  # reads the trace cannot see share the value it changes
     unknown: bool = False  # layers that never ran read it (a trace stopped by an error)
     shared: bool = False  # it changes a literal several calls read
-    named: bool = False  # a literal where a name in scope, or the structure, says it
+    # A literal where a name in scope, or the structure, says it; or a name
+    # where the layer that made the tensor was given a literal.
+    named: bool = False
     # In a trace stopped by an error: a shared value changed that layers the
     # trace never reached, or reads it cannot see, may need as it is.
     blind: bool = False

@@ -12,7 +12,7 @@ import libcst as cst
 from dimfix.exprs import code_of
 from dimfix.search.assess import assess
 from dimfix.records import Mismatch, Weighed
-from dimfix.search.candidate import NAME, Candidate, Outcome, Ranked, Task
+from dimfix.search.candidate import LITERAL, NAME, Candidate, Outcome, Ranked, Task
 from dimfix.search.cost import REFUSE, cost, names_it
 from dimfix.search.literals import RefitProduct, SolvedLiteral, WholeLiteral
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
@@ -51,12 +51,16 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
                 local=key not in world.problems)
     assessed = [(c, assess(c, task)) for c in _proposals(task)]
     # A literal written where a feasible name or the trace's structure would
-    # go (the same node) is a magic number.
+    # go (the same node) is a magic number; unless the layer that made the
+    # tensor was given its size as a literal too: then a name is the odd one.
     named = {n for c, f in assessed if not f.infeasible and names_it(c) for n in c.replacements}
+    literal_maker = world.maker_writes_literal(m)
     ranked: List[Ranked] = []
     for c, facts in assessed:
         if not facts.infeasible:
-            if not names_it(c) and named & set(c.replacements):
+            if literal_maker and c.over == LITERAL and not c.further:
+                facts = replace(facts, named=names_it(c))
+            elif not names_it(c) and named & set(c.replacements):
                 facts = replace(facts, named=True)
             ranked.append(Ranked(c, facts, cost(c, facts), _code(c)))
     ranked.sort(key=lambda r: r.cost)
@@ -135,6 +139,10 @@ def _why_none(task: Task, assessed) -> Tuple[Optional[cst.CSTNode], str]:
                            "does not edit")
     origin = exp.passthrough()
     code = code_of(expr)
+    helper = next((f.infeasible for _, f in assessed if f.infeasible.startswith("a literal over")), "")
+    if helper:
+        return expr, (f"`{code}` is a parameter here, and no edit where its value is written "
+                      f"gives {m.observed}; {helper} is never written")
     if origin is not exp:
         return expr, (f"`{code}` comes from {origin.label or code_of(origin.node)}, which other "
                       f"uses need as it is, and no edit here gives {m.observed}")

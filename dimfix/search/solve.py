@@ -171,10 +171,10 @@ def addends(node) -> List[cst.BaseExpression]:
     return [node]
 
 
-def times(expr, k: int) -> cst.BinaryOperation:
-    """``expr * k``, spaced as black would; ``expr`` cloned, since the original
+def times(expr, k: int, space: str = " ") -> cst.BinaryOperation:
+    """``expr * k``, spaced by ``space``; ``expr`` cloned, since the original
     node must not appear inside its own replacement."""
-    space = cst.SimpleWhitespace(" ")
+    space = cst.SimpleWhitespace(space)
     return cst.BinaryOperation(left=expr.deep_clone(), right=cst.Integer(str(k)),
                                operator=cst.Multiply(whitespace_before=space,
                                                      whitespace_after=space))

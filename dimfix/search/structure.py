@@ -26,13 +26,13 @@ class CatParts:
     kind = "cat parts"
 
     def propose(self, task: Task) -> Iterator[Candidate]:
-        expr, m, exp = task.expr, task.m, task.exp
-        if not isinstance(expr, BARE) or not task.local:
+        expr, m, exp, world = task.expr, task.m, task.exp, task.world
+        if not isinstance(expr, BARE):
             return
         current, parts = exp.value(), list(m.parts)
         if len(parts) == 1 and len(m.blocks) == 1 and current * m.blocks[0] == parts[0] > current:
             k = m.blocks[0]
-            yield Candidate(self.kind, {expr: times(expr, k)}, expr,
+            yield Candidate(self.kind, {expr: times(expr, k, world.spacing(expr, cst.Multiply))}, expr,
                             because=f"a bidirectional RNN puts out {k} directions of {current}",
                             writes=ARITHMETIC, over=NAME, patch=True)
             return
@@ -42,16 +42,18 @@ class CatParts:
         # The names that hold the other parts, each its own: ``n_embd + n_embd2``
         # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
         exclude = [*names_in(expr), code_of(expr)]
-        others = [names_holding(task.world.at_site(m, p), exclude=exclude) for p in parts]
+        others = [names_holding(world.at_site(m, p), exclude=exclude) for p in parts]
         names = [f.names[0] for f in others if f.names and not f.ambiguous and not f.odd]
         if len(names) == len(parts) and len(set(names)) == len(names):
-            total = " + ".join([code_of(expr)] + names)
+            total = f"{world.spacing(expr, cst.Add)}+{world.spacing(expr, cst.Add)}".join(
+                [code_of(expr)] + names)
             joined = " + ".join(map(str, m.parts))
             yield Candidate(self.kind, {expr: cst.parse_expression(total)}, expr,
                             because=f"torch.cat joins {joined}", writes=ARITHMETIC,
                             over=NAME, patch=True)
         elif all(p == current for p in parts):
-            yield Candidate(self.kind, {expr: times(expr, len(parts) + 1)}, expr,
+            yield Candidate(self.kind, {expr: times(expr, len(parts) + 1,
+                                                     world.spacing(expr, cst.Multiply))}, expr,
                             because=f"torch.cat joins {len(parts) + 1} tensors of {current}",
                             writes=ARITHMETIC, over=NAME, patch=True)
 
@@ -66,7 +68,7 @@ class BidirectionalSum:
     def propose(self, task: Task) -> Iterator[Candidate]:
         expr, m, exp = task.expr, task.m, task.exp
         parts, blocks = m.parts, m.blocks
-        if not isinstance(expr, cst.BinaryOperation) or not task.local:
+        if not isinstance(expr, cst.BinaryOperation):
             return
         terms = addends(expr)
         if len(parts) < 2 or len(blocks) != len(parts) or len(terms) != len(parts):

@@ -39,7 +39,9 @@ class World:
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
         self.suspect: Set[tuple] = set()  # (path, qualname, name): see _mark_suspects
         self.contexts: Dict[cst.CSTNode, Tuple[set, set]] = {}
-        self._callers: Dict[str, int] = {}
+        self.stacks: Dict[cst.CSTNode, List[tuple]] = {}  # literal -> its paths from layers
+        self._callers: Dict[str, Dict[str, int]] = {}  # path -> callee name -> calls
+        self._spacing: Dict[tuple, str] = {}
         self._expand(trace.constructions)
         self._mark_suspects(trace.mismatches)
 
@@ -68,6 +70,8 @@ class World:
             literals = exp.literals()
             self.expansions[key] = (c, exp)
             self.literals[key] = literals
+            for lit, stack in literals:
+                self.stacks.setdefault(lit, []).append(stack)
             self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals),
                                          *expanded_nodes(exp)])
 
@@ -116,15 +120,12 @@ class World:
     def shared(self, node) -> bool:
         """Whether ``node`` is a literal written where several calls read it (a
         default, a constant, an attribute, a list's element), not in one call."""
-        return any(stack[-1].kind in SHARED for literals in self.literals.values()
-                   for lit, stack in literals if lit is node)
+        return any(stack[-1].kind in SHARED for stack in self.stacks.get(node, ()))
 
     def bindings_to(self, node) -> Iterator:
-        for literals in self.literals.values():
-            for lit, stack in literals:
-                if lit is node:
-                    for e in stack:
-                        yield from e.bindings
+        for stack in self.stacks.get(node, ()):
+            for e in stack:
+                yield from e.bindings
 
     def fed_right(self, m: Mismatch, replacements) -> bool:
         """Is ``m`` wrong only because the layer that made its input puts out
@@ -159,6 +160,35 @@ class World:
                 if not isinstance(node, cst.Subscript):
                     break
         return found
+
+    def maker_writes_literal(self, m: Mismatch) -> bool:
+        """Did the layer that made the arriving tensor get its size as a literal,
+        written in the same run of the function as ``m``'s layer
+        (``self.conv = conv3x3(3, 16)`` before ``self.bn = nn.BatchNorm2d(...)``)?
+        The author writes this width as a literal too."""
+        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        if hit is None or hit[0].site is None:
+            return False
+        chain = hit[0].site.chain
+        for e in hit[1].chain():
+            if e.frame is not None and context.same_run(chain, e.frame, m.site.chain, 0):
+                return isinstance(e.bare(), cst.Integer)
+        return False
+
+    def spacing(self, node: cst.CSTNode, operator: type) -> str:
+        """How the file holding ``node`` spaces ``operator`` (``hidden_size*2``
+        or ``hidden_size * 2``): the way most of its uses do, " " on a tie."""
+        found = self.resolver.position(node)
+        f = self.resolver.file(found[0]) if found else None
+        if f is None:
+            return " "
+        key = (found[0], operator)
+        if key not in self._spacing:
+            uses = [n for n in descendants(f.index.module, cst.BinaryOperation)
+                    if isinstance(n.operator, operator)]
+            tight = sum(1 for n in uses if not n.operator.whitespace_before.value)
+            self._spacing[key] = "" if tight > len(uses) - tight else " "
+        return self._spacing[key]
 
     def call_of(self, frame) -> Tuple[Optional[cst.Call], object]:
         f = self.resolver.file(frame.path)
@@ -199,19 +229,23 @@ class World:
         return True
 
     def _call_count(self, frame) -> int:
+        """Calls of the function ``frame`` runs (of its class, for ``__init__``),
+        by name, in every file read."""
         name = frame.qualname.split(".")[0] if frame.function == "__init__" else frame.function
-        if name not in self._callers:
-            count = 0
-            for f in self.resolver.files.values():
-                if f is None:
-                    continue
+        total = 0
+        for path, f in list(self.resolver.files.items()):
+            if f is None:
+                continue
+            if path not in self._callers:
+                counts: Dict[str, int] = {}
                 for call in descendants(f.index.module, cst.Call):
                     func = call.func
                     callee = func.value if isinstance(func, cst.Name) else \
                         func.attr.value if isinstance(func, cst.Attribute) else None
-                    count += callee == name
-            self._callers[name] = count
-        return self._callers[name]
+                    counts[callee] = counts.get(callee, 0) + 1
+                self._callers[path] = counts
+            total += self._callers[path].get(name, 0)
+        return total
 
 
 SHARED = ("default", "constant", "attribute", "element")
