@@ -23,7 +23,7 @@ from dimfix.records import Construction, Frame
 _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "kernel", "pad",
                 "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
                 "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab",
-                "scale", "factor", "gpu")
+                "scale", "factor", "gpu", "img", "image", "patch", "window", "resolution", "height")
 # Of those, the parts of names that never hold a layer's width (a sequence's
 # length or a class count may: DLinear's ``nn.Linear(seq_len, pred_len)``).
 _NEVER_A_WIDTH = ("gpu", "worker", "device", "seed", "epoch", "batch", "iter", "rate", "drop",

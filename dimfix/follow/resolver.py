@@ -143,6 +143,9 @@ class Resolver(Calls, Objects):
         elif isinstance(node, cst.Call):
             for arg in node.args:
                 yield from self._resolvable(arg.value)
+        elif isinstance(node, (cst.Tuple, cst.List)):  # ``np.prod((channels, img_size))``
+            for element in node.elements:
+                yield from self._resolvable(element.value)
 
     def _resolve(self, node, site, i, depth, module_level) -> Optional[Expansion]:
         if isinstance(node, cst.Name):

@@ -54,13 +54,17 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     # go (the same node) is a magic number; unless the layer that made the
     # tensor was given its size as a literal too: then a name is the odd one.
     named = {n for c, f in assessed if not f.infeasible and names_it(c) for n in c.replacements}
+    # When the trace's structure says the name holds one part of what arrives
+    # (cGAN's ``opt.latent_dim`` of the noise and label cat), the value written
+    # for it is that part: changing it to the sum is the magic number.
+    parted = any(not f.infeasible and c.kind == "cat parts" for c, f in assessed)
     literal_maker = world.maker_writes_literal(m)
     ranked: List[Ranked] = []
     for c, facts in assessed:
         if not facts.infeasible:
             if literal_maker and c.over == LITERAL and not c.further:
                 facts = replace(facts, named=names_it(c))
-            elif not names_it(c) and named & set(c.replacements):
+            elif not names_it(c) and (named & set(c.replacements) or parted and c.passthrough):
                 facts = replace(facts, named=True)
             ranked.append(Ranked(c, facts, cost(c, facts), _code(c)))
     ranked.sort(key=lambda r: r.cost)

@@ -6,6 +6,7 @@ a literal counts the parts of a cat over a list in scope (``len(filter_sizes)``)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator
 
 import libcst as cst
@@ -19,43 +20,63 @@ BARE = (cst.Name, cst.Attribute, cst.Subscript)
 
 
 class CatParts:
-    """A name at the call that holds one part of a torch.cat: ``HIDDEN * 2``
-    when every part is that size, else the sum of the names that hold the
-    other parts (``embedding_dim + hidden_dim``); never ``num_classes * 4``."""
+    """A name that holds one part of a torch.cat, at the call or where a caller
+    passed it on unchanged (cGAN's ``block(opt.latent_dim, 128)``): the sum of
+    the names that hold the other parts there (``opt.latent_dim +
+    opt.n_classes``), or ``HIDDEN * 2`` when every part is that size and no
+    other name holds one; a bidirectional RNN's output read directly is two
+    directions of the name (``hidden_size * 2``). Never ``num_classes * 4``."""
 
     kind = "cat parts"
 
     def propose(self, task: Task) -> Iterator[Candidate]:
-        expr, m, exp, world = task.expr, task.m, task.exp, task.world
-        if not isinstance(expr, BARE):
-            return
-        current, parts = exp.value(), list(m.parts)
-        if len(parts) == 1 and len(m.blocks) == 1 and current * m.blocks[0] == parts[0] > current:
-            k = m.blocks[0]
-            yield Candidate(self.kind, {expr: times(expr, k, world.spacing(expr, cst.Multiply))}, expr,
-                            because=f"a bidirectional RNN puts out {k} directions of {current}",
-                            writes=ARITHMETIC, over=NAME, patch=True)
-            return
-        if len(parts) < 2 or current not in parts:
-            return
-        parts.remove(current)
-        # The names that hold the other parts, each its own: ``n_embd + n_embd2``
-        # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
-        exclude = [*names_in(expr), code_of(expr)]
-        others = [names_holding(world.at_site(m, p), exclude=exclude) for p in parts]
-        names = [f.names[0] for f in others if f.names and not f.ambiguous and not f.odd]
-        if len(names) == len(parts) and len(set(names)) == len(names):
-            total = f"{world.spacing(expr, cst.Add)}+{world.spacing(expr, cst.Add)}".join(
-                [code_of(expr)] + names)
-            joined = " + ".join(map(str, m.parts))
-            yield Candidate(self.kind, {expr: cst.parse_expression(total)}, expr,
-                            because=f"torch.cat joins {joined}", writes=ARITHMETIC,
-                            over=NAME, patch=True)
-        elif all(p == current for p in parts):
-            yield Candidate(self.kind, {expr: times(expr, len(parts) + 1,
-                                                     world.spacing(expr, cst.Multiply))}, expr,
-                            because=f"torch.cat joins {len(parts) + 1} tensors of {current}",
-                            writes=ARITHMETIC, over=NAME, patch=True)
+        m, world = task.m, task.world
+        chain = task.exp.chain()
+        for depth, e in enumerate(chain):
+            node = e.bare()
+            if e.frame is None or (depth and e.kind == "argument") \
+                    or not isinstance(node, BARE + ((cst.Call, cst.BinaryOperation) if depth == 0 else ())):
+                continue
+            group = [replace(c, site=replace(c.site, chain=c.site.chain[e.frame:]))
+                     for c in world.site_constructions(m)
+                     if node in world.reach.get((c.layer_path, c.arg), ())]
+            frame = m.site.chain[e.frame]
+            for new, because in _structures(m, e.value(), node, group, world, frame):
+                yield Candidate(self.kind, {node: new}, node,
+                                "" if depth == 0 else (e.label or code_of(node)), because,
+                                tuple(b for x in chain[1:depth + 1] for b in x.bindings),
+                                writes=ARITHMETIC, over=NAME, depth=depth, patch=depth == 0)
+
+
+def _structures(m, current, node, group, world, frame):
+    """(new expression, why) for ``node``, which holds ``current``, one part of
+    what arrives. A name for another part may say it counts something else
+    (``opt.n_classes``, a label embedding's width) only if the function reads
+    it elsewhere too (``nn.Embedding(opt.n_classes, opt.n_classes)``)."""
+    parts = list(m.parts)
+    if not isinstance(node, BARE) and (len(parts) < 2 or current not in parts):
+        return
+    if len(parts) == 1 and len(m.blocks) == 1 and current * m.blocks[0] == parts[0] > current:
+        k = m.blocks[0]
+        yield (times(node, k, world.spacing(node, cst.Multiply)),
+               f"a bidirectional RNN puts out {k} directions of {current}")
+        return
+    if len(parts) < 2 or current not in parts or not group:
+        return
+    parts.remove(current)
+    # The names that hold the other parts, each its own: ``n_embd + n_embd2``
+    # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
+    exclude = [*names_in(node), code_of(node)]
+    others = [names_holding([replace(group[0], required=p)], exclude=exclude) for p in parts]
+    read = world.function_reads(frame)
+    names = [f.names[0] for f in others if len(f.names) == 1 and (not f.odd or f.names[0] in read)]
+    if len(names) == len(parts) and len(set(names)) == len(names):
+        plus = world.spacing(node, cst.Add)
+        total = f"{plus}+{plus}".join([code_of(node)] + names)
+        yield cst.parse_expression(total), f"torch.cat joins {' + '.join(map(str, m.parts))}"
+    elif all(p == current for p in parts) and isinstance(node, BARE):
+        yield (times(node, len(parts) + 1, world.spacing(node, cst.Multiply)),
+               f"torch.cat joins {len(parts) + 1} tensors of {current}")
 
 
 class BidirectionalSum:

@@ -42,6 +42,7 @@ class World:
         self.stacks: Dict[cst.CSTNode, List[tuple]] = {}  # literal -> its paths from layers
         self._callers: Dict[str, Dict[str, int]] = {}  # path -> callee name -> calls
         self._spacing: Dict[tuple, str] = {}
+        self._reads: Dict[cst.CSTNode, Set[str]] = {}
         self._expand(trace.constructions)
         self._mark_suspects(trace.mismatches)
 
@@ -189,6 +190,18 @@ class World:
             tight = sum(1 for n in uses if not n.operator.whitespace_before.value)
             self._spacing[key] = "" if tight > len(uses) - tight else " "
         return self._spacing[key]
+
+    def function_reads(self, frame) -> Set[str]:
+        """The names and ``x.y`` the function ``frame`` runs reads, anywhere in
+        its body (the module's code, for a module-level frame)."""
+        call, f = self.call_of(frame)
+        if call is None:
+            return set()
+        scope = context.enclosing_function(call, f.parents) or f.index.module
+        if scope not in self._reads:
+            self._reads[scope] = {code_of(n) for n in descendants(scope)
+                                  if isinstance(n, (cst.Name, cst.Attribute))}
+        return self._reads[scope]
 
     def call_of(self, frame) -> Tuple[Optional[cst.Call], object]:
         f = self.resolver.file(frame.path)
