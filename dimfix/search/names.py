@@ -126,7 +126,7 @@ def _terms(task: Task, kind: str) -> Iterator[Candidate]:
     expr, m, world = task.expr, task.m, task.world
     if not isinstance(expr, cst.BinaryOperation):
         return
-    for node in _operands(expr):
+    for node in operands(expr):
         group = []
         for c in world.site_constructions(m):
             key = (c.layer_path, c.arg)
@@ -150,12 +150,13 @@ def _terms(task: Task, kind: str) -> Iterator[Candidate]:
                             writes=NAME, over=NAME, name_cost=prior_of(found))
 
 
-def _operands(node) -> Iterator[cst.CSTNode]:
-    """The names and ``self.x`` that are operands of ``node``'s arithmetic."""
+def operands(node, kinds=(cst.Name, cst.Attribute)) -> Iterator[cst.CSTNode]:
+    """The operands of ``node``'s arithmetic that are ``kinds`` (names and
+    ``self.x``, or subscripts)."""
     if isinstance(node, cst.BinaryOperation):
-        yield from _operands(node.left)
-        yield from _operands(node.right)
-    elif isinstance(node, (cst.Name, cst.Attribute)):
+        yield from operands(node.left, kinds)
+        yield from operands(node.right, kinds)
+    elif isinstance(node, kinds):
         yield node
 
 

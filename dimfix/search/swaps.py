@@ -12,36 +12,64 @@ import libcst as cst
 from dimfix.exprs import Evaluator, code_of
 from dimfix.scope import ALL
 from dimfix.search.candidate import NAME, Candidate, Task
-from dimfix.search.names import holding, prior_of
+from dimfix.search.names import holding, operands, prior_of
+from dimfix.search.solve import solve_node
 
 
 class IndexSwap:
-    """``seq[i]`` where ``seq[j]`` holds the size at every layer built here, at
-    the call or where a caller wrote it: the index the author meant. Of several
-    such j, the one the layer that made the arriving tensor was sized by
-    (``Conv2d(depths[0], depths[0], ...)`` before the norm) comes first."""
+    """``seq[i]`` where ``seq[j]`` holds what it must at every layer built
+    here: at the call (MNASNet's ``depths[1]`` -> ``depths[0]``), inside its
+    arithmetic (``hidden_dims[0]*4`` -> ``hidden_dims[-1]*4``), where a caller
+    wrote it, or a loop's index off by one (``hidden_dims[i]`` ->
+    ``hidden_dims[i + 1]``). Of several such j, the one the layer that made
+    the arriving tensor was sized by comes first."""
 
     kind = "index swap"
 
     def propose(self, task: Task) -> Iterator[Candidate]:
-        m, world = task.m, task.world
-        for depth, e in enumerate(task.exp.chain()):
-            node = e.bare()
-            index = _literal_index(node)
-            if index is None or e.frame is None:
-                continue
-            group = [c for c in world.site_constructions(m) if c.required is not None
-                     and node in world.reach.get((c.layer_path, c.arg), ())]
-            fits = _indices(node, e.frame, group, index)
-            named = world.maker_names(m, e.frame)
-            preferred = [j for j in fits if _at(node, j) in named]
-            for j in preferred or fits:
-                new = _at(node, j)
+        m, world, chain = task.m, task.world, task.exp.chain()
+        for depth, node, frame, needs in _subscripts(task):
+            named = world.maker_names(m, frame)
+            fits = _indices(node, frame, needs, world)
+            preferred = [new for new in fits if new in named]
+            for new in preferred or fits:
+                e = chain[depth]
                 yield Candidate(self.kind, {node: cst.parse_expression(new)}, node,
                                 "" if depth == 0 else (e.label or code_of(node)),
-                                f"`{new}` holds {m.observed} at every layer built here",
-                                tuple(b for x in task.exp.chain()[1:depth + 1] for b in x.bindings),
+                                f"`{new}` holds what it must at every layer built here",
+                                tuple(b for x in chain[1:depth + 1] for b in x.bindings),
                                 writes=NAME, over=NAME, depth=depth)
+
+
+def _subscripts(task: Task):
+    """(depth, subscript node, frame index, [(construction, what it must hold)])
+    for the subscripts the value passes unchanged, and those among the
+    operands of the arithmetic at the call."""
+    m, world, exp = task.m, task.world, task.exp
+    site = world.site_constructions(m)
+    for depth, e in enumerate(exp.chain()):
+        node = e.bare()
+        if isinstance(node, cst.Subscript) and e.frame is not None:
+            yield depth, node, e.frame, [(c, c.required) for c in site if c.required is not None
+                                         and node in world.reach.get((c.layer_path, c.arg), ())]
+    if not isinstance(task.expr, cst.BinaryOperation):
+        return
+    for node in operands(task.expr, cst.Subscript):
+        needs = []
+        for c in site:
+            key = (c.layer_path, c.arg)
+            if c.required is None or key not in world.expansions:
+                continue
+            c_exp = world.expansions[key][1]
+            old = c_exp.value_of(node)
+            need = solve_node(c_exp, node, old if type(old) is int else None, c.required,
+                              task.base)
+            if need is None:
+                needs = []
+                break
+            needs.append((c, need))
+        if needs:
+            yield 0, node, 0, needs
 
 
 class ArmSwap:
@@ -68,34 +96,42 @@ class ArmSwap:
                             "with this arm", writes=NAME, over=NAME, name_cost=prior_of(found))
 
 
-def _literal_index(node) -> Optional[int]:
-    if not (isinstance(node, cst.Subscript) and len(node.slice) == 1
-            and isinstance(node.slice[0].slice, cst.Index)):
-        return None
-    return Evaluator().integer(node.slice[0].slice.value)
-
-
-def _indices(node: cst.Subscript, frame_index: int, group, index: int) -> List[int]:
-    """The other indices j of ``node``'s sequence whose element is each
-    construction's size, in the frame that reads it."""
-    fits: Optional[List[int]] = None
-    for c in group:
+def _indices(node: cst.Subscript, frame_index: int, needs, world) -> List[str]:
+    """The other index expressions of ``node`` whose element is what each
+    construction needs, in the frame that reads it: another literal (counted
+    from the end if the author counted so, or ``-1`` for the last where ``0``
+    was written), or the loop's index moved by one or two (``i + 1``)."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index) or not needs:
+        return []
+    index = node.slice[0].slice.value
+    literal = Evaluator().integer(index)
+    fits: Optional[set] = None
+    for c, need in needs:
         frame = c.site.chain[frame_index]
-        seq = Evaluator(frame.local_values, frame.global_values).value(node.value)
-        if type(seq) not in (list, tuple):
+        ev = Evaluator(frame.local_values, frame.global_values)
+        seq = ev.value(node.value)
+        at = literal if literal is not None else ev.integer(index)
+        if type(seq) not in (list, tuple) or at is None or not -len(seq) <= at < len(seq):
             return []
         n = len(seq)
-        if not -n <= index < n:
-            return []
-        here = [j - n if index < 0 else j for j in range(n)
-                if j != index % n and seq[j] == c.required]
-        fits = here if fits is None else [j for j in fits if j in here]
-    return fits or []
+        if literal is not None:
+            here = {_literal(j, n, literal) for j in range(n) if j != at % n and seq[j] == need}
+        else:
+            space = world.spacing(node, cst.Add)
+            here = {_shifted(index, d, space) for d in (-2, -1, 1, 2)
+                    if 0 <= at + d < n and seq[at + d] == need}
+        fits = here if fits is None else fits & here
+    return sorted(code_of(node.with_changes(slice=[node.slice[0].with_changes(
+        slice=node.slice[0].slice.with_changes(value=cst.parse_expression(new)))]))
+        for new in fits or ())
 
 
-def _at(node: cst.Subscript, j: int) -> str:
-    """``node`` reading element ``j`` (counted from the end, as ``-1`` is, if
-    the author counted so)."""
-    element = node.slice[0]
-    return code_of(node.with_changes(slice=[element.with_changes(
-        slice=element.slice.with_changes(value=cst.parse_expression(str(j))))]))
+def _literal(j: int, n: int, written: int) -> str:
+    if written < 0 or (written == 0 and j == n - 1 and n > 1):
+        return str(j - n)
+    return str(j)
+
+
+def _shifted(index: cst.BaseExpression, d: int, space: str) -> str:
+    op = "+" if d > 0 else "-"
+    return f"{code_of(index)}{space}{op}{space}{abs(d)}"

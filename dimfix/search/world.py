@@ -73,8 +73,11 @@ class World:
             self.literals[key] = literals
             for lit, stack in literals:
                 self.stacks.setdefault(lit, []).append(stack)
-            self.reach[key] = frozenset([node.value, *(lit for lit, _ in literals),
-                                         *expanded_nodes(exp)])
+            # Every node of every expression the value is read through: an
+            # edit of any part of them (a term, an index) reaches this layer.
+            self.reach[key] = frozenset(
+                [*(lit for lit, _ in literals),
+                 *(n for expr in (node.value, *expanded_nodes(exp)) for n in descendants(expr))])
 
     def _argument(self, c: Construction) -> Tuple[Optional[cst.CSTNode], str]:
         site = c.site
