@@ -91,7 +91,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
                          and (c.layer_path, c.arg) not in wrong}))
     alternatives = _alternatives(loc, display, trace, options, texts, editable, kept)
     first = alternatives[0]
-    notes = loading.notes + first.notes + _weighed_notes(first.edits)
+    notes = loading.notes + first.notes
     draft = Draft(first.texts, first.edits, first.unfixable, notes, trace.device,
                   trace.output, kept=first.kept, wrong=len(wrong), alternatives=alternatives)
     if trace.stopped:
@@ -121,7 +121,8 @@ def _alternatives(loc, display, trace, options, texts, editable, kept) -> Tuple[
         found.append(Alternative(
             changed, tuple(_portable(e) for e in alternative.edits),
             tuple(_portable(u) for u in alternative.unfixable), alternative.cost,
-            kept if alternative.rebuilds else (), tuple(notes)))
+            kept if alternative.rebuilds else (),
+            tuple(notes) + _weighed_notes(alternative.edits)))
     return tuple(found)
 
 

@@ -18,13 +18,13 @@ from dimfix.search.literals import RefitProduct, SolvedLiteral, WholeLiteral
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
-from dimfix.search.swaps import ArmSwap, IndexSwap
+from dimfix.search.swaps import ArmSwap, IndexSwap, MakerExpression
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
 GENERATORS = (RefitProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(), IndexSwap(),
-              ArmSwap(), NameInExpression(), CatParts(), BidirectionalSum(), PartCount(),
-              WholeLiteral())
+              ArmSwap(), MakerExpression(), NameInExpression(), CatParts(), BidirectionalSum(),
+              PartCount(), WholeLiteral())
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
 
@@ -82,11 +82,18 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
 
 
 def _proposals(task: Task) -> List[Candidate]:
-    """Every generator's candidates, each distinct edit once."""
+    """Every generator's candidates, each distinct edit once (two edits inside
+    the layer's argument that write the same argument are one)."""
+    from dimfix.origin import descendants
+    from dimfix.rewrite import apply_to
+
+    inside = set(descendants(task.expr))
     seen, found = set(), []
     for generator in GENERATORS:
         for c in generator.propose(task):
             key = frozenset((id(n), code_of(r)) for n, r in c.replacements.items())
+            if inside.issuperset(c.replacements):
+                key = code_of(apply_to(task.expr, c.replacements))
             if key not in seen:
                 seen.add(key)
                 found.append(c)

@@ -9,7 +9,7 @@ from typing import Iterator, List, Optional
 
 import libcst as cst
 
-from dimfix.exprs import Evaluator, code_of
+from dimfix.exprs import Evaluator, code_of, names_in
 from dimfix.scope import ALL
 from dimfix.search.candidate import NAME, Candidate, Task
 from dimfix.search.names import holding, operands, prior_of
@@ -70,6 +70,40 @@ def _subscripts(task: Task):
             needs.append((c, need))
         if needs:
             yield 0, node, 0, needs
+
+
+class MakerExpression:
+    """The value the layer's size is read from, where it was written (at the
+    call or where a caller passed it on), replaced by the expression the layer
+    that made the arriving tensor was given its size as, in the same run of
+    that function: ``conv(conv_dim, conv_dim*4, 4)`` after ``conv(conv_dim,
+    conv_dim*2, 4)`` -> ``conv(conv_dim*2, conv_dim*4, 4)``. The author's own
+    expression, copied; never new arithmetic."""
+
+    kind = "maker's expression"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        m, world, chain = task.m, task.world, task.exp.chain()
+        for depth, e in enumerate(chain):
+            node = e.bare()
+            if e.frame is None or (depth and e.kind == "argument") \
+                    or not isinstance(node, (cst.Name, cst.Attribute, cst.Subscript,
+                                             cst.BinaryOperation)):
+                continue
+            # A name the producer was given is a name swap's (names.holding, with
+            # its leftovers and suspects); arithmetic copied whole is this one's.
+            made = world.maker_expression(m, e.frame)
+            if not isinstance(made, cst.BinaryOperation) or code_of(made) == code_of(node):
+                continue
+            _, leftovers = world.context(m.site.chain[e.frame])
+            if leftovers & set(names_in(made)):
+                continue
+            new = made.deep_clone()
+            yield Candidate(self.kind, {node: new}, node,
+                            "" if depth == 0 else (e.label or code_of(node)),
+                            f"the layer before is given `{code_of(made)}`",
+                            tuple(b for x in chain[1:depth + 1] for b in x.bindings),
+                            writes=NAME, over=NAME, depth=depth)
 
 
 class ArmSwap:

@@ -165,6 +165,19 @@ class World:
                     break
         return found
 
+    def maker_expression(self, m: Mismatch, depth: int) -> Optional[cst.CSTNode]:
+        """The expression the layer that made the arriving tensor was given its
+        size as, in the run of the function frame ``depth`` of ``m``'s chain
+        runs (``conv(conv_dim, conv_dim*2, 4)`` before ``conv(..., conv_dim*4)``)."""
+        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        if hit is None or hit[0].site is None:
+            return None
+        chain = hit[0].site.chain
+        for e in hit[1].chain():
+            if e.frame is not None and context.same_run(chain, e.frame, m.site.chain, depth):
+                return e.bare()
+        return None
+
     def maker_writes_literal(self, m: Mismatch) -> bool:
         """Did the layer that made the arriving tensor get its size as a literal,
         written in the same run of the function as ``m``'s layer
