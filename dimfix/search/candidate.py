@@ -43,6 +43,7 @@ class Candidate:
     agrees: bool = False
     change: float = 0.0  # |log(new / old)| of a literal changed
     identity: bool = False  # the literal becomes 1 in ``x * 1``: its arithmetic means nothing
+    drops: bool = False  # arithmetic that means nothing dropped (``512 * 7 * 7`` -> ``512``)
     # The value reaches an input size through a name that says it never holds
     # a width (``Discriminator(ngpu)`` -> ``Conv2d(ngpu, ...)``).
     through_odd: bool = False

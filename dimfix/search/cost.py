@@ -7,7 +7,8 @@ What an edit writes, over what it replaces, sets the base:
     literal over literal       0     the value changed where it is written
     name over literal          NAME_FOR_LITERAL
     name over name             SWAP
-    name over arithmetic       DROP  (``input_size + 10`` -> ``input_size``)
+    name over arithmetic       DROP  (``input_size + 10`` -> ``input_size``; also
+                               factors of 1 dropped: ``512 * 7 * 7`` -> ``512``)
     arithmetic (the trace's)   STRUCTURE
     literal over arithmetic    FORM  (``64 + 16`` -> ``48``: the form is lost)
     literal over a name        PATCH (the symptom patched at the call)
@@ -42,7 +43,8 @@ NAME_FOR_LITERAL = 0.5
 # origin_kwargs_dict_built: the dict entry where 100 is written (0 + 3 DEPTH) before
 # swapping ``head_chs`` for ``num_features`` at the call (1.0).
 SWAP = 1.0
-# input_size_plus_10: ``input_size + 10`` fed ``input_size`` drops the ``+ 10``.
+# input_size_plus_10: ``input_size + 10`` fed ``input_size`` drops the ``+ 10``; a
+# product fed 512x1x1 drops its factors of 1 (``512 * 7 * 7`` -> ``512``, not ``512 * 1 * 1``).
 DROP = 0.5
 # cat_sum_names, origin_shared_constant_one_wrong: ``embedding_dim + hidden_dim``
 # and ``HIDDEN * 2`` (1.5), as torch.cat joined them, before changing a value
@@ -85,6 +87,8 @@ REFUSE = 6.0
 def _base(c: Candidate) -> float:
     """What the edit writes, over what it replaces (read at call time: the
     weights are module globals, and tests change them)."""
+    if c.drops:
+        return DROP
     if c.writes == ARITHMETIC:
         return STRUCTURE
     if c.writes == NAME:

@@ -39,8 +39,19 @@ class RefitProduct:
                 refit = refit_terms(expr, task.exp, dims)
             else:
                 refit = None
-            if refit:
-                yield Candidate(self.kind, refit, expr)
+            if not refit:
+                continue
+            ones = any(int(r.evaluated_value) == 1 for r in refit.values()
+                       if isinstance(r, cst.Integer))
+            yield Candidate(self.kind, refit, expr, identity=ones)
+            if ones and _literal_only(expr):
+                # ``512 * 7 * 7`` fed 512x1x1: the factors of 1 mean nothing, drop them.
+                kept = [f for f in product_factors(expr) if f not in refit
+                        or int(refit[f].evaluated_value) != 1]
+                if kept:
+                    product = " * ".join(code_of(refit.get(f, f)) for f in kept)
+                    yield Candidate(self.kind, {expr: cst.parse_expression(product)}, expr,
+                                    over=ARITHMETIC, drops=True)
 
 
 class SolvedLiteral:

@@ -64,7 +64,7 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
         if not facts.infeasible:
             if literal_maker and c.over == LITERAL and not c.further:
                 facts = replace(facts, named=names_it(c))
-            elif not names_it(c) and (named & set(c.replacements) or parted and c.passthrough):
+            elif not names_it(c) and (named & set(c.replacements) or parted and _a_part(c, m)):
                 facts = replace(facts, named=True)
             ranked.append(Ranked(c, facts, cost(c, facts), _code(c)))
     ranked.sort(key=lambda r: r.cost)
@@ -98,6 +98,14 @@ def _proposals(task: Task) -> List[Candidate]:
                 seen.add(key)
                 found.append(c)
     return found
+
+
+def _a_part(c: Candidate, m) -> bool:
+    """Does ``c`` change a literal that holds one part of the cat that arrives
+    (the noise's 62 of noise, label and code), or one that reaches the layer
+    unchanged?"""
+    return c.passthrough or any(isinstance(n, cst.Integer) and int(n.evaluated_value) in m.parts
+                                for n in c.replacements)
 
 
 def _tie(taken: Sequence[Ranked]) -> Optional[Tuple[cst.CSTNode, str]]:

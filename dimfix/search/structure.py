@@ -35,7 +35,7 @@ class CatParts:
         for depth, e in enumerate(chain):
             node = e.bare()
             if e.frame is None or (depth and e.kind == "argument") \
-                    or not isinstance(node, BARE + ((cst.Call, cst.BinaryOperation) if depth == 0 else ())):
+                    or not isinstance(node, BARE + (cst.BinaryOperation,) + ((cst.Call,) if depth == 0 else ())):
                 continue
             group = [replace(c, site=replace(c.site, chain=c.site.chain[e.frame:]))
                      for c in world.site_constructions(m)
@@ -54,16 +54,23 @@ def _structures(m, current, node, group, world, frame):
     (``opt.n_classes``, a label embedding's width) only if the function reads
     it elsewhere too (``nn.Embedding(opt.n_classes, opt.n_classes)``)."""
     parts = list(m.parts)
-    if not isinstance(node, BARE) and (len(parts) < 2 or current not in parts):
-        return
     if len(parts) == 1 and len(m.blocks) == 1 and current * m.blocks[0] == parts[0] > current:
         k = m.blocks[0]
         yield (times(node, k, world.spacing(node, cst.Multiply)),
                f"a bidirectional RNN puts out {k} directions of {current}")
         return
-    if len(parts) < 2 or current not in parts or not group:
+    if len(parts) < 2 or not group:
         return
-    parts.remove(current)
+    if current in parts:
+        parts.remove(current)
+    elif isinstance(node, cst.BinaryOperation):
+        # ``latent_dim + n_classes`` of a cat of noise, label and code: the
+        # sum of some parts, one left out.
+        parts = _rest(parts, current)
+        if not parts:
+            return
+    else:
+        return
     # The names that hold the other parts, each its own: ``n_embd + n_embd2``
     # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
     exclude = [*names_in(node), code_of(node)]
@@ -74,9 +81,20 @@ def _structures(m, current, node, group, world, frame):
         plus = world.spacing(node, cst.Add)
         total = f"{plus}+{plus}".join([code_of(node)] + names)
         yield cst.parse_expression(total), f"torch.cat joins {' + '.join(map(str, m.parts))}"
-    elif all(p == current for p in parts) and isinstance(node, BARE):
+    elif all(p == current for p in parts) and isinstance(node, BARE) and current in m.parts:
         yield (times(node, len(parts) + 1, world.spacing(node, cst.Multiply)),
                f"torch.cat joins {len(parts) + 1} tensors of {current}")
+
+
+def _rest(parts, total: int):
+    """The parts left when exactly one way of choosing the others sums to ``total``."""
+    import itertools
+
+    found = {tuple(sorted(p for i, p in enumerate(parts) if i not in chosen))
+             for k in range(2, len(parts))
+             for chosen in itertools.combinations(range(len(parts)), k)
+             if sum(parts[i] for i in chosen) == total}
+    return list(found.pop()) if len(found) == 1 else []
 
 
 class BidirectionalSum:
