@@ -78,6 +78,10 @@ DEPTH = 0.1
 CHANGE = 0.01
 # scope_loop_variables: a parameter (rank 0) before a local (rank 3) that holds the same.
 RANK = 0.05
+# swap_maker_expression: the producing layer's own expression (``n_head * d_v``)
+# before any name that holds the same by coincidence (``d_model``), as
+# names.holding prefers the producing layer's name.
+MAKER = 0.1
 # scope.py's odd names (``num_classes`` holding 10 where a width of 10 is needed):
 # dearer than a literal over a name, cheaper than refusing. scope_global_dcgan_nc:
 # ``ngpu = 1`` -> 3 costs as much, so ``ngpu`` -> ``nc`` (1.3) at the call wins.

@@ -13,7 +13,7 @@ import libcst as cst
 from dimfix.exprs import code_of, names_in, product_factors, refit_product
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.names import odd_route
-from dimfix.search.solve import has_reference, refit_terms, settled, solve
+from dimfix.search.solve import has_reference, refit_terms, settled, settled_terms, solve
 
 BARE = (cst.Name, cst.Attribute, cst.Subscript)
 
@@ -68,6 +68,9 @@ class SolvedLiteral:
         literal_only = _literal_only(expr)
         origin = exp.passthrough()
         agreeing = set().union(*(settled(exp, dims) for dims in task.dims))
+        # The terms of the sum the value is written as (here or where a caller
+        # passed it) that already read as a part of the cat that arrives.
+        parts = settled_terms(origin, m.parts)
         for lit, stack in world.literals[(m.layer_path, m.arg)]:
             value = solve(exp, lit, m.observed, task.base)
             if value is None:
@@ -82,7 +85,7 @@ class SolvedLiteral:
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
                 or (origin is not exp and origin.node is lit),
-                agrees=key in agreeing, identity=value == 1 and _scales(lit, world),
+                agrees=key in agreeing or lit in parts, identity=value == 1 and _scales(lit, world),
                 change=abs(math.log(value / old)) if old > 0 else math.inf)
 
 

@@ -122,6 +122,22 @@ def settled(exp: Expansion, dims) -> set:
     return nodes
 
 
+def settled_terms(exp: Expansion, parts) -> set:
+    """The terms of a sum that already read as a part torch.cat joined into
+    it (``128 + 32`` fed 128 and 64: the 128); nodes."""
+    terms = addends(exp.node)
+    if len(parts) < 2 or len(terms) < 2:
+        return set()
+    left = list(parts)
+    nodes = set()
+    for term in terms:
+        value = exp.value_of(term)
+        if value in left:
+            left.remove(value)
+            nodes.update(descendants(term))
+    return nodes
+
+
 def refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Replacements]:
     """``ndf * 4 * 8 * 8`` fed a 64x4x4 tensor with ndf 16: split the product's
     terms, in order, into one group per dimension (16 * 4 | 8 | 8) and change

@@ -13,6 +13,7 @@ from dimfix.exprs import Evaluator, code_of, names_in
 from dimfix.scope import ALL
 from dimfix.search.candidate import NAME, Candidate, Task
 from dimfix.search.names import holding, operands, prior_of
+from dimfix.search.cost import MAKER
 from dimfix.search.solve import solve_node
 
 
@@ -103,7 +104,7 @@ class MakerExpression:
                             "" if depth == 0 else (e.label or code_of(node)),
                             f"the layer before is given `{code_of(made)}`",
                             tuple(b for x in chain[1:depth + 1] for b in x.bindings),
-                            writes=NAME, over=NAME, depth=depth)
+                            writes=NAME, over=NAME, depth=depth, name_cost=-MAKER)
 
 
 class ArmSwap:
