@@ -10,15 +10,20 @@ issue quotes), side by side in one run:
   check   the same model already fixed (expected.py): trace only, no search
   import  python -c "import torch"
 
-"added" is fix - check: what planning, the candidate search and verifying the
-chosen edit add to a run that only traces, with libcst and black already
-imported in the parent (as the language server and a batch keep them; a
-one-shot CLI run pays ~0.25 s more to import them in its child). Candidates are counted per fix
-(each candidate the planner tried, in order, up to the one it kept), and a
-bold plan that failed verification counts its fallback's verification too.
+"added" is fix - check: what planning, the ranked search and verifying the
+alternatives (cheapest first, until one holds) add to a run that only traces,
+with libcst and black already imported in the parent (as the language server
+and a batch keep them; a one-shot CLI run pays ~0.25 s more to import them in
+its child). "weighed" counts the candidates the search assessed per fix.
 Target: median added <= 0.25 x import torch on these small models.
 
-Usage:  python bench/search.py [--runs N]
+With --timm (run it with the corpus venv, which has timm: see zoo_corpus.py),
+the same for timm's resnet18 with one name swapped (BasicBlock's bn1 given
+``inplanes``, where ``first_planes`` belongs), on a copy of the installed
+package. Target: added <= 1 x import torch. Each verification is a fresh
+forked child today; the warm worker of issue 24 will make it cheaper.
+
+Usage:  python bench/search.py [--runs N] [--timm]
 """
 
 from __future__ import annotations
@@ -66,10 +71,53 @@ def _timed_fix(folder: Path, name, inputs, options, which: str):
     return time.perf_counter() - start, result
 
 
+TIMM_MUTATION = ("        self.bn1 = norm_layer(first_planes, **dd)",
+                 "        self.bn1 = norm_layer(inplanes, **dd)")
+
+
+def _timm(runs: int) -> None:
+    """fix vs check on timm's resnet18, one name swapped, on a copy of timm."""
+    import timm
+
+    imports, fixes, checks, weighed = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(Path(timm.__file__).parent, Path(tmp) / "timm",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        path = Path(tmp) / "timm" / "models" / "resnet.py"
+        original = path.read_text()
+        old, new = TIMM_MUTATION
+        assert original.count(old) == 1, "timm's resnet.py changed: update TIMM_MUTATION"
+        for _ in range(runs):
+            path.write_text(original.replace(old, new))
+            t, result = _timed_fix(path.parent, "resnet18", ["1x3x224x224"], {}, "resnet.py")
+            assert result.changed and result.new_text == original, result
+            fixes.append(t)
+            weighed.append(sum(e.tried for e in result.edits))
+            path.write_text(original)
+            t, _ = _timed_fix(path.parent, "resnet18", ["1x3x224x224"], {}, "resnet.py")
+            checks.append(t)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True)
+            imports.append(time.perf_counter() - start)
+    imp, fix, check = (statistics.median(x) for x in (imports, fixes, checks))
+    print(f"load average {os.getloadavg()[0]:.2f}; import torch {imp * 1000:.0f} ms; "
+          f"timm resnet18, bn1 given inplanes: fix {fix * 1000:.0f} ms, check {check * 1000:.0f} ms, "
+          f"weighed {statistics.median(weighed):.0f}; added {(fix - check) * 1000:.0f} ms = "
+          f"{(fix - check) / imp:.3f}x import torch  target <= 1x  "
+          f"{'PASS' if fix - check <= imp else 'MISS'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--timm", action="store_true", help="timm's resnet18 (corpus venv)")
     opts = parser.parse_args()
+    if opts.timm:
+        sys.path.insert(0, str(ROOT))
+        from dimfix.isolate import warm
+
+        warm()
+        return _timm(opts.runs)
     sys.path.insert(0, str(ROOT))
     from dimfix.isolate import warm
 
@@ -106,12 +154,12 @@ def main() -> None:
     imp = statistics.median(imports)
     print(f"load average {os.getloadavg()[0]:.2f}; import torch {imp * 1000:.0f} ms "
           f"(median of {len(imports)}); medians of {opts.runs} runs per case")
-    print(f"{'case':34s} {'fixes':>5s} {'tried':>5s} {'fix ms':>7s} {'check ms':>8s} "
+    print(f"{'case':34s} {'fixes':>5s} {'weighed':>7s} {'fix ms':>7s} {'check ms':>8s} "
           f"{'added':>7s} {'x import':>8s}")
     added = []
     for case, fix, check, tried, n in rows:
         added.append(fix - check)
-        print(f"{case:34s} {n:5d} {tried:5.0f} {fix * 1000:7.0f} {check * 1000:8.0f} "
+        print(f"{case:34s} {n:5d} {tried:7.0f} {fix * 1000:7.0f} {check * 1000:8.0f} "
               f"{(fix - check) * 1000:7.0f} {(fix - check) / imp:8.3f}")
     ratio = statistics.median(added) / imp
     print(f"median added / import torch: {ratio:.3f}x  target <= {TARGET}x  "

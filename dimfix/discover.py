@@ -46,6 +46,7 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
     found: Dict[str, Dict[str, ModelSpec]] = {}
     declared: set = set()  # (path, name) a pragma or [[tool.dimfix.models]] declares
     given: Dict[Tuple[str, str], str] = {}  # where a declaration gave the input
+    named: set = set()  # (path, name) named PATH::NAME on the command line
     for target in targets:
         path, sep, name = target.rpartition("::")
         if not sep or os.path.exists(target):
@@ -61,6 +62,7 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
                 raise BadSource(f"{path}: is a directory, not a Python file")
             spec = _declared(path, name, config, given) or ModelSpec(os.path.abspath(path), name)
             found.setdefault(spec.path, {})[name] = spec
+            named.add((spec.path, name))
             continue
         patterns = tuple(exclude) + (config.exclude if config else ())
         for file in _python_files(path, patterns, config, force_exclude):
@@ -75,7 +77,7 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
         models, problems, inputs_from = [], [], []
         for spec in sorted(specs.values(), key=lambda s: s.name):
             spec, where = _resolve(spec, cli, config, (path, spec.name) in declared,
-                                   given.get((path, spec.name), ""))
+                                   given.get((path, spec.name), ""), (path, spec.name) in named)
             if not spec.inputs:
                 problems.append((spec.name, _no_input(config)))
                 continue
@@ -87,11 +89,13 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
 
 
 def _resolve(spec: ModelSpec, cli: ModelSpec, config: Optional[Config], declared: bool,
-             given: str) -> Tuple[ModelSpec, str]:
+             given: str, named: bool) -> Tuple[ModelSpec, str]:
     """``spec`` with the config's defaults (for a model a pragma or the config
     declares: a model named only on the command line gets none but its memory
     limit) and the flags over them; and where its input came from, when not
-    from the command line."""
+    from the command line: from the config's default, or from a declaration
+    of a model named PATH::NAME (a file's or folder's models are run for
+    their declarations: saying so for each would be noise)."""
     where = ""
     if config is not None:
         defaults = config.defaults if declared else ModelSpec(
@@ -99,7 +103,7 @@ def _resolve(spec: ModelSpec, cli: ModelSpec, config: Optional[Config], declared
         if not spec.inputs and defaults.inputs:
             where = f"[tool.dimfix] input in {display_path(os.path.join(config.root, 'pyproject.toml'))}"
         spec = spec.over(defaults)
-    if spec.inputs and not where:
+    if spec.inputs and not where and named:
         where = given
     return _override(spec, cli), "" if cli.inputs else where
 
@@ -138,7 +142,7 @@ def discover_source(source: SourceFile, names: Sequence[str], cli: ModelSpec,
     models, problems, inputs_from = [], [], []
     for spec in specs:
         spec, where = _resolve(spec, cli, config, spec.name in declared,
-                               given.get((path, spec.name), ""))
+                               given.get((path, spec.name), ""), spec.name in names)
         if spec.inputs:
             models.append(_options(spec, fmt))
             if where:

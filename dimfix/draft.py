@@ -21,8 +21,25 @@ from dimfix.steps import Drafted, Refused, Verified
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """One way to fix the model, ready to verify: the new text of every file it
+    edits, and what it costs (plan.py)."""
+
+    texts: Mapping[str, str]  # absolute path -> new text, changed files only
+    edits: Tuple[Edit, ...] = ()
+    unfixable: Tuple[Unfixable, ...] = ()
+    cost: float = 0.0
+    # Declared input sizes the trace found right, when this alternative changes
+    # a value where it is written that only verification can judge: a fix may
+    # change a few of them (a decoder following image_size), not rebuild the model.
+    kept: Tuple[Tuple[str, str, int], ...] = ()
+    notes: Tuple[Note, ...] = ()  # formatting notes, and the candidates weighed (-v)
+
+
+@dataclass(frozen=True)
 class Draft:
-    """One model's planned fix: the new text of every file it edits."""
+    """One model's planned fix: its alternatives in cost order, the first
+    one's texts, edits and refusals in front."""
 
     texts: Mapping[str, str]  # absolute path -> new text, changed files only
     edits: Tuple[Edit, ...] = ()
@@ -32,12 +49,11 @@ class Draft:
     output_shape: Tuple[int, ...] = ()  # the model's output, as traced (sizes fixed)
     # The forward raised after the layers fixed here: trace the new text again.
     stopped: Optional[Problem] = None
-    # Declared input sizes the trace found right: a fix may change a few of
-    # them (a decoder following image_size), not rebuild the model.
-    kept: Tuple[Tuple[str, str, int], ...] = ()
+    kept: Tuple[Tuple[str, str, int], ...] = ()  # the first alternative's
     wrong: int = 0  # how many layer arguments the trace found wrong
-    # Other plans, next in order, should this one fail verification.
-    alternatives: Tuple["Draft", ...] = ()
+    # Every alternative, the first included, cheapest first: the session
+    # verifies them in this order and takes the first that holds.
+    alternatives: Tuple[Alternative, ...] = ()
     table: object = None  # shapes.Table of every module call, when the session observes
 
 
@@ -52,24 +68,21 @@ class Check:
     wrong: int = 0
 
 
-def draft_step(path: str, texts: Mapping[str, str], options: Options, again: bool = False,
-               observe: bool = False):
+def draft_step(path: str, texts: Mapping[str, str], options: Options, observe: bool = False):
     """Trace ``options.name`` in ``path`` (whose text, and that of other project
-    files being edited, is in ``texts``), then plan, rewrite and format.
-    ``again``: the text is one an earlier draft already changed, traced again
-    after a forward error: no value is changed where it is written unless the
-    trace accounts for every read of it. ``observe`` records every module call
-    (shapes.Table) for --shapes and the editor's hover, also of a trace that
-    stopped at an error it cannot fix (then the answer is Refused)."""
+    files being edited, is in ``texts``), then plan, rewrite and format each
+    alternative. ``observe`` records every module call (shapes.Table) for
+    --shapes and the editor's hover, also of a trace that stopped at an error
+    it cannot fix (then the answer is Refused)."""
     if not observe:
-        return Drafted(draft_fix(path, texts, options, again))
+        return Drafted(draft_fix(path, texts, options))
     from dimfix.shapes import Recorder
     from dimfix.trace import observing
 
     recorder = Recorder()
     try:
         with observing(recorder):
-            draft = draft_fix(path, texts, options, again)
+            draft = draft_fix(path, texts, options)
     except DimfixError as e:
         return Refused(e.problem(), recorder.table(texts))
     return Drafted(replace(draft, table=recorder.table(texts)))
@@ -79,9 +92,9 @@ def verify_step(path: str, texts: Mapping[str, str], checks: Sequence[Check]) ->
     return Verified(verify_fix(path, texts, checks))
 
 
-def draft_fix(path: str, texts: Mapping[str, str], options: Options,
-              cautious: bool = False) -> Draft:
-    """The draft of ``draft_step``; ``cautious`` is its ``again``."""
+def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
+    """The draft of ``draft_step``. A trace stopped by a forward error yields
+    one alternative, traced again rather than verified."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -114,48 +127,56 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options,
     kept = tuple(sorted({(c.layer_path, c.arg, c.declared) for c in trace.constructions
                          if type(c.declared) is int and c.required == c.declared
                          and (c.layer_path, c.arg) not in wrong}))
-    # A trace stopped by an error is not verified next, but traced again: no
-    # value is changed where it is written unless the trace accounts for it.
-    cautious = cautious or trace.stopped is not None
-    draft, bold, written = _plan(loc, trace, options, texts, editable, bold=True,
-                                 names_only=cautious)
-    kept = kept if written else ()
+    alternatives = _alternatives(loc, trace, options, texts, editable, kept)
+    first = alternatives[0]
+    draft = Draft(first.texts, first.edits, first.unfixable, loading.notes + first.notes,
+                  trace.device, trace.output, kept=first.kept, wrong=len(wrong),
+                  alternatives=alternatives)
     if trace.stopped is not None:
         if not draft.texts:
             raise trace.stopped.error()  # nothing to fix first: the error stands
         note = Note(f"then the forward raised ({trace.stopped.message}): traced again after "
                     "these fixes", trace.stopped.where)
-        return replace(draft, notes=loading.notes + draft.notes + (note,), stopped=trace.stopped,
-                       kept=kept, wrong=len(wrong))
-    alternatives: Tuple[Draft, ...] = ()
-    if bold and not cautious:
-        fallback, _, _ = _plan(loc, trace, options, texts, editable, bold=False)
-        alternatives = (replace(fallback, notes=loading.notes + fallback.notes,
-                                output_shape=trace.output, wrong=len(wrong)),)
-    return replace(draft, notes=loading.notes + draft.notes, output_shape=trace.output,
-                   kept=kept, wrong=len(wrong), alternatives=alternatives)
+        return replace(draft, notes=draft.notes + (note,), stopped=trace.stopped)
+    return draft
 
 
-def _plan(loc, trace, options, texts, editable, bold, names_only=False) -> Tuple[Draft, bool, bool]:
+def _alternatives(loc, trace, options, texts, editable, kept) -> Tuple[Alternative, ...]:
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
-    plan = plan_edits(texts[loc.path], loc.path, loc.path, trace, options.init, texts,
-                      editable, bold, names_only)
-    changed: Dict[str, str] = {}
+    plan = plan_edits(texts[loc.path], loc.path, trace, options.init, texts, editable)
+    found = []
+    for alternative in plan.alternatives:
+        changed: Dict[str, str] = {}
+        notes = []
+        for path, new_text in plan.new_texts(alternative).items():
+            old = plan.resolver.file(path).index.module.code
+            if new_text != old and options.format:
+                new_text, note = format_edit(old, new_text, path)
+                notes += [Note(note, _file(path))] if note else []
+            if new_text != old:
+                changed[path] = new_text
+        found.append(Alternative(
+            changed, tuple(_portable(e) for e in alternative.edits),
+            tuple(_portable(u) for u in alternative.unfixable), alternative.cost,
+            kept if alternative.rebuilds else (),
+            tuple(notes) + _weighed_notes(alternative.edits)))
+    return tuple(found)
+
+
+def _weighed_notes(edits: Sequence[Edit]) -> Tuple[Note, ...]:
+    """For -v: the candidates weighed for each edit, cheapest first."""
+    from dimfix.errors import Position
+
     notes = []
-    for path, new_text in plan.new_texts().items():
-        old = plan.resolver.file(path).index.module.code
-        if new_text != old and options.format:
-            new_text, note = format_edit(old, new_text, path)
-            notes += [Note(note, _file(path))] if note else []
-        if new_text != old:
-            changed[path] = new_text
-    draft = Draft(changed, tuple(_portable(e) for e in plan.edits),
-                  tuple(_portable(u) for u in plan.unfixable), tuple(notes), trace.device)
-    # Only a value changed where it is written can rebuild the model: the
-    # verification guard (_check_kept) is for those plans.
-    return draft, plan.bold, plan.bold_written
+    for e in edits:
+        shown = "; ".join(f"{w.code} {w.cost:g}" + (f" ({w.facts})" if w.facts else "")
+                          for w in e.weighed)
+        if shown:
+            notes.append(Note(f"weighed for {e.mismatch.layer_path} {e.mismatch.arg}: {shown}",
+                              Position(e.path, e.line, e.col)))
+    return tuple(notes)
 
 
 def _file(path: str):

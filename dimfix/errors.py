@@ -97,6 +97,12 @@ def text_of(obj: object, how=str) -> str:
         return f"<{type(obj).__name__} that cannot be printed>"
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of a user's exception (its cause's, when chained), cleaned:
+    its ``__str__`` may raise, or print a megabyte."""
+    return one_line(text_of(error.__cause__ or error))
+
+
 def one_line(text: str, limit: int = MAX_LINE) -> str:
     """The first non-blank line of ``text`` from the user's code, cleaned
     (``clean``) and cut to ``limit`` characters: what enters a dimfix record

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import libcst as cst
@@ -95,6 +96,12 @@ class Evaluator:
                 return None
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
             return self._call(node)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            return self._product(node)
+        if isinstance(node, (cst.Tuple, cst.List)):  # ``(channels, img_size, img_size)``
+            if any(isinstance(e, cst.StarredElement) for e in node.elements):
+                return None
+            return tuple(self.value(e.value) for e in node.elements)
         if isinstance(node, cst.Subscript):
             return self._subscript(node)
         if isinstance(node, cst.SimpleString):
@@ -129,7 +136,9 @@ class Evaluator:
         the test can be told; ``node`` itself for any other expression."""
         node = self.override.get(node, node)
         if isinstance(node, cst.IfExp):
+            used = len(self.used)
             test = self._truth(node.test)
+            del self.used[used:]  # ``stride > 1``: a test, no place for a size
             return None if test is None else node.body if test else node.orelse
         if isinstance(node, cst.BooleanOperation):
             left = self._truth(node.left)
@@ -181,6 +190,23 @@ class Evaluator:
             return _CALLS[func](*values)
         except (TypeError, ValueError, ArithmeticError):
             return None
+
+
+    def _product(self, node: cst.Call) -> object:
+        """``np.prod(img_shape)``, ``math.prod(shape)``: the product of a
+        sequence of integers (numpy's or math's own ``prod``, nothing else)."""
+        if node.func.attr.value != "prod" or len(node.args) != 1 or node.args[0].keyword \
+                or node.args[0].star:
+            return None
+        used = len(self.used)
+        owner = self.value(node.func.value)
+        del self.used[used:]
+        if getattr(owner, "__name__", None) not in ("numpy", "math"):
+            return None
+        seq = self.value(node.args[0].value)
+        if not isinstance(seq, (list, tuple)) or not all(type(v) is int for v in seq):
+            return None
+        return math.prod(seq)
 
 
 _COMPARE: Dict[type, Callable[[object, object], bool]] = {

@@ -136,6 +136,16 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class Weighed:
+    """A candidate edit the search weighed, as ``-v`` lists it."""
+
+    code: str  # "`HIDDEN` -> `HIDDEN * 2`"
+    cost: float  # inf: it cannot be the fix (``facts`` says why)
+    facts: str  # what the symbolic check found: "fixes 1, unseen"
+    kind: str = ""  # the generator that proposed it
+
+
+@dataclass(frozen=True)
 class Edit:
     """One expression to rewrite, and why."""
 
@@ -151,6 +161,8 @@ class Edit:
     because: str = ""  # why this form of the edit ("`in_chs` holds 32 there")
     group: int = 1  # layers built by this call that the edit fixes
     tried: int = 0  # candidate edits the planner weighed, this one included
+    cost: float = 0.0  # what the search's cost function gave this edit
+    weighed: Tuple[Weighed, ...] = ()  # the cheapest candidates weighed, this one included
 
     @property
     def reason(self) -> str:

@@ -24,3 +24,10 @@ def apply_edits(module: cst.Module, replacements: Replacements) -> str:
     if not replacements:
         return module.code
     return module.visit(ReplaceNodes(replacements)).code
+
+
+def apply_to(node: cst.CSTNode, replacements: Replacements) -> cst.CSTNode:
+    """``node`` with the ``replacements`` that fall inside it (itself included)."""
+    if node in replacements:
+        return replacements[node]
+    return node.visit(ReplaceNodes(replacements))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from dimfix.records import Construction, Frame
@@ -22,11 +22,16 @@ from dimfix.records import Construction, Frame
 # Parts of names that hold counts or hyper-parameters other than a width.
 _NOT_A_WIDTH = ("class", "batch", "epoch", "seed", "layer", "depth", "stride", "kernel", "pad",
                 "group", "heads", "step", "iter", "drop", "rate", "dilation", "block", "repeat",
-                "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab")
+                "expansion", "ratio", "worker", "device", "len", "max_", "min_", "vocab",
+                "scale", "factor", "gpu", "img", "image", "patch", "window", "resolution", "height")
+# Of those, the parts of names that never hold a layer's width (a sequence's
+# length or a class count may: DLinear's ``nn.Linear(seq_len, pred_len)``).
+_NEVER_A_WIDTH = ("gpu", "worker", "device", "seed", "epoch", "batch", "iter", "rate", "drop",
+                  "stride", "kernel", "pad", "dilation")
 _COUNTERS = {"i", "j", "k", "n", "m", "t", "_", "idx", "index", "it", "ii", "jj", "count"}
 # Rank of each kind of name: lower is what an author reaches for first.
-PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD = range(6)
-ALL = frozenset(range(6))
+PARAM, ATTRIBUTE, FIELD, LOCAL, CONSTANT, LOCAL_FIELD, GLOBAL = range(7)
+ALL = frozenset(range(7))
 # A literal becomes a name only if the name says what it is: a parameter,
 # self.x, config.x or a CONSTANT, not a loop's leftover local.
 FOR_LITERALS = frozenset({PARAM, ATTRIBUTE, FIELD, CONSTANT})
@@ -38,6 +43,9 @@ class Found:
 
     names: Tuple[str, ...]
     rank: int = CONSTANT
+    # The names say they count something other than a width (``num_classes``,
+    # ``scale_factor``): found only where no other name holds the size.
+    odd: bool = False
 
     @property
     def ambiguous(self) -> bool:
@@ -56,14 +64,15 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
         return Found(())
     excluded = set(exclude)
     best: Dict[str, int] = {}
+    odd: Dict[str, int] = {}
     for name, rank in _candidates(needed[0].site.call):
         if rank not in ranks or name.split(".")[0] in excluded or name in excluded \
-                or not (_width_like(name) or _counts_like(name, param)):
+                or _counter(name):
             continue
         if all(_value(c.site.call, name) == c.required for c in needed):
-            best[name] = rank
+            (best if width_like(name) or counts_like(name, param) else odd)[name] = rank
     if not best:
-        return Found(())
+        return replace(_best_ranked(odd), odd=True) if odd else Found(())
     nearby = {n: r for n, r in best.items() if n in set(prefer)}
     return _best_ranked(nearby or best)
 
@@ -95,18 +104,28 @@ def _best_ranked(ranked: Dict[str, int]) -> Found:
     return Found(tuple(sorted(n for n, r in ranked.items() if r == top)), top)
 
 
-def _counts_like(name: str, param: str) -> bool:
+def counts_like(name: str, param: str) -> bool:
     """``seq_length`` for a parameter ``seq_length`` or ``seq_len``."""
     last, param = name.rsplit(".", 1)[-1].lower(), param.lower()
-    return bool(param) and not _width_like(param) and (
+    return bool(param) and not width_like(param) and (
         last == param or last.split("_")[0] == param.split("_")[0])
 
 
-def _width_like(name: str) -> bool:
+def width_like(name: str) -> bool:
     last = name.rsplit(".", 1)[-1].lower()
-    if last in _COUNTERS or last.startswith("__"):
-        return False
     return not any(part in last for part in _NOT_A_WIDTH)
+
+
+def never_a_width(name: str) -> bool:
+    """``ngpu``, ``batch_size``, ``stride``: what such a name holds is never a width."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return any(part in last for part in _NEVER_A_WIDTH)
+
+
+def _counter(name: str) -> bool:
+    """A loop counter or a dunder: never a size's name, whatever it holds."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return last in _COUNTERS or last.startswith("__")
 
 
 def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
@@ -130,8 +149,10 @@ def _candidates(frame: Frame, sequences: bool = False) -> List[Tuple[str, int]]:
     for name, value in frame.global_values.items():
         if name in frame.local_values:
             continue
-        if wanted(value) and name.isupper():
-            found.append((name, CONSTANT))
+        if wanted(value):
+            # ``NUM_CLASSES``; a script's lowercase ``nc = 3`` names a value too,
+            # though less surely (a name swap may write it, not a literal's fix).
+            found.append((name, CONSTANT if name.isupper() else GLOBAL))
         elif _is_record(value):
             found.extend((f"{name}.{attr}", FIELD) for attr in _int_fields(value, wanted))
     return found

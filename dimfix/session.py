@@ -9,9 +9,11 @@ and every front end (the CLI, the library API, the language server,
 
 The order: each model is drafted in turn on the texts so far; when its
 forward raised after the layers just fixed, the new text is drafted again (up
-to MAX_ROUNDS). Then the final texts are verified once for all models; when
-that fails, the next alternative plan of a model that has one is verified in
-its place. ``observe`` asks every draft for its layer table (shapes.Table).
+to MAX_ROUNDS). Then the final texts are verified once for all models. A
+model drafted alone comes with its alternatives in cost order (plan.py): when
+one fails verification the next is verified in its place, and two that hold at
+the same cost are a choice of meaning, refused naming both. ``observe`` asks
+every draft for its layer table (shapes.Table).
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ class FixSession:
             return
         self.sources = {self.path: self.source}
         self.texts = {self.path: self.source.text}
-        done: List[Tuple[ModelFix, object]] = []  # (result, its draft, or None)
+        done: List[tuple] = []  # (result, its draft, the texts its last round started from)
         failed: List[ModelFix] = []
         for options in self.models:
             if self.source.newline is None or isinstance(self.source, NotebookFile):
@@ -180,26 +182,27 @@ class FixSession:
         self.result = self._finish([m for m, _ in done], failed + failed_late)
 
     def _draft_model(self, options: Options):
-        """Draft one model, again after a forward error; its (ModelFix, Draft)
-        on success (texts taken), else a failed ModelFix (texts left as they were)."""
+        """Draft one model, again after a forward error; its (ModelFix, Draft,
+        the texts its last round started from) on success (texts taken), else
+        a failed ModelFix (texts left as they were)."""
         before = dict(self.texts)
-        result = yield self._draft(options, again=False)
+        result = yield self._draft(options)
         if not isinstance(result, Drafted):
             return self._model_failed(options, result)
         draft, printed = result.draft, result.printed
+        start = dict(self.texts)
         self._take(draft)
         rounds = 1
         while draft.stopped is not None and rounds < MAX_ROUNDS:
             # The forward raised after the layers just fixed: trace the new
             # text for what that error hid.
-            again = yield self._draft(options, again=True)
+            again = yield self._draft(options)
             if not isinstance(again, Drafted):
                 self.texts = before
                 return self._model_failed(options, again, draft.table)
+            start = dict(self.texts)
             self._take(again.draft)
-            draft = replace(again.draft, edits=_merged(draft.edits, again.draft.edits),
-                            notes=draft.notes + again.draft.notes, alternatives=(),
-                            kept=draft.kept, wrong=draft.wrong + again.draft.wrong)
+            draft = _after_rounds(draft, again.draft)
             printed += again.printed
             rounds += 1
         if draft.stopped is not None:
@@ -209,34 +212,45 @@ class FixSession:
         self.drafted.append((options, draft))
         fix = ModelFix(options, draft.edits, draft.unfixable, self._notes(draft), draft.device,
                        printed, table=draft.table)
-        return fix, draft
+        return fix, draft, start
 
-    def _verify(self, done: List[Tuple[ModelFix, object]]):
-        """Verify the texts of every drafted model at once; when that fails, the
-        next alternative plan, if a model (the only one) has one. Returns the
-        models that stand and those that failed."""
-        alternatives = list(done[0][1].alternatives) if len(done) == 1 else []
+    def _verify(self, done: List[tuple]):
+        """Verify the texts of every drafted model at once. A model drafted
+        alone may have several alternatives, cheapest first (plan.py): when one
+        fails, the next is verified in its place; when the next costs the same
+        as the one that held and holds too, the choice is one of meaning and
+        the edits they disagree on are refused, naming both. Returns the
+        (ModelFix, Draft) that stand and the ModelFix that failed."""
+        alternatives = done[0][1].alternatives if len(done) == 1 else ()
+        start = done[0][2] if done else {}
+        done = [(fix, draft) for fix, draft, _ in done]
+        original = done[0] if done else None
+        k = 0  # the alternative of the one model now in self.texts
         while True:
             changed = {p: t for p, t in self.texts.items() if t != self.sources[p].text}
             if not changed:
                 return done, []
-            checks = tuple(_check(fix, draft) for fix, draft in done)
-            result = yield Request(StepKind.VERIFY, _verify_step(),
-                                   (self.path, dict(self.texts), checks), "",
-                                   _largest(fix.options.max_memory for fix, _ in done))
+            result = yield self._verify_request(self.texts, done)
             if isinstance(result, Verified):
+                if k + 1 < len(alternatives) and \
+                        abs(alternatives[k + 1].cost - alternatives[k].cost) < 1e-9:
+                    other = self._chosen(original, k + 1)
+                    texts = self._texts_of(start, alternatives[k + 1])
+                    held = yield self._verify_request(texts, [other])
+                    if isinstance(held, Verified):
+                        self.texts = {self.path: self.source.text}  # nothing written
+                        fix = replace(done[0][0], edits=(),
+                                      unfixable=_tied(alternatives[k], alternatives[k + 1]))
+                        return [(fix, done[0][1])], []
                 return [(replace(fix, notes=fix.notes + result.notes,
                                  printed=fix.printed + result.printed), draft)
                         for fix, draft in done], []
-            if alternatives:
-                # This plan changed a value where it is written and the model
-                # did not follow: the next plan, verified in turn.
-                draft = alternatives.pop(0)
-                fix = done[0][0]
-                self.texts = {self.path: self.source.text}
-                self._take(draft)
-                done = [(replace(fix, edits=draft.edits, unfixable=draft.unfixable,
-                                 notes=self._notes(draft)), draft)]
+            if k + 1 < len(alternatives):
+                # This alternative changed a value where it is written and the
+                # model did not follow: the next one, verified in turn.
+                k += 1
+                done = [self._chosen(original, k)]
+                self.texts = self._texts_of(start, alternatives[k])
                 continue
             problem = result.problem
             standing = [(fix, draft) for fix, draft in done if not fix.edits]
@@ -245,13 +259,38 @@ class FixSession:
             self.texts = {self.path: self.source.text}
             return standing, failed
 
+    def _verify_request(self, texts: Mapping[str, str], done) -> Request:
+        checks = tuple(_check(fix, draft) for fix, draft in done)
+        return Request(StepKind.VERIFY, _verify_step(), (self.path, dict(texts), checks), "",
+                       _largest(fix.options.max_memory for fix, _ in done))
+
+    def _texts_of(self, start: Mapping[str, str], alternative) -> Dict[str, str]:
+        """``start`` with ``alternative``'s new texts in it (other files read)."""
+        saved, self.texts = self.texts, dict(start)
+        try:
+            self._take(alternative)
+            return self.texts
+        finally:
+            self.texts = saved
+
+    def _chosen(self, done, k: int):
+        """(ModelFix, Draft) of a model with alternative ``k`` of its draft in
+        place of the first."""
+        fix, draft = done
+        first, alternative = draft.alternatives[0], draft.alternatives[k]
+        notes = tuple(n for n in draft.notes if n not in first.notes) + alternative.notes
+        chosen = replace(draft, texts=alternative.texts, edits=alternative.edits,
+                         unfixable=alternative.unfixable, kept=alternative.kept, notes=notes)
+        return replace(fix, edits=chosen.edits, unfixable=chosen.unfixable,
+                       notes=self._notes(chosen)), chosen
+
     # -- helpers ---------------------------------------------------------------------------
 
-    def _draft(self, options: Options, again: bool) -> Request:
+    def _draft(self, options: Options) -> Request:
         from dimfix.draft import draft_step
 
         return Request(StepKind.DRAFT, draft_step,
-                       (self.path, dict(self.texts), options, again, self.observe), options.name,
+                       (self.path, dict(self.texts), options, self.observe), options.name,
                        options.max_memory)
 
     def _take(self, draft) -> None:
@@ -314,6 +353,32 @@ def _check(fix: ModelFix, draft):
 
     allowed = tuple((u.mismatch.layer_path, u.mismatch.arg) for u in fix.unfixable)
     return Check(fix.options, allowed, draft.output_shape, draft.kept, draft.wrong)
+
+
+def _after_rounds(draft, again):
+    """``again``, drafted on the text ``draft`` left, with ``draft``'s edits in
+    front of each alternative's."""
+    alternatives = tuple(replace(a, edits=_merged(draft.edits, a.edits), kept=a.kept or draft.kept)
+                         for a in again.alternatives)
+    return replace(again, edits=_merged(draft.edits, again.edits),
+                   notes=draft.notes + again.notes, kept=again.kept or draft.kept,
+                   wrong=draft.wrong + again.wrong, alternatives=alternatives)
+
+
+def _tied(a, b) -> Tuple[Unfixable, ...]:
+    """Alternatives ``a`` and ``b`` cost the same and both verify: each edit
+    they disagree on is refused, naming both."""
+    theirs = {(e.path, e.line, e.col): e.new_code for e in b.edits}
+    cannot = list(a.unfixable)
+    for e in a.edits:
+        there = theirs.get((e.path, e.line, e.col))
+        if there == e.new_code:
+            continue
+        shown = f"`{e.new_code}` or `{there}`" if there else f"`{e.new_code}` or as it is"
+        cannot.append(Unfixable(e.mismatch, e.path, e.line, e.col,
+                                f"`{e.old_code}` could be {shown}: both verify at the same "
+                                "cost; dimfix will not guess"))
+    return tuple(cannot)
 
 
 def _merged(earlier: Sequence[Edit], later: Sequence[Edit]) -> Tuple[Edit, ...]:

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from dimfix.errors import first_line
 from dimfix.probe import runs
 from dimfix.sites import SiteBook, TensorOrigin, own_tensors
 
@@ -54,7 +55,7 @@ def resize_table(running: Sequence[Tuple[nn.Module, tuple, dict]], book: SiteBoo
     run, tried innermost module first; None if none or several would.
     ``running``: (module, args, kwargs) of each forward in progress, outermost
     first. The tensor found keeps its new shape in the live module."""
-    message = _first_line(error)
+    message = first_line(error)
     sizes = sorted({int(n) for n in re.findall(r"\d+", message) if 1 < int(n) <= 2**31})
     if not sizes:
         return None
@@ -118,8 +119,3 @@ def _put(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
             table[name] = tensor
             return
 
-
-def _first_line(error: BaseException) -> str:
-    cause = error.__cause__ or error
-    text = str(cause).strip()
-    return text.splitlines()[0] if text else ""

@@ -21,7 +21,8 @@ from torch import nn
 
 from dimfix.blame import Operands, demanded, differing
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
-from dimfix.errors import BadUsage, DimfixError, ModelRaised, Stopped, TooBig, option
+from dimfix.errors import (BadUsage, DimfixError, ModelRaised, Stopped, TooBig, first_line,
+                           option)
 from dimfix.families import WEIGHTED, Family, all_args, family_of, overridden_family
 from dimfix.families import declared as declared_size
 from dimfix.load import user_frame
@@ -571,11 +572,16 @@ class _Tracer:
                 break
         if isinstance(module, nn.RNNBase) and module.bidirectional and isinstance(output, tuple) \
                 and output and isinstance(output[0], torch.Tensor):
-            self.directions[id(output[0])] = (weakref.ref(output[0]), 2)
+            # and its base: ``out[:, -1, :]`` is a view of it (of batch_first's too)
+            for t in (output[0], output[0]._base):
+                if t is not None:
+                    self.directions[id(t)] = (weakref.ref(t), 2)
         if isinstance(output, torch.Tensor):
             family = family_of(module)
             out = self._out_arg(module, output) if family is None else None
             self._remember_maker(module, family, args, output, out)
+            if isinstance(module, nn.Flatten) and args and isinstance(args[0], torch.Tensor):
+                self.recent.append(tuple(args[0].shape))  # what it flattened, pooled or not
             self.recent.append(tuple(output.shape))
             if (family is not None and family.out_arg) or out:
                 self.produced[id(output)] = (module, weakref.ref(output))
@@ -656,6 +662,9 @@ class _Tracer:
             if found is None:
                 return False
             dims, sizes, tensors = found[0], found[2:0:-1], (first, other)
+            given = {size for t, size in zip(tensors, found[1:]) if any(t is a for a in args)}
+            if self._resized_for(module, given):
+                return False
         blamed = []
         for tensor, want in zip(tensors, sizes):
             if any(tensor is a for a in args):
@@ -677,7 +686,7 @@ class _Tracer:
         self.blamed.add((id(layer), arg, want))
         family = family_of(layer)
         why = (f"`{symbol}` in {type(module).__name__}.forward needs {want}: "
-               f"{_first_line(error)}")
+               f"{first_line(error)}")
         if family is not None:
             declared = family.declared_out(layer)
             note = family.resize_out(layer, want)
@@ -689,6 +698,16 @@ class _Tracer:
         self.probed[(id(layer), arg)] = (layer, arg, declared, want)
         self._record(layer, WEIGHTED, arg, declared, want, why, (), "")
         return True
+
+    def _resized_for(self, module, widths) -> bool:
+        """Was a layer of ``module`` already found wrong for the width of the
+        operand ``module`` was given? Then that width is what an earlier wrong
+        layer put out, and the op's error follows from it: the pass stops, and
+        the next round (after that layer's fix) sees whether anything is left."""
+        path = self._path(module)
+        inside = (lambda p: True) if path == "<model>" else (lambda p: p.startswith(path + "."))
+        return any(m.cause is Cause.INPUT and m.observed in widths and inside(m.layer_path)
+                   for m in self.mismatches)
 
     def _site_key(self, module) -> tuple:
         """The constructor call in the source (not the chain: a block built by
@@ -807,14 +826,28 @@ class _Tracer:
         the blocks each part is made of (2 for a bidirectional RNN's output)."""
         hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
-            return (), ()
+            # A bidirectional RNN's output, or a view of it, read directly: one
+            # part of two directions (``hidden_dim * 2``).
+            k = self._blocks(tensor, -1) if isinstance(tensor, torch.Tensor) else 1
+            return ((size,), (k,)) if k > 1 and tensor.shape[-1] == size else ((), ())
         return hit[1], hit[2]
 
     @contextlib.contextmanager
     def _watching_cat(self):
-        """Remember, weakly, the part sizes along the joined dimension of each cat."""
+        """Remember, weakly, the part sizes along the joined dimension of each cat;
+        and the shape of each tensor ``torch.flatten`` flattens (the factors of
+        the Linear after it, whatever pooled it: ``F.max_pool2d`` leaves no trace)."""
         tracer = self
-        own = {name: torch.__dict__[name] for name in ("cat", "concat") if name in torch.__dict__}
+        own = {name: torch.__dict__[name] for name in ("cat", "concat", "flatten")
+               if name in torch.__dict__}
+
+        def flatten(fn):
+            def flattened(tensor, *args, **kwargs):
+                if isinstance(tensor, torch.Tensor):
+                    tracer.recent.append(tuple(tensor.shape))  # what Linear factors read
+                return fn(tensor, *args, **kwargs)
+
+            return flattened
 
         def wrap(fn):
             def cat(tensors, *args, **kwargs):
@@ -831,7 +864,7 @@ class _Tracer:
             return cat
 
         for name, fn in own.items():
-            setattr(torch, name, wrap(fn))
+            setattr(torch, name, wrap(fn) if name != "flatten" else flatten(fn))
         try:
             yield
         finally:
@@ -877,10 +910,13 @@ class _Tracer:
     def _blocks(self, tensor, dim: int) -> int:
         """2 when ``tensor`` is a bidirectional RNN's output joined along its last
         dimension (forward and backward directions), else 1."""
-        hit = self.directions.get(id(tensor))
-        if hit is None or hit[0]() is not tensor or dim % tensor.dim() != tensor.dim() - 1:
+        if dim % tensor.dim() != tensor.dim() - 1:
             return 1
-        return hit[1]
+        for t in (tensor, tensor._base):
+            hit = self.directions.get(id(t)) if t is not None else None
+            if hit is not None and hit[0]() is t:
+                return hit[1]
+        return 1
 
     def _ignored(self, module) -> bool:
         """Its constructor call carries ``# dimfix: ignore``: sized on purpose.
@@ -1065,12 +1101,6 @@ def _fits(input, weight, module) -> bool:
         return True  # not a batch this check can read: the op says
     channels = input.shape[-spatial - 1]
     return channels == getattr(module, "in_channels", channels)
-
-
-def _first_line(error: BaseException) -> str:
-    cause = error.__cause__ or error
-    text = str(cause).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _arrives(x, factors) -> str:

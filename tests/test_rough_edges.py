@@ -99,9 +99,11 @@ def test_a_config_default_input_is_for_declared_models_and_its_origin_is_said(cl
     run = cli(["mnist.py::Net", "--input", "2x1x28x28", "--check"], project)
     assert run.code == 0 and "from" not in run.stderr, run  # given: nothing to say
     (project / "mnist.py").write_text(MNIST.replace("# dimfix:", "# dimfix: input=2x1x28x28"))
-    run = cli(["mnist.py", "--check"], project)
+    run = cli(["mnist.py::Marked", "--check"], project)
     assert run.code == 0, run
     assert "mnist.py::Marked: input 2x1x28x28 from its '# dimfix:' pragma" in run.stderr, run
+    run = cli(["mnist.py", "--check"], project)  # the file's declared models: nothing to say
+    assert run.code == 0 and "from its" not in run.stderr, run
     assert (project / "mnist.py").read_text().count("nn.Conv2d(1, 32, 3, 1)") == 1
 
 

@@ -145,7 +145,7 @@ def test_notebook_changes_one_line_and_keeps_outputs(tmp_path, cli):
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(before.splitlines()) == len(after.splitlines())
     assert changed == [(b'    "        self.fc1 = nn.Linear(64 * 14 * 14, 128)  # 28x28 in\\n",',
-                        b'    "        self.fc1 = nn.Linear(9216, 128)  # 28x28 in\\n",')]
+                        b'    "        self.fc1 = nn.Linear(64 * 12 * 12, 128)  # 28x28 in\\n",')]
     old, new = json.loads(before), json.loads(after)
     for a, b in zip(old["cells"], new["cells"]):
         assert {k: v for k, v in a.items() if k != "source"} == \

@@ -1,0 +1,1 @@
+"""Following values to where they are written (origin.py is the entry)."""

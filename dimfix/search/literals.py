@@ -1,0 +1,143 @@
+"""Generators that write a literal: a product refitted to the dimensions of
+the tensor flattened into it, one literal solved (at the call, or where the
+value is written further out: a default, a constant, a caller's argument, a
+config entry), and the whole argument written as the size."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import libcst as cst
+
+from dimfix.exprs import code_of, names_in, product_factors, refit_product
+from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
+from dimfix.search.names import odd_route
+from dimfix.search.solve import has_reference, refit_terms, settled, settled_terms, solve
+
+BARE = (cst.Name, cst.Attribute, cst.Subscript)
+
+
+def _literal_only(expr) -> bool:
+    return not names_in(expr) and not has_reference(expr)
+
+
+class RefitProduct:
+    """``64 * 14 * 14`` fed 64x16x16 flattened becomes ``64 * 16 * 16``: the
+    fewest factors changed so the product reads as the tensor's dimensions
+    (``ndf * 4 * 8 * 8`` fed 64x4x4 with ndf 16: ``ndf * 4 * 4 * 4``)."""
+
+    kind = "refit product"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        expr = task.expr
+        for dims in task.dims[:1]:
+            if _literal_only(expr):
+                factors = product_factors(expr)
+                refit = refit_product(factors, dims) if factors else None
+            elif isinstance(expr, cst.BinaryOperation):
+                refit = refit_terms(expr, task.exp, dims)
+            else:
+                refit = None
+            if not refit:
+                continue
+            ones = any(int(r.evaluated_value) == 1 for r in refit.values()
+                       if isinstance(r, cst.Integer))
+            yield Candidate(self.kind, refit, expr, identity=ones)
+            if ones and _literal_only(expr):
+                # ``512 * 7 * 7`` fed 512x1x1: the factors of 1 mean nothing, drop them.
+                kept = [f for f in product_factors(expr) if f not in refit
+                        or int(refit[f].evaluated_value) != 1]
+                if kept:
+                    product = " * ".join(code_of(refit.get(f, f)) for f in kept)
+                    yield Candidate(self.kind, {expr: cst.parse_expression(product)}, expr,
+                                    over=ARITHMETIC, drops=True)
+
+
+class SolvedLiteral:
+    """One literal the size depends on, solved for the size: at the call
+    (``channels // 8`` -> ``// 16``) or where the value is written further out
+    (``def __init__(self, hidden=128)``, ``NUM_CLASSES = 10``,
+    ``parser.add_argument(..., default=28)`` under ``img_size // 2 ** 4``)."""
+
+    kind = "literal"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        m, exp, world = task.m, task.exp, task.world
+        expr = task.expr
+        literal_only = _literal_only(expr)
+        origin = exp.passthrough()
+        agreeing = set().union(*(settled(exp, dims) for dims in task.dims))
+        # The terms of the sum the value is written as (here or where a caller
+        # passed it) that already read as a part of the cat that arrives.
+        parts = settled_terms(origin, m.parts)
+        for lit, stack in world.literals[(m.layer_path, m.arg)]:
+            value = solve(exp, lit, m.observed, task.base)
+            if value is None:
+                continue
+            old = int(lit.evaluated_value)
+            depth = len(stack) - 1
+            key = lit if depth == 0 else _sub_key(exp, stack[1])
+            yield Candidate(
+                self.kind, {lit: lit.with_changes(value=str(value))},
+                expr if literal_only else lit,
+                "" if depth == 0 else stack[-1].label,
+                writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
+                passthrough=depth == 0 and isinstance(expr, cst.Integer)
+                or (origin is not exp and origin.node is lit),
+                agrees=key in agreeing or lit in parts, identity=value == 1 and _scales(lit, world),
+                exponent=_exponent(lit, world),
+                counts=m.family == "Tensor" and depth == 0 and not literal_only,
+                change=abs(math.log(value / old)) if old > 0 else math.inf)
+
+
+class WholeLiteral:
+    """The argument itself written as the size: ``64 + 16`` -> ``48`` when no
+    literal of it can give it, or a name at the call whose value other uses
+    need as it is (``HIDDEN`` -> ``64``). Never over arithmetic on names:
+    that form is the author's, and other candidates keep it."""
+
+    kind = "whole literal"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        expr = task.expr
+        if isinstance(expr, cst.Integer):
+            return
+        if _literal_only(expr):
+            yield Candidate(self.kind, {expr: cst.Integer(str(task.want))}, expr,
+                            over=ARITHMETIC)
+        elif isinstance(expr, BARE) and task.local:
+            yield Candidate(self.kind, {expr: cst.Integer(str(task.want))}, expr, over=NAME, patch=True)
+
+
+def _route(stack):
+    """The names the literal's value passes on its way to the layer, outward."""
+    return [code_of(node) for outer, inner in zip(stack, stack[1:])
+            for node, sub in outer.subs.items() if sub is inner
+            and isinstance(node, (cst.Name, cst.Attribute))]
+
+
+def _scales(lit: cst.Integer, world) -> bool:
+    """Is ``lit`` a factor, divisor or exponent (so that 1 leaves its operation
+    meaningless: ``hidden_size * 1``)?"""
+    _, parents = world.resolver._metadata_of(lit)
+    parent = parents.get(lit)
+    return isinstance(parent, cst.BinaryOperation) and isinstance(
+        parent.operator, (cst.Multiply, cst.FloorDivide, cst.Divide, cst.Power)) and (
+        parent.right is lit or isinstance(parent.operator, cst.Multiply))
+
+
+def _exponent(lit: cst.Integer, world) -> bool:
+    """Is ``lit`` in the exponent of a ``**``?"""
+    _, parents = world.resolver._metadata_of(lit)
+    node, parent = lit, parents.get(lit)
+    while isinstance(parent, cst.CSTNode) and not isinstance(parent, cst.BaseStatement):
+        if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Power) \
+                and parent.right is node:
+            return True
+        node, parent = parent, parents.get(parent)
+    return False
+
+
+def _sub_key(exp, sub):
+    return next((n for n, e in exp.subs.items() if e is sub), None)
