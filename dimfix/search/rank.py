@@ -153,9 +153,9 @@ def _why_none(task: Task, assessed) -> Tuple[Optional[cst.CSTNode], str]:
                       for n in c.replacements if not world.may_edit(n)), None)
     if installed is not None:
         found = world.resolver.position(installed)
-        shown = display_path(found[0]) if found else "another file"
-        return installed, (f"the value is written in {shown}, installed code that dimfix "
-                           "does not edit")
+        why = getattr(world.editable, "why", lambda p: f"{display_path(p)}, installed code "
+                      "that dimfix does not edit")  # names the real file (load.Editable)
+        return installed, "the value is written in " + (why(found[0]) if found else "another file")
     origin = exp.passthrough()
     code = code_of(expr)
     helper = next((f.infeasible for _, f in assessed if f.infeasible.startswith("a literal over")), "")
