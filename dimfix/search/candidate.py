@@ -50,8 +50,8 @@ class Candidate:
     # A new expression at the layer's own call over a name or arithmetic whose
     # value is written elsewhere: the symptom patched, not the cause fixed.
     patch: bool = False
-    # A literal in the exponent of ``**`` (``(image_size // patch) ** 2``): it
-    # counts dimensions or repeated blocks, not a size.
+    # A literal in the exponent of ``**`` over a computed size
+    # (``(image_size // patch) ** 2``): it counts dimensions, not a size.
     exponent: bool = False
     # A literal in the own call of a tensor sized in __init__ (the class
     # token's ``num_patches + 1``): it counts extra entries; the configuration

@@ -20,7 +20,8 @@ and the facts of the symbolic check (assess.py) add:
     NAMED      a literal where a name in scope, or the trace's structure, says it
     AGREES     a factor that already reads as its dimension of the flattened tensor
     IDENTITY   a literal solved to 1 in ``x * 1``, ``x // 1``: arithmetic that means nothing
-    EXPONENT   a literal in the exponent of ``**``: it counts dimensions or blocks
+    EXPONENT   a literal in the exponent of ``**`` over a computed size: it counts
+               dimensions (``(image_size // patch_size) ** 2``), never a size
     COUNTS     a literal in the own call of a tensor sized in __init__ (``+ 1``
                for a class token): it counts entries, the configuration sets the size
     ODD        also for a literal that reaches an input size through a name that

@@ -128,13 +128,16 @@ def _scales(lit: cst.Integer, world) -> bool:
 
 
 def _exponent(lit: cst.Integer, world) -> bool:
-    """Is ``lit`` in the exponent of a ``**``?"""
+    """Is ``lit`` in the exponent of a ``**`` over a computed size? In
+    ``(image_size // patch_size) ** 2`` the 2 counts dimensions (a side squared
+    to an area); in ``img_size // 2 ** 4`` the 4 counts halvings, a depth an
+    author may miscount like any other number."""
     _, parents = world.resolver._metadata_of(lit)
     node, parent = lit, parents.get(lit)
     while isinstance(parent, cst.CSTNode) and not isinstance(parent, cst.BaseStatement):
         if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, cst.Power) \
                 and parent.right is node:
-            return True
+            return not isinstance(parent.left, cst.Integer)
         node, parent = parent, parents.get(parent)
     return False
 
