@@ -76,19 +76,22 @@ TIMM_MUTATION = ("        self.bn1 = norm_layer(first_planes, **dd)",
 
 
 def _timm(runs: int) -> None:
-    """fix vs check on timm's resnet18, one name swapped, on a copy of timm."""
-    import timm
+    """fix vs check on timm's resnet18, one name swapped, on a copy of timm
+    (found, not imported: the copy must be the only timm this process loads)."""
+    import importlib.util
 
+    timm_dir = Path(importlib.util.find_spec("timm").origin).parent
     imports, fixes, checks, weighed = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(Path(timm.__file__).parent, Path(tmp) / "timm",
+        shutil.copytree(timm_dir, Path(tmp) / "timm",
                         ignore=shutil.ignore_patterns("__pycache__"))
         path = Path(tmp) / "timm" / "models" / "resnet.py"
         original = path.read_text()
         old, new = TIMM_MUTATION
-        assert original.count(old) == 1, "timm's resnet.py changed: update TIMM_MUTATION"
+        # BasicBlock's comes first (Bottleneck's reads the same since timm 1.0)
+        assert original.count(old) >= 1, "timm's resnet.py changed: update TIMM_MUTATION"
         for _ in range(runs):
-            path.write_text(original.replace(old, new))
+            path.write_text(original.replace(old, new, 1))
             t, result = _timed_fix(path.parent, "resnet18", ["1x3x224x224"], {}, "resnet.py")
             assert result.changed and result.new_text == original, result
             fixes.append(t)
