@@ -491,16 +491,16 @@ def _is_defaultdict(value) -> bool:
 def refresh(texts: Mapping[str, str], target: str) -> None:
     """In a child of the worker, before importing ``target`` (a module name):
     forget the target, every preloaded module whose file ``texts`` gives
-    another text than the worker loaded, and the preloaded modules that import
-    those (they hold names bound from them), each with what it registered, so
-    that importing the target executes them again from ``texts`` or from disk."""
+    another text than the worker loaded, and the preloaded modules that hold
+    what those will define anew (``_dependents``), each with what it
+    registered, so that importing the target executes them again from
+    ``texts`` or from disk."""
     if not _FILES:
         return
     given = {os.path.abspath(p): t for p, t in texts.items()}
-    stale = {name for name, file in _FILES.items()
+    roots = {name for name, file in _FILES.items()
              if name == target or (file in given and hash(given[file]) != _SOURCES.get(name))}
-    stale |= _importers(stale)
-    for name in stale:
+    for name in _dependents(roots):
         for container, keys in _ADDED.pop(name, ()):
             for key in keys:
                 if isinstance(container, dict):
@@ -516,61 +516,100 @@ def refresh(texts: Mapping[str, str], target: str) -> None:
                 pass
 
 
-def _importers(names: Set[str]) -> Set[str]:
-    """Preloaded modules that import any of ``names``, transitively (read from
-    their source: an import of a module already loaded leaves no other trace)."""
-    found: Set[str] = set()
-    todo = set(names)
-    while todo:
-        name = todo.pop()
-        for other in _candidates(name):
-            if other not in found and other not in names and name in _imports_of(other):
-                found.add(other)
-                todo.add(other)
-    return found
+# Names every module has; what they hold is the module's own, never imported.
+_OWN = frozenset({"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__file__",
+                  "__cached__", "__builtins__", "__path__", "__all__"})
+
+
+def _dependents(roots: Set[str]) -> Set[str]:
+    """``roots`` and the preloaded modules that hold, at module level, an object
+    executing those again replaces: a stale module, a class or function
+    defined in one (its ``__module__``), or any other value a root holds
+    (``from .config import HIDDEN``). Found by identity in what the modules
+    hold, not from their import statements: a package's ``__init__`` that
+    re-exports a changed model module is stale, but a module that takes
+    ``__version__`` or ``create_model`` from that package is not (in timm,
+    following imports made every model module stale: 2-4 s per child)."""
+    stale = set(roots)
+    from_roots: Set[int] = set()
+    for name in roots:
+        from_roots |= _own_values(name)
+    grew = True
+    while grew:
+        grew = False
+        for name in list(stale):
+            for other in _candidates(name):
+                if other not in stale and _holds_stale(other, stale, from_roots):
+                    stale.add(other)
+                    grew = True
+    return stale
+
+
+def _defined(value) -> bool:
+    """A module, class or function: its home is known (``__name__``, ``__module__``)."""
+    import types
+
+    return isinstance(value, (types.ModuleType, type, types.FunctionType))
+
+
+def _own_values(name: str) -> Set[int]:
+    """The ids of the plain values module ``name`` holds that no module
+    executed before it holds (``IMAGENET_DEFAULT_MEAN``, taken from
+    timm.data, is not a model file's own). ``_FILES`` is in the order the
+    modules finished executing: what a module imports finishes first."""
+    module = sys.modules.get(name)
+    if module is None:
+        return set()
+    own = {id(v) for key, v in vars(module).items()
+           if key not in _OWN and _made_by_user_code(v)}
+    for other in _FILES:
+        if other == name:
+            break
+        if other in sys.modules:
+            own -= {id(v) for v in vars(sys.modules[other]).values()}
+    return own
+
+
+_VALUES = (int, float, complex, str, bytes, tuple, list, dict, set, frozenset)
+
+
+def _made_by_user_code(value) -> bool:
+    """A value a module's own statements make (a number, a container, an
+    instance of a user class), not one it took from a library (``Optional``)."""
+    return type(value) in _VALUES or type(value).__module__ in _FILES
+
+
+def _holds_stale(name: str, stale: Set[str], from_roots: Set[int]) -> bool:
+    import types
+
+    module = sys.modules.get(name)
+    if module is None:
+        return False  # not loaded here: imported afresh if anything needs it
+    for key, value in list(vars(module).items()):
+        if key in _OWN:
+            continue
+        if isinstance(value, types.ModuleType):
+            if value.__name__ in stale:
+                return True
+        elif _defined(value):
+            if getattr(value, "__module__", None) in stale:
+                return True
+        elif id(value) in from_roots:
+            return True
+    return False
+
+
+_MENTIONS: Dict[str, List[str]] = {}
 
 
 def _candidates(name: str) -> List[str]:
-    """Preloaded modules whose source mentions ``name``'s last part at all."""
-    tail = name.rpartition(".")[2].encode()
-    return [other for other, source in _SOURCE_BYTES.items() if tail in source]
-
-
-_IMPORTS: Dict[str, Set[str]] = {}
-
-
-def _imports_of(name: str) -> Set[str]:
-    """The preloaded modules the source of module ``name`` imports."""
-    if name not in _IMPORTS:
-        import ast
-
-        file = _FILES[name]
-        try:
-            tree = ast.parse(_SOURCE_BYTES[name])
-        except (SyntaxError, ValueError):
-            tree = ast.Module(body=[], type_ignores=[])
-        package = name if file.endswith("__init__.py") else name.rpartition(".")[0]
-        _IMPORTS[name] = {m for m in _imported(tree, package) if m in _FILES}
-    return _IMPORTS[name]
-
-
-def _imported(tree, package: str) -> Set[str]:
-    import ast
-
-    out: Set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1] if node.level > 1 else base
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            out.add(module)
-            out.update(f"{module}.{a.name}" for a in node.names)
-    return out
+    """Preloaded modules whose source mentions ``name``'s last part at all: the
+    only ones that can have imported from it."""
+    if name not in _MENTIONS:
+        tail = name.rpartition(".")[2].encode()
+        _MENTIONS[name] = [other for other, source in _SOURCE_BYTES.items()
+                           if other != name and tail in source]
+    return _MENTIONS[name]
 
 
 __all__ = ["Worker", "WorkerGone", "die_with_parent", "refresh"]

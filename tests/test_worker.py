@@ -120,6 +120,23 @@ def test_only_what_changed_runs_again(package):
     assert executed.count("zoo.net") == 3, executed
 
 
+def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
+    """Modules are executed again by what they hold, not by what they import:
+    one that took a constant of the changed layers.py runs again; one that
+    takes only the registry from the package (which re-exports the target)
+    does not, though it imports that package."""
+    zoo = package / "zoo"
+    (zoo / "widths.py").write_text(COUNTED + "\nfrom .layers import HIDDEN\n\nWIDTH = HIDDEN\n")
+    (zoo / "catalog.py").write_text(COUNTED + "\nfrom zoo import BUILTIN_MODELS\n")
+    (zoo / "__init__.py").write_text(INIT + "from . import catalog, widths  # noqa: F401\n")
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    assert run.code == 0, run
+    executed = _executed(package)
+    assert executed.count("zoo.catalog") == 1, executed
+    assert executed.count("zoo.widths") == 2, executed  # the worker, and verification
+    assert executed.count("zoo.stem") == 1, executed
+
+
 def test_without_the_worker_the_answer_is_the_same(package):
     run = run_process(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package,
                       env={"DIMFIX_WORKER": "0"})
