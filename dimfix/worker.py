@@ -53,7 +53,9 @@ class WorkerGone(Exception):
 class Worker:
     """dimfix's side of one warm worker: ``spawn`` a step's child, learn how it ended."""
 
-    def __init__(self, root: str, package: Optional[str]) -> None:
+    def __init__(self, root: Optional[str], package: Optional[str]) -> None:
+        """A worker for the project at ``root`` (importing ``package``); with
+        ``root`` None, a spare that imports torch and waits to be ``adopt``-ed."""
         self.root, self.package = root, package
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -74,6 +76,15 @@ class Worker:
         self.loaded: Dict[str, int] = {}  # file the worker imported -> its mtime then
         self.tokens = 0
         self.gone = False
+
+    def adopt(self, root: str, package: Optional[str]) -> None:
+        """Give a spare worker its project: it imports ``package`` from ``root``
+        once torch is imported."""
+        self.root, self.package = root, package
+        try:
+            _send(self.sock, ("project", 0, (root, package)))
+        except OSError:
+            self._lost()
 
     def stale(self, target: str) -> bool:
         """Is the worker gone, or has a file it imported changed on disk since,
@@ -159,6 +170,32 @@ class Worker:
         except ChildProcessError:
             pass
         self.sock.close()
+
+
+_SPARE: List[Worker] = []  # at most one worker forked before its project was known
+
+
+def start_spare() -> None:
+    """Fork a worker at once, before the project is known: it imports torch
+    while dimfix parses its arguments, reads the configuration and finds the
+    models (on another core); the first project to need a worker adopts it
+    (``take_spare``). Ended at exit if no project took it."""
+    if os.environ.get("DIMFIX_WORKER", "1") == "0" or _SPARE:
+        return
+    import atexit
+
+    _SPARE.append(Worker(None, None))
+    atexit.register(close_spare)
+
+
+def take_spare() -> Optional[Worker]:
+    spare = _SPARE.pop() if _SPARE else None
+    return spare if spare is not None and not spare.gone else None
+
+
+def close_spare() -> None:
+    while _SPARE:
+        _SPARE.pop().close()
 
 
 def _receive(sock: socket.socket, with_fds: bool = False):
@@ -275,7 +312,7 @@ def die_with_parent() -> None:  # pragma: no cover - runs in a child
         os._exit(1)
 
 
-def _serve(sock: socket.socket, root: str, package: Optional[str],
+def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
            held) -> None:  # pragma: no cover - the worker process
     code = 0
     try:
@@ -298,6 +335,11 @@ def _serve(sock: socket.socket, root: str, package: Optional[str],
         from dimfix.isolate import warm
 
         warm()
+        if root is None:  # a spare: dimfix says which project once it knows
+            try:
+                _, _, (root, package) = _receive(sock)
+            except (EOFError, OSError):
+                return
         if package:
             _preload(root, package)
         _send(sock, ("loaded", 0, _mtimes()))
@@ -612,4 +654,5 @@ def _candidates(name: str) -> List[str]:
     return _MENTIONS[name]
 
 
-__all__ = ["Worker", "WorkerGone", "die_with_parent", "refresh"]
+__all__ = ["Worker", "WorkerGone", "close_spare", "die_with_parent", "refresh", "start_spare",
+           "take_spare"]
