@@ -38,7 +38,7 @@ import struct
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 _HEADER = struct.Struct("!Q")
 READY = 60.0  # seconds a worker may take to import torch and the package, at least
@@ -530,18 +530,20 @@ def _is_defaultdict(value) -> bool:
     return isinstance(value, defaultdict)
 
 
-def refresh(texts: Mapping[str, str], target: str) -> None:
+def refresh(texts: Mapping[str, str], target: str, names: Sequence[str] = ()) -> None:
     """In a child of the worker, before importing ``target`` (a module name):
-    forget the target, every preloaded module whose file ``texts`` gives
-    another text than the worker loaded, and the preloaded modules that hold
-    what those will define anew (``_dependents``), each with what it
+    forget every preloaded module whose file ``texts`` gives another text than
+    the worker loaded, the target unless its models ``names`` can be taken
+    from the worker's import (``_reusable``), and the preloaded modules that
+    hold what those will define anew (``_dependents``), each with what it
     registered, so that importing the target executes them again from
     ``texts`` or from disk."""
     if not _FILES:
         return
     given = {os.path.abspath(p): t for p, t in texts.items()}
     roots = {name for name, file in _FILES.items()
-             if name == target or (file in given and hash(given[file]) != _SOURCES.get(name))}
+             if (file in given and hash(given[file]) != _SOURCES.get(name))
+             or (name == target and not _reusable(target, names))}
     for name in _dependents(roots):
         for container, keys in _ADDED.pop(name, ()):
             for key in keys:
@@ -556,6 +558,25 @@ def refresh(texts: Mapping[str, str], target: str) -> None:
                 delattr(sys.modules[parent], child)
             except AttributeError:
                 pass
+
+
+def _reusable(target: str, names: Sequence[str]) -> bool:
+    """Can the models ``names`` be taken from the worker's import of ``target``
+    (its text unchanged)? Classes and functions can: dimfix builds them later
+    and records their sites then. A model built at import (``model = Net()``)
+    cannot: its sites are recorded while its module is executed."""
+    import inspect
+
+    module = sys.modules.get(target)
+    if module is None or not names:
+        return False
+    for name in names:
+        found = module
+        for part in name.split("."):
+            found = getattr(found, part, None)
+        if not (inspect.isclass(found) or inspect.isfunction(found)):
+            return False
+    return True
 
 
 # Names every module has; what they hold is the module's own, never imported.
