@@ -332,9 +332,10 @@ def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
         sys.dont_write_bytecode = True
-        from dimfix.isolate import warm
+        from dimfix.isolate import _hide_gpus, warm
 
         warm()
+        _hide_gpus()  # user modules imported here see no GPU, as in each child
         if root is None:  # a spare: dimfix says which project once it knows
             try:
                 _, _, (root, package) = _receive(sock)
