@@ -473,8 +473,13 @@ def _preload(root: str, package: str) -> None:  # pragma: no cover - the worker 
     try:
         importlib.import_module(package)
     except BaseException:  # noqa: B036 - a broken package: each child imports it itself
+        # Only the user's modules go: a library the import pulled in (torch's
+        # submodules) registered kernels with torch, which refuses them twice.
+        top = package.split(".")[0]
         for name in set(sys.modules) - before:
-            del sys.modules[name]
+            file = os.path.abspath(getattr(sys.modules[name], "__file__", None) or os.sep)
+            if name.split(".")[0] == top or file.startswith(recorder.root):
+                del sys.modules[name]
         _ADDED.clear()
         _FILES.clear()
     finally:

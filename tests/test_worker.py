@@ -189,3 +189,21 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_package_that_fails_to_import_reports_its_own_error(tmp_path):
+    """The worker's import of a broken package is undone for the package's
+    modules only: torch._dynamo, which it pulled in, registered operators
+    with torch and cannot be imported twice in the child."""
+    (tmp_path / ".git").mkdir()
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import torch._dynamo\nfrom .net import Net\n"
+                                     "raise RuntimeError('broken package')\n")
+    (pkg / "net.py").write_text("import torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+                                "    def __init__(self):\n        super().__init__()\n"
+                                "        self.fc = nn.Linear(4, 2)\n\n"
+                                "    def forward(self, x):\n        return self.fc(x)\n")
+    run = run_process(["pkg/net.py::Net", "--input", "1x4", "--check"], tmp_path)
+    assert run.code == 2, run
+    assert "broken package" in run.stderr and "TORCH_LIBRARY" not in run.stderr, run.stderr
