@@ -207,3 +207,67 @@ def test_a_package_that_fails_to_import_reports_its_own_error(tmp_path):
     run = run_process(["pkg/net.py::Net", "--input", "1x4", "--check"], tmp_path)
     assert run.code == 2, run
     assert "broken package" in run.stderr and "TORCH_LIBRARY" not in run.stderr, run.stderr
+
+
+PRAGMA_NET = NET.replace("@register_model\ndef net", "# dimfix: input=2x3x8x8\n@register_model\ndef net")
+NET2 = COUNTED + '''
+import torch.nn as nn
+
+from .stem import stem
+
+
+# dimfix: input=2x3x8x8
+class Net2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = stem()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.stem(x).mean((2, 3)))
+'''
+
+
+def test_batch_mode_imports_the_package_once_for_all_its_files(package):
+    (package / "zoo" / "net.py").write_text(PRAGMA_NET)
+    (package / "zoo" / "net2.py").write_text(NET2)
+    run = run_process(["zoo", "--check", "--jobs", "2"], package)
+    assert run.code == 1, run  # net's head is wrong; Net2 is clean
+    assert "1 model would be fixed, 1 clean" in run.stderr, run
+    executed = _executed(package)
+    assert executed.count("zoo.stem") == 1, executed  # one worker for both files
+    assert executed.count("zoo.net2") == 1, executed  # unchanged: taken from it
+
+
+def test_language_server_keeps_the_worker_until_a_dependency_changes(package):
+    pytest.importorskip("pygls")
+    import asyncio
+
+    from lsp_session import Session
+
+    net = package / "zoo" / "net.py"
+    net.write_text(PRAGMA_NET)
+
+    async def body():
+        session = Session(package)
+        await session.start()
+        try:
+            uri = session.open(net)
+            await session.diagnostics(uri, timeout=120)  # the wrong value is in layers.py
+            for _ in range(2):
+                mark = session.mark()
+                session.save(net)
+                await session.diagnostics(uri, mark, timeout=120)
+            kept = _executed(package).count("zoo.stem")
+            stem = package / "zoo" / "stem.py"
+            stem.write_text(stem.read_text() + "\n# edited\n")
+            mark = session.mark()
+            session.save(net)
+            await session.diagnostics(uri, mark, timeout=120)
+            return kept, _executed(package).count("zoo.stem")
+        finally:
+            await session.stop()
+
+    kept, after = asyncio.run(body())
+    assert kept == 1  # open and two saves: the worker's one import
+    assert after == 2  # stem.py changed on disk: a fresh worker imported it again
