@@ -4,7 +4,8 @@
 Every case runs once a round, rounds interleaved after one untimed warm-up round, so
 drift and other load hit all alike; figures are ratios of medians. Whole process trees
 are measured (bench/treerun.py): dimfix is the CLI or server, its warm worker and each
-step's child.
+step's child; the CPU column (user + system seconds of the tree, median) moves less
+with other load than the wall time.
 
 With this venv (torch 2.13.0):
   import     python -c "import torch"                        the floor
@@ -19,11 +20,12 @@ copies of the installed packages at run time, nothing of them is stored here):
              kinds), for --sample models; the median over them <= 2x timm
   batch      dimfix timm/models --check --jobs 2: every model file of a copied
              timm/models (its [[tool.dimfix.models]]), >= 3 models/s
-  lsp        a warm dimfix-lsp, didSave -> diagnostics on timm's resnet.py, median of
-             --saves saves a round, <= 0.3x the corpus venv's `import torch`
+  lsp        a warm dimfix-lsp, didSave -> diagnostics on timm's resnet.py, each save an
+             edit (a comment line), median of --saves saves a round, <= 0.3x the corpus
+             venv's `import torch`
 
 Usage:  python bench/warm.py [--runs N] [--only main,corpus] [--sample N] [--saves K]
-            [--corpus-python PATH] [--lsp-deps DIR] [--no-batch]
+            [--corpus-python PATH] [--lsp-deps DIR] [--no-batch] [--dimfix DIR]
 """
 
 from __future__ import annotations
@@ -82,10 +84,11 @@ def _exit0(run: TreeRun) -> str:
 # -- the cases of this venv ----------------------------------------------------------------
 
 
-def main_cases(tmp: Path) -> List[Case]:
+def main_cases(opts, tmp: Path) -> List[Case]:
     py = sys.executable
     dimfix = [py, "-m", "dimfix"]
-    cases = [Case("import", [py, "-c", "import torch"], tmp)]
+    env = dict(os.environ, PYTHONPATH=str(opts.dimfix))
+    cases = [Case("import", [py, "-c", "import torch"], tmp, env)]
     clean = FIXTURES / "clean_model"
     before = (clean / "broken.py").read_bytes()
 
@@ -93,12 +96,12 @@ def main_cases(tmp: Path) -> List[Case]:
         return _exit0(run) or ("" if (clean / "broken.py").read_bytes() == before
                                else "--check changed the file")
 
-    cases.append(Case("check", [*dimfix, *fixture_args("clean_model"), "--check"], clean,
+    cases.append(Case("check", [*dimfix, *fixture_args("clean_model"), "--check"], clean, env,
                       verify=same_clean))
     pool = tmp / "pool"
     pool.mkdir()
     src = FIXTURES / "pooling_product"
-    cases.append(Case("fix", [*dimfix, *fixture_args("pooling_product")], pool,
+    cases.append(Case("fix", [*dimfix, *fixture_args("pooling_product")], pool, env,
                       prepare=lambda: shutil.copyfile(src / "broken.py", pool / "broken.py"),
                       verify=lambda r: _exit0(r) or (
                           "" if (pool / "broken.py").read_bytes() == (src / "expected.py")
@@ -116,7 +119,7 @@ def main_cases(tmp: Path) -> List[Case]:
             return "" if "traced on meta" in run.stderr else "not traced on meta"
 
         cases.append(Case(name, [*dimfix, "gpt.py::GPT", "--input", "long:1x16", "--check", "-v"],
-                          folder, verify=on_meta))
+                          folder, env, verify=on_meta))
     return cases
 
 
@@ -125,7 +128,7 @@ def main_cases(tmp: Path) -> List[Case]:
 
 def corpus_cases(opts, tmp: Path) -> List[Case]:
     py = opts.corpus_python
-    path = [str(ROOT)] + ([str(opts.lsp_deps)] if opts.lsp_deps else [])
+    path = [str(opts.dimfix)] + ([str(opts.lsp_deps)] if opts.lsp_deps else [])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     prep = tmp / "corpus"
     print(f"preparing the corpus copies in {prep} (untimed) ...", flush=True)
@@ -203,7 +206,7 @@ def tree_memory(cases: List[Case], names, timeout: float) -> Dict[str, TreeRun]:
 
 def report(cases: List[Case], memory: Dict[str, TreeRun]) -> None:
     by = {c.name: c for c in cases}
-    print(f"\n{'case':24s} {'median':>9s} {'min':>8s} {'max':>8s} {'tree RSS':>9s} "
+    print(f"\n{'case':24s} {'median':>9s} {'min':>8s} {'max':>8s} {'CPU':>7s} {'tree RSS':>9s} "
           f"{'largest':>8s} {'ok':>5s}")
     for c in cases:
         if not c.values:
@@ -211,7 +214,9 @@ def report(cases: List[Case], memory: Dict[str, TreeRun]) -> None:
             continue
         unit = "/s" if c.name == "batch" else "s"
         print(f"{c.name:24s} {c.median():8.3f}{unit[-1]} {min(c.values):7.3f}{unit[-1]} "
-              f"{max(c.values):7.3f}{unit[-1]} {max(r.rss_sum for r in c.runs):6.0f} MB "
+              f"{max(c.values):7.3f}{unit[-1]} "
+              f"{statistics.median(r.cpu for r in c.runs):6.2f}s "
+              f"{max(r.rss_sum for r in c.runs):6.0f} MB "
               f"{max(r.rss_max for r in c.runs):5.0f} MB {len(c.values)}/{len(c.runs) or 0}")
     rows = []
 
@@ -268,18 +273,22 @@ def main() -> None:
     ap.add_argument("--lsp-deps", type=Path, help="a folder with pygls for the corpus venv "
                     "(pip install --target DIR 'pygls>=2,<3'), when that venv has none")
     ap.add_argument("--no-batch", action="store_true", help="skip the batch case")
+    ap.add_argument("--dimfix", type=Path, default=ROOT, help="the folder that holds the dimfix "
+                    "package to measure (default: this checkout; for a revision: "
+                    "git archive REV dimfix | tar -x -C DIR)")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--timeout", type=float, default=600.0)
     opts = ap.parse_args()
     parts = set(opts.only.split(","))
     print("dimfix warm-worker benchmark (issue 24)")
-    print(f"  dimfix   {dimfix_source()}")
+    print(f"  dimfix   {opts.dimfix / 'dimfix'}"
+          + (f" ({dimfix_source()})" if opts.dimfix == ROOT else ""))
     print(f"  machine  {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(f"  load     {load()} (1/5/15 min)")
     print(f"  runs     {opts.runs} rounds, interleaved, medians", flush=True)
     with tempfile.TemporaryDirectory(prefix="dimfix-warm-") as tmp_s:
         tmp = Path(tmp_s)
-        cases = (main_cases(tmp) if "main" in parts else []) + \
+        cases = (main_cases(opts, tmp) if "main" in parts else []) + \
             (corpus_cases(opts, tmp) if "corpus" in parts else [])
         measure(cases, opts.runs, opts.timeout, not opts.no_warmup)
         memory = tree_memory(cases, ("5B", "13B"), opts.timeout)

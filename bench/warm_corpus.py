@@ -18,8 +18,10 @@ it copies the installed packages into temporary projects at run time.
   ``@register_model`` (``--lsp-model``, default resnet18).
 
 ``lsp`` starts the real ``dimfix-lsp`` (tests/lsp_session.py), opens FILE (untimed: the
-server's first check), saves it K times and prints JSON: the seconds from each didSave
-to the diagnostics published for it, and how many diagnostics each save had.
+server's first check), saves it K times, each with a new comment line at its end (an
+edit: the model file's text changed, as after a user's edit), and prints JSON: the
+seconds from each didSave to the diagnostics published for it, and how many
+diagnostics each save had.
 """
 
 from __future__ import annotations
@@ -169,11 +171,15 @@ async def _lsp(root: Path, file: str, saves: int) -> dict:
     first = await session.diagnostics(uri, timeout=600)
     opened = time.perf_counter() - start - started
     times, counts = [], []
+    text = path.read_text()
     try:
-        for _ in range(saves):
+        for i in range(saves):
+            # An edit, as a user saves one (a comment at the end): the new
+            # version tells this save's diagnostics from the open's, which
+            # come twice (drafted, then final) and may land after the mark.
             mark = session.mark()
             t = time.perf_counter()
-            session.save(path)
+            session.save(path, f"{text}\n# save {i + 1}\n")
             diags = await session.diagnostics(uri, mark, timeout=600)
             times.append(time.perf_counter() - t)
             counts.append(len(diags))
