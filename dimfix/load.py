@@ -164,7 +164,7 @@ def import_target(loc: Location, texts: Mapping[str, str],
     executed again. Runs in a child process (see isolate.py): the imports are
     not undone.
     """
-    from dimfix.worker import refresh
+    from dimfix.preload import refresh
 
     if loc.root in sys.path:
         sys.path.remove(loc.root)
