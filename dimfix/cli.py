@@ -336,7 +336,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point: click's usage errors become one line and exit 2; SIGINT,
     SIGTERM and SIGHUP end the children and say what was written (exit 130,
     143, 129); stdout that closes or fills up is no traceback."""
-    from dimfix.worker import become_subreaper, own_torch_cache
+    from dimfix.worker import become_subreaper, own_torch_cache, start_spare
 
     # A run is short and builds few cycles; the collector walking torch's
     # objects costs 0.2-0.5 s (bench/latency.py).
@@ -345,6 +345,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
         signal.signal(sig, _stopping)
     become_subreaper()  # what a model's process leaves behind comes back to us
     own_torch_cache()
+    start_spare()  # a worker that imports torch while the arguments are read
     stdout = _Guarded.install()
     try:
         main.main(args=argv, prog_name="dimfix", standalone_mode=False)

@@ -106,7 +106,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     loading = plan_loading(texts[loc.path], [options.name], options, loc.path, loc.in_package)
     try:
         with recording_sites(is_user_file) as book:
-            module = _import(loc, texts, loading)
+            module = _import(loc, texts, loading, [options.name])
         target = find_model(module, options.name, loc.path)
         check_init(target, dict(options.init), options.name, loc.path)
         try:
@@ -200,7 +200,7 @@ def verify_fix(path: str, texts: Mapping[str, str], checks: Sequence[Check]) -> 
     try:
         loading = plan_loading(texts[loc.path], names, checks[0].options, loc.path,
                                loc.in_package)
-        module = _import(loc, texts, loading)
+        module = _import(loc, texts, loading, names)
     except DimfixError as e:
         raise _unverified(e) from e
     notes = []
@@ -278,9 +278,9 @@ def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tup
     return ()
 
 
-def _import(loc: Location, texts: Mapping[str, str], loading: Loading):
+def _import(loc: Location, texts: Mapping[str, str], loading: Loading, names: Sequence[str]):
     """Import the target executing ``loading.text`` for it (definitions.py)."""
-    return import_target(loc, {**texts, loc.path: loading.text}, {loc.path: loading.seed})
+    return import_target(loc, {**texts, loc.path: loading.text}, {loc.path: loading.seed}, names)
 
 
 def _portable(record):

@@ -22,7 +22,7 @@ from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from dimfix.errors import ErrorKind, Problem
 from dimfix.isolate import POLL, Child
-from dimfix.worker import Worker
+from dimfix.worker import Worker, close_spare, take_spare
 from dimfix.session import FileFix, FixSession
 from dimfix.steps import Failed, Limits, StepResult
 
@@ -52,13 +52,19 @@ class Workers:
             worker.close()
             worker = None
         if worker is None:
-            worker = self.by_project[key] = Worker(*key)
+            worker = take_spare()
+            if worker is not None:
+                worker.adopt(*key)
+            else:
+                worker = Worker(*key)
+            self.by_project[key] = worker
             while len(self.by_project) > self.MAX:
                 self.by_project.popitem(last=False)[1].close()
         self.by_project.move_to_end(key)
         return worker
 
     def close(self) -> None:
+        close_spare()
         while self.by_project:
             self.by_project.popitem()[1].close()
 

@@ -12,7 +12,7 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from dimfix.errors import (BadSource, BadUsage, DimfixError, ModelRaised, Position,
                            TargetNotFound, one_line, option, text_of)
@@ -148,7 +148,8 @@ def _installed_prefixes() -> Tuple[str, ...]:
 
 
 def import_target(loc: Location, texts: Mapping[str, str],
-                  seeds: Optional[Mapping[str, Mapping[str, object]]] = None):
+                  seeds: Optional[Mapping[str, Mapping[str, object]]] = None,
+                  names: Sequence[str] = ()):
     """Import the file at ``loc`` the way its package imports it, once.
 
     ``texts`` maps absolute paths of the project's files to the text each is to
@@ -157,15 +158,20 @@ def import_target(loc: Location, texts: Mapping[str, str],
     same folder), wherever they are imported from: by the package's
     ``__init__``, by a sibling, or by this call. Other modules load as usual.
     ``seeds`` maps some of those paths to globals their module starts with
-    (``--set``). Runs in a child process (see isolate.py): the imports are not undone.
+    (``--set``). ``names``: the models wanted from it; in a warm worker's
+    child, a target the worker imported from the same text, whose models are
+    classes or functions (built later, when sites are recorded), is not
+    executed again. Runs in a child process (see isolate.py): the imports are
+    not undone.
     """
-    from dimfix.worker import refresh
+    from dimfix.preload import refresh
 
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
     alone = _forget_shadowed(loc)
-    refresh(texts, loc.module)  # a warm worker's child: what changed runs again
+    seeded = any((seeds or {}).values())
+    refresh(texts, loc.module, () if seeded else names)  # a worker's child: what changed runs again
     finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()},
                          {} if alone else {loc.module: loc.path},
                          {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})

@@ -5,15 +5,11 @@ hundred modules, seconds) and pays torch's first-use costs again. A
 ``Worker`` is a child of dimfix, forked once per project, that imports torch
 and the project's package (its unchanged modules, as on disk) and then forks
 one child per step (isolate.Child), which only executes again the modules
-whose text changed (``refresh``). dimfix itself still never imports user
-code; the worker is user-code land like any child, dies with dimfix (the
-parent-death signal) and with its socket.
-
-Registries refuse a module executed twice (torchvision's ``register_model``
-raises on a name it has): while the worker imports the package it records,
-for each module, what that module added to the containers other modules hold
-at module level (``_REGISTRY[name] = fn``); before a child executes a module
-again it takes those entries out, so the module registers afresh.
+whose text changed and those holding what they define (preload.py, which
+also keeps registries such as torchvision's taking a module executed twice).
+dimfix itself still never imports user code; the worker is user-code land
+like any child, dies with dimfix (the parent-death signal) and with its
+socket.
 
 The protocol, over a Unix socket pair: dimfix sends ``("run", token, fn,
 args, limits)`` with the child's result pipe and capture file as passed file
@@ -23,11 +19,8 @@ child ended, ``("exited", token, wait_status)``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import itertools
 import os
 import pickle
@@ -37,7 +30,7 @@ import struct
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 _HEADER = struct.Struct("!Q")
 READY = 60.0  # seconds a worker may take to import torch and the package, at least
@@ -52,7 +45,9 @@ class WorkerGone(Exception):
 class Worker:
     """dimfix's side of one warm worker: ``spawn`` a step's child, learn how it ended."""
 
-    def __init__(self, root: str, package: Optional[str]) -> None:
+    def __init__(self, root: Optional[str], package: Optional[str]) -> None:
+        """A worker for the project at ``root`` (importing ``package``); with
+        ``root`` None, a spare that imports torch and waits to be ``adopt``-ed."""
         self.root, self.package = root, package
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -73,6 +68,15 @@ class Worker:
         self.loaded: Dict[str, int] = {}  # file the worker imported -> its mtime then
         self.tokens = 0
         self.gone = False
+
+    def adopt(self, root: str, package: Optional[str]) -> None:
+        """Give a spare worker its project: it imports ``package`` from ``root``
+        once torch is imported."""
+        self.root, self.package = root, package
+        try:
+            _send(self.sock, ("project", 0, (root, package)))
+        except OSError:
+            self._lost()
 
     def stale(self, target: str) -> bool:
         """Is the worker gone, or has a file it imported changed on disk since,
@@ -158,6 +162,32 @@ class Worker:
         except ChildProcessError:
             pass
         self.sock.close()
+
+
+_SPARE: List[Worker] = []  # at most one worker forked before its project was known
+
+
+def start_spare() -> None:
+    """Fork a worker at once, before the project is known: it imports torch
+    while dimfix parses its arguments, reads the configuration and finds the
+    models (on another core); the first project to need a worker adopts it
+    (``take_spare``). Ended at exit if no project took it."""
+    if os.environ.get("DIMFIX_WORKER", "1") == "0" or _SPARE:
+        return
+    import atexit
+
+    _SPARE.append(Worker(None, None))
+    atexit.register(close_spare)
+
+
+def take_spare() -> Optional[Worker]:
+    spare = _SPARE.pop() if _SPARE else None
+    return spare if spare is not None and not spare.gone else None
+
+
+def close_spare() -> None:
+    while _SPARE:
+        _SPARE.pop().close()
 
 
 def _receive(sock: socket.socket, with_fds: bool = False):
@@ -274,7 +304,7 @@ def die_with_parent() -> None:  # pragma: no cover - runs in a child
         os._exit(1)
 
 
-def _serve(sock: socket.socket, root: str, package: Optional[str],
+def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
            held) -> None:  # pragma: no cover - the worker process
     code = 0
     try:
@@ -294,12 +324,19 @@ def _serve(sock: socket.socket, root: str, package: Optional[str],
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
         sys.dont_write_bytecode = True
-        from dimfix.isolate import warm
+        from dimfix.isolate import _hide_gpus, warm
+        from dimfix.preload import mtimes, preload
 
         warm()
+        _hide_gpus()  # user modules imported here see no GPU, as in each child
+        if root is None:  # a spare: dimfix says which project once it knows
+            try:
+                _, _, (root, package) = _receive(sock)
+            except (EOFError, OSError):
+                return
         if package:
-            _preload(root, package)
-        _send(sock, ("loaded", 0, _mtimes()))
+            preload(root, package)
+        _send(sock, ("loaded", 0, mtimes()))
         _loop(sock)
     except BaseException:  # noqa: B036 - whatever ends the worker ends it quietly
         code = 70
@@ -325,8 +362,11 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
             if step is not None:
                 # Idle before the first step, or while it runs: load what the
                 # next steps need, a piece at a time (the socket is read
-                # between pieces), so each child forked later has it.
-                step()
+                # between pieces), so each child forked later has it. A
+                # child that ends meanwhile is reaped and reported at once:
+                # dimfix waits for that (importing libcst takes 0.2 s).
+                with _reaping(sock, tokens):
+                    step()
             continue
         warming = itertools.chain([step] if step else [], warming)
         try:
@@ -338,6 +378,18 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
         for fd in fds:
             os.close(fd)
         _send(sock, ("started", token, pid))
+
+
+@contextlib.contextmanager
+def _reaping(sock: socket.socket, tokens: Dict[int, int]):  # pragma: no cover - the worker
+    """Reap and report children from SIGCHLD while the body runs. Only around a
+    warm step: the loop is then not using the socket, and no child is forked
+    (it would inherit the handler)."""
+    signal.signal(signal.SIGCHLD, lambda signum, frame: _reap(sock, tokens))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def _warm_libraries() -> None:  # pragma: no cover - the worker process
@@ -382,179 +434,5 @@ def _reap(sock: socket.socket, tokens: Dict[int, int]) -> None:  # pragma: no co
             _send(sock, ("exited", token, status))
 
 
-# -- what the worker loaded, and executing modules again -----------------------------------------
-
-# Module name -> the registrations its first execution made: (container, keys).
-_ADDED: Dict[str, List[Tuple[object, list]]] = {}
-# Module name -> its file, for every user module the worker imported.
-_FILES: Dict[str, str] = {}
-_SOURCES: Dict[str, int] = {}  # module name -> hash of the text it was executed from
-_SOURCE_BYTES: Dict[str, bytes] = {}  # module name -> its file's bytes, as executed
-
-
-def _mtimes() -> Dict[str, int]:
-    out = {}
-    for file in _FILES.values():
-        try:
-            out[file] = os.stat(file).st_mtime_ns
-        except OSError:
-            pass
-    return out
-
-
-def _preload(root: str, package: str) -> None:  # pragma: no cover - the worker process
-    """Import ``package`` from ``root`` as on disk, recording what each of its
-    modules adds to the registries of those loaded before it. Whatever the
-    import does wrong, the worker goes on without it."""
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    recorder = _Recorder(root)
-    sys.meta_path.insert(0, recorder)
-    before = set(sys.modules)
-    try:
-        importlib.import_module(package)
-    except BaseException:  # noqa: B036 - a broken package: each child imports it itself
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-        _ADDED.clear()
-        _FILES.clear()
-    finally:
-        sys.meta_path.remove(recorder)
-
-
-class _Recorder(importlib.abc.MetaPathFinder):
-    """Finds the user's modules as the path finder would, and wraps their
-    execution to record what they register."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root.rstrip(os.sep) + os.sep
-        self.containers: List[object] = []  # module-level dicts and sets of user modules
-
-    def find_spec(self, name, path, target=None):
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or not spec.origin or not spec.origin.startswith(self.root) \
-                or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
-            return None
-        recorder, loader = self, spec.loader
-        original = loader.exec_module
-
-        def exec_module(module):
-            sizes = [(c, len(c), set(c) if isinstance(c, set) else None)
-                     for c in recorder.containers]
-            try:
-                original(module)
-            finally:
-                added = []
-                for c, size, members in sizes:
-                    if isinstance(c, dict) and len(c) > size:
-                        added.append((c, list(c)[size:]))
-                    elif members is not None and len(c) > size:
-                        added.append((c, list(c - members)))
-                if added:
-                    _ADDED[name] = added
-                _FILES[name] = os.path.abspath(spec.origin)
-                try:
-                    raw = loader.get_data(spec.origin)
-                    _SOURCE_BYTES[name] = raw
-                    _SOURCES[name] = hash(importlib.util.decode_source(raw))
-                except (OSError, SyntaxError, UnicodeDecodeError):
-                    pass
-                recorder.containers += [v for v in vars(module).values()
-                                        if type(v) in (dict, set) or _is_defaultdict(v)]
-
-        loader.exec_module = exec_module
-        return spec
-
-
-def _is_defaultdict(value) -> bool:
-    from collections import defaultdict
-
-    return isinstance(value, defaultdict)
-
-
-def refresh(texts: Mapping[str, str], target: str) -> None:
-    """In a child of the worker, before importing ``target`` (a module name):
-    forget the target, every preloaded module whose file ``texts`` gives
-    another text than the worker loaded, and the preloaded modules that import
-    those (they hold names bound from them), each with what it registered, so
-    that importing the target executes them again from ``texts`` or from disk."""
-    if not _FILES:
-        return
-    given = {os.path.abspath(p): t for p, t in texts.items()}
-    stale = {name for name, file in _FILES.items()
-             if name == target or (file in given and hash(given[file]) != _SOURCES.get(name))}
-    stale |= _importers(stale)
-    for name in stale:
-        for container, keys in _ADDED.pop(name, ()):
-            for key in keys:
-                if isinstance(container, dict):
-                    container.pop(key, None)
-                else:
-                    container.discard(key)
-        sys.modules.pop(name, None)
-        parent, _, child = name.rpartition(".")
-        if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
-            try:
-                delattr(sys.modules[parent], child)
-            except AttributeError:
-                pass
-
-
-def _importers(names: Set[str]) -> Set[str]:
-    """Preloaded modules that import any of ``names``, transitively (read from
-    their source: an import of a module already loaded leaves no other trace)."""
-    found: Set[str] = set()
-    todo = set(names)
-    while todo:
-        name = todo.pop()
-        for other in _candidates(name):
-            if other not in found and other not in names and name in _imports_of(other):
-                found.add(other)
-                todo.add(other)
-    return found
-
-
-def _candidates(name: str) -> List[str]:
-    """Preloaded modules whose source mentions ``name``'s last part at all."""
-    tail = name.rpartition(".")[2].encode()
-    return [other for other, source in _SOURCE_BYTES.items() if tail in source]
-
-
-_IMPORTS: Dict[str, Set[str]] = {}
-
-
-def _imports_of(name: str) -> Set[str]:
-    """The preloaded modules the source of module ``name`` imports."""
-    if name not in _IMPORTS:
-        import ast
-
-        file = _FILES[name]
-        try:
-            tree = ast.parse(_SOURCE_BYTES[name])
-        except (SyntaxError, ValueError):
-            tree = ast.Module(body=[], type_ignores=[])
-        package = name if file.endswith("__init__.py") else name.rpartition(".")[0]
-        _IMPORTS[name] = {m for m in _imported(tree, package) if m in _FILES}
-    return _IMPORTS[name]
-
-
-def _imported(tree, package: str) -> Set[str]:
-    import ast
-
-    out: Set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1] if node.level > 1 else base
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            out.add(module)
-            out.update(f"{module}.{a.name}" for a in node.names)
-    return out
-
-
-__all__ = ["Worker", "WorkerGone", "die_with_parent", "refresh"]
+__all__ = ["Worker", "WorkerGone", "close_spare", "die_with_parent", "start_spare",
+           "take_spare"]

@@ -111,13 +111,31 @@ def test_only_what_changed_runs_again(package):
     run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
     assert run.code == 0, run
     executed = _executed(package)
-    # The worker imported the package once; the draft's child executed the
-    # target again, the verifying child the changed layers.py and what
-    # imports it (net); stem.py, unchanged and imported by nothing that
+    # The worker imported the package once; the draft's child took the
+    # unchanged target from it (its model is a function, built later); the
+    # verifying child executed the changed layers.py and net, which holds
+    # layers' functions; stem.py, unchanged and held by nothing that
     # changed, ran once.
     assert executed.count("zoo.stem") == 1, executed
     assert executed.count("zoo.layers") == 2, executed
-    assert executed.count("zoo.net") == 3, executed
+    assert executed.count("zoo.net") == 2, executed
+
+
+def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
+    """Modules are executed again by what they hold, not by what they import:
+    one that took a constant of the changed layers.py runs again; one that
+    takes only the registry from the package (which re-exports the target)
+    does not, though it imports that package."""
+    zoo = package / "zoo"
+    (zoo / "widths.py").write_text(COUNTED + "\nfrom .layers import HIDDEN\n\nWIDTH = HIDDEN\n")
+    (zoo / "catalog.py").write_text(COUNTED + "\nfrom zoo import BUILTIN_MODELS\n")
+    (zoo / "__init__.py").write_text(INIT + "from . import catalog, widths  # noqa: F401\n")
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    assert run.code == 0, run
+    executed = _executed(package)
+    assert executed.count("zoo.catalog") == 1, executed
+    assert executed.count("zoo.widths") == 2, executed  # the worker, and verification
+    assert executed.count("zoo.stem") == 1, executed
 
 
 def test_without_the_worker_the_answer_is_the_same(package):
@@ -171,3 +189,85 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_package_that_fails_to_import_reports_its_own_error(tmp_path):
+    """The worker's import of a broken package is undone for the package's
+    modules only: torch._dynamo, which it pulled in, registered operators
+    with torch and cannot be imported twice in the child."""
+    (tmp_path / ".git").mkdir()
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import torch._dynamo\nfrom .net import Net\n"
+                                     "raise RuntimeError('broken package')\n")
+    (pkg / "net.py").write_text("import torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+                                "    def __init__(self):\n        super().__init__()\n"
+                                "        self.fc = nn.Linear(4, 2)\n\n"
+                                "    def forward(self, x):\n        return self.fc(x)\n")
+    run = run_process(["pkg/net.py::Net", "--input", "1x4", "--check"], tmp_path)
+    assert run.code == 2, run
+    assert "broken package" in run.stderr and "TORCH_LIBRARY" not in run.stderr, run.stderr
+
+
+PRAGMA_NET = NET.replace("@register_model\ndef net", "# dimfix: input=2x3x8x8\n@register_model\ndef net")
+NET2 = COUNTED + '''
+import torch.nn as nn
+
+from .stem import stem
+
+
+# dimfix: input=2x3x8x8
+class Net2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = stem()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.stem(x).mean((2, 3)))
+'''
+
+
+def test_batch_mode_imports_the_package_once_for_all_its_files(package):
+    (package / "zoo" / "net.py").write_text(PRAGMA_NET)
+    (package / "zoo" / "net2.py").write_text(NET2)
+    run = run_process(["zoo", "--check", "--jobs", "2"], package)
+    assert run.code == 1, run  # net's head is wrong; Net2 is clean
+    assert "1 model would be fixed, 1 clean" in run.stderr, run
+    executed = _executed(package)
+    assert executed.count("zoo.stem") == 1, executed  # one worker for both files
+    assert executed.count("zoo.net2") == 1, executed  # unchanged: taken from it
+
+
+def test_language_server_keeps_the_worker_until_a_dependency_changes(package):
+    pytest.importorskip("pygls")
+    import asyncio
+
+    from lsp_session import Session
+
+    net = package / "zoo" / "net.py"
+    net.write_text(PRAGMA_NET)
+
+    async def body():
+        session = Session(package)
+        await session.start()
+        try:
+            uri = session.open(net)
+            await session.diagnostics(uri, timeout=120)  # the wrong value is in layers.py
+            for _ in range(2):
+                mark = session.mark()
+                session.save(net)
+                await session.diagnostics(uri, mark, timeout=120)
+            kept = _executed(package).count("zoo.stem")
+            stem = package / "zoo" / "stem.py"
+            stem.write_text(stem.read_text() + "\n# edited\n")
+            mark = session.mark()
+            session.save(net)
+            await session.diagnostics(uri, mark, timeout=120)
+            return kept, _executed(package).count("zoo.stem")
+        finally:
+            await session.stop()
+
+    kept, after = asyncio.run(body())
+    assert kept == 1  # open and two saves: the worker's one import
+    assert after == 2  # stem.py changed on disk: a fresh worker imported it again
