@@ -164,18 +164,21 @@ def import_target(loc: Location, texts: Mapping[str, str],
     executed again. Runs in a child process (see isolate.py): the imports are
     not undone.
     """
-    from dimfix.preload import refresh
+    from dimfix.preload import Reattach, refresh
 
     if loc.root in sys.path:
         sys.path.remove(loc.root)
     sys.path.insert(0, loc.root)
     alone = _forget_shadowed(loc)
     seeded = any((seeds or {}).values())
-    refresh(texts, loc.module, () if seeded else names)  # a worker's child: what changed runs again
+    # A worker's child: what changed runs again.
+    forgotten = refresh(texts, loc.module, () if seeded else names)
     finder = _TextFinder({os.path.abspath(p): t for p, t in texts.items()},
                          {} if alone else {loc.module: loc.path},
                          {os.path.abspath(p): dict(g) for p, g in (seeds or {}).items()})
     sys.meta_path.insert(0, finder)
+    if forgotten:
+        sys.meta_path.insert(0, Reattach(forgotten))
     try:
         return _load_alone(loc, finder) if alone else importlib.import_module(loc.module)
     except DimfixError:

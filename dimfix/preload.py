@@ -72,6 +72,10 @@ class _Recorder(importlib.abc.MetaPathFinder):
     def __init__(self, root: str) -> None:
         self.root = root.rstrip(os.sep) + os.sep
         self.containers: List[object] = []  # module-level dicts and sets of user modules
+        # Each container's size and members when its module had run: what a
+        # module adds to a registry its own imports loaded (net.py importing
+        # _registry.py, then registering) counts from there.
+        self.first: Dict[int, tuple] = {}
 
     def find_spec(self, name, path, target=None):
         spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -82,13 +86,13 @@ class _Recorder(importlib.abc.MetaPathFinder):
         original = loader.exec_module
 
         def exec_module(module):
-            sizes = [(c, len(c), set(c) if isinstance(c, set) else None)
-                     for c in recorder.containers]
+            before = {id(c): _snapshot(c) for c in recorder.containers}
             try:
                 original(module)
             finally:
                 added = []
-                for c, size, members in sizes:
+                for c in recorder.containers:
+                    size, members = before.get(id(c)) or recorder.first[id(c)]
                     if isinstance(c, dict) and len(c) > size:
                         added.append((c, list(c)[size:]))
                     elif members is not None and len(c) > size:
@@ -102,11 +106,19 @@ class _Recorder(importlib.abc.MetaPathFinder):
                     _SOURCES[name] = hash(importlib.util.decode_source(raw))
                 except (OSError, SyntaxError, UnicodeDecodeError):
                     pass
-                recorder.containers += [v for v in vars(module).values()
-                                        if type(v) in (dict, set) or _is_defaultdict(v)]
+                for v in vars(module).values():
+                    if (type(v) in (dict, set) or _is_defaultdict(v)) \
+                            and id(v) not in recorder.first:
+                        recorder.containers.append(v)
+                        recorder.first[id(v)] = _snapshot(v)
 
         loader.exec_module = exec_module
         return spec
+
+
+def _snapshot(container) -> tuple:
+    """(size, members of a set) of a registry, to tell later what was added."""
+    return len(container), set(container) if isinstance(container, set) else None
 
 
 def _is_defaultdict(value) -> bool:
@@ -115,21 +127,22 @@ def _is_defaultdict(value) -> bool:
     return isinstance(value, defaultdict)
 
 
-def refresh(texts: Mapping[str, str], target: str, names: Sequence[str] = ()) -> None:
+def refresh(texts: Mapping[str, str], target: str, names: Sequence[str] = ()) -> Set[str]:
     """In a child of the worker, before importing ``target`` (a module name):
     forget every preloaded module whose file ``texts`` gives another text than
     the worker loaded, the target unless its models ``names`` can be taken
     from the worker's import (``_reusable``), and the preloaded modules that
     hold what those will define anew (``_dependents``), each with what it
     registered, so that importing the target executes them again from
-    ``texts`` or from disk."""
+    ``texts`` or from disk. Returns the names forgotten."""
     if not _FILES:
-        return
+        return set()
     given = {os.path.abspath(p): t for p, t in texts.items()}
     roots = {name for name, file in _FILES.items()
              if (file in given and hash(given[file]) != _SOURCES.get(name))
              or (name == target and not _reusable(target, names))}
-    for name in _dependents(roots):
+    forgotten = _dependents(roots)
+    for name in forgotten:
         for container, keys in _ADDED.pop(name, ()):
             for key in keys:
                 if isinstance(container, dict):
@@ -143,6 +156,41 @@ def refresh(texts: Mapping[str, str], target: str, names: Sequence[str] = ()) ->
                 delattr(sys.modules[parent], child)
             except AttributeError:
                 pass
+    return forgotten
+
+
+class Reattach(importlib.abc.MetaPathFinder):
+    """A package forgotten by ``refresh`` and executed again finds the
+    submodules that stayed loaded as its attributes, as its first import left
+    them: ``import pkg.sub`` sets ``pkg.sub`` only when it loads ``pkg.sub``,
+    so an ``__init__`` that reads ``pkg.sub`` after importing it would fail
+    (``partially initialized module``). Goes first on ``sys.meta_path``; the
+    finders after it find the module."""
+
+    def __init__(self, packages: Set[str]) -> None:
+        self.packages = packages
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.packages:
+            return None
+        for finder in sys.meta_path:
+            found = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = found(name, path, target) if found else None
+            if spec is not None and spec.loader is not None:
+                break
+        else:
+            return None
+        original = spec.loader.exec_module
+
+        def exec_module(module):
+            prefix = name + "."
+            for other, loaded in list(sys.modules.items()):
+                if other.startswith(prefix) and "." not in other[len(prefix):]:
+                    setattr(module, other[len(prefix):], loaded)
+            original(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def _reusable(target: str, names: Sequence[str]) -> bool:

@@ -121,6 +121,18 @@ def test_only_what_changed_runs_again(package):
     assert executed.count("zoo.net") == 2, executed
 
 
+def test_a_package_executed_again_finds_its_submodules_that_stayed_loaded(package):
+    """An ``__init__`` that reads its submodules as attributes after importing
+    them by absolute name (as attention-is-all-you-need-pytorch's does): run
+    again in a child, it must find ``zoo.stem``, which stayed loaded."""
+    zoo = package / "zoo"
+    (zoo / "__init__.py").write_text("import zoo.stem\nimport zoo.net\n\n"
+                                     "__all__ = [zoo.stem, zoo.net]\n")
+    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    assert run.code == 0, run
+    assert "HIDDEN = 32" in (zoo / "layers.py").read_text()
+
+
 def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
     """Modules are executed again by what they hold, not by what they import:
     one that took a constant of the changed layers.py runs again; one that
