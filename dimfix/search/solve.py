@@ -92,14 +92,18 @@ def _floor_divisions(exp: Expansion) -> List[cst.BinaryOperation]:
 def settled(exp: Expansion, dims) -> set:
     """The factors of a product that already read as their dimensions of the
     tensor flattened into it, in the one best alignment of factors to
-    dimensions (``128 * ds_size ** 2`` with 128x2x2: the 128); nodes."""
+    dimensions (``128 * ds_size ** 2`` with 128x2x2: the 128); nodes. Of the
+    alignments that match as many groups, those whose groups pair as many
+    factors as dimensions come first, ``x ** 2`` counting as two (with
+    128x4x4, ``128 | ds_size ** 2`` over ``128 * 4 | 4``)."""
     terms = product_terms(exp.node)
     if not dims or len(terms) < 2 or len(terms) > 8:
         return set()
     values = [exp.value_of(t) for t in terms]
     if any(type(v) is not int or v <= 0 for v in values):
         return set()
-    best, found = 0, []
+    widths = [_width(t) for t in terms]
+    best, found = (0, 0), []
     for target in {tuple(dims), tuple(d for d in dims if d != 1)}:
         for k in range(2, min(len(terms), len(target)) + 1):
             for cuts in itertools.combinations(range(1, len(terms)), k - 1):
@@ -108,10 +112,12 @@ def settled(exp: Expansion, dims) -> set:
                     groups = [(terms[tb[g]:tb[g + 1]], math.prod(values[tb[g]:tb[g + 1]])
                                == math.prod(target[db[g]:db[g + 1]])) for g in range(k)]
                     agree = frozenset(t for group, ok in groups if ok for t in group)
-                    matched = sum(ok for _, ok in groups)
-                    if matched > best:
-                        best, found = matched, [agree]
-                    elif matched and matched == best and agree not in found:
+                    paired = -sum(abs(sum(widths[tb[g]:tb[g + 1]]) - (db[g + 1] - db[g]))
+                                  for g in range(k))
+                    score = (sum(ok for _, ok in groups), paired)
+                    if score[0] and score > best:
+                        best, found = score, [agree]
+                    elif score[0] and score == best and agree not in found:
                         found.append(agree)
     if not found:
         return set()
@@ -171,6 +177,14 @@ def refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Rep
     if not best:
         return None
     return {terms[k]: terms[k].with_changes(value=str(v)) for k, v in best.items()}
+
+
+def _width(term) -> int:
+    """How many dimensions a factor stands for: ``side ** 2`` two, else one."""
+    if isinstance(term, cst.BinaryOperation) and isinstance(term.operator, cst.Power) \
+            and isinstance(term.right, cst.Integer):
+        return max(1, int(term.right.evaluated_value))
+    return 1
 
 
 def product_terms(node) -> List[cst.BaseExpression]:
