@@ -55,7 +55,7 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
             raise BadUsage(f"target {target!r}: {name!r} is not a Python name; write "
                            "PATH::NAME, e.g. model.py::Net")
         if not os.path.exists(path):
-            raise BadSource(f"{path}: no such file or folder")
+            raise BadSource(f"{path}: no such file or folder" + _one_colon(target))
         config = config or find_config(path)
         if name:
             if os.path.isdir(path):
@@ -86,6 +86,14 @@ def discover(targets: Sequence[str], cli: ModelSpec, exclude: Sequence[str] = ()
                 inputs_from.append((spec.name, where))
         jobs.append(Job(path, tuple(models), tuple(problems), inputs_from=tuple(inputs_from)))
     return jobs, config
+
+
+def _one_colon(target: str) -> str:
+    """A hint for ``net.py:Net``, a model named with one colon."""
+    path, sep, name = target.rpartition(":")
+    if sep and os.path.isfile(path) and _NAME.match(name):
+        return f"; to name a model write PATH::NAME: {path}::{name}"
+    return ""
 
 
 def _resolve(spec: ModelSpec, cli: ModelSpec, config: Optional[Config], declared: bool,

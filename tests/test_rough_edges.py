@@ -107,6 +107,14 @@ def test_a_config_default_input_is_for_declared_models_and_its_origin_is_said(cl
     assert (project / "mnist.py").read_text().count("nn.Conv2d(1, 32, 3, 1)") == 1
 
 
+def test_a_model_named_with_one_colon_is_shown_the_two(cli, project):
+    (project / "net.py").write_text(NET)
+    run = cli(["net.py:Net", "--input", "2x10"], project)
+    assert run.code == 2, run
+    assert run.stderr == ("dimfix: error: net.py:Net: no such file or folder; to name a model "
+                          "write PATH::NAME: net.py::Net\n"), run
+
+
 def test_a_syntax_error_without_a_name_is_said_with_its_position(cli, project):
     (project / "net.py").write_text(NET.replace("def __init__(self):", "def __init__(self)"))
     run = cli(["net.py", "--input", "2x10"], project)
