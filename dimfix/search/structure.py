@@ -73,10 +73,16 @@ def _structures(m, current, node, group, world, frame):
         return
     # The names that hold the other parts, each its own: ``n_embd + n_embd2``
     # even when both hold 64 (then ``n_embd * 2`` would be right by chance).
+    # When the parts are all of one size, the other name must be one the
+    # function reads: a global that only holds the same number
+    # (``HIDDEN_DIM = 128`` over a bidirectional LSTM's two final states) is no
+    # part; ``hidden_dim * 2`` is.
     exclude = [*names_in(node), code_of(node)]
     others = [names_holding([replace(group[0], required=p)], exclude=exclude) for p in parts]
     read = world.function_reads(frame)
-    names = [f.names[0] for f in others if len(f.names) == 1 and (not f.odd or f.names[0] in read)]
+    alike = all(p == current for p in parts)
+    names = [f.names[0] for f in others if len(f.names) == 1
+             and (not (f.odd or alike) or f.names[0] in read)]
     if len(names) == len(parts) and len(set(names)) == len(names):
         plus = world.spacing(node, cst.Add)
         total = f"{plus}+{plus}".join([code_of(node)] + names)
