@@ -54,6 +54,33 @@ class RefitProduct:
                                     over=ARITHMETIC, drops=True)
 
 
+class DimsProduct:
+    """A literal product with another number of factors than the tensor
+    flattened into it has dimensions (``28 * 28`` fed 3x32x32) becomes the
+    product of those dimensions, ``3 * 32 * 32``: at the call, or where the
+    value is written (``INPUT_DIM = 28 * 28``), never over names."""
+
+    kind = "dims product"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        flattened = task.m.factors  # the tensor flattened into the size (not an RNN's)
+        dims = [d for d in flattened if d != 1]
+        chain = task.exp.chain()
+        for depth, e in enumerate(chain):
+            node = e.bare()
+            factors = product_factors(node)
+            if not factors or len(factors) < 2 or len(factors) == len(dims) or len(dims) < 2:
+                continue
+            if not _literal_only(node):
+                continue
+            star = " * " if node.operator.whitespace_before.value else "*"
+            new = cst.parse_expression(star.join(map(str, dims)))
+            yield Candidate(self.kind, {node: new}, node,
+                            "" if depth == 0 else (e.label or code_of(node)), "",
+                            tuple(b for x in chain[1:depth + 1] for b in x.bindings),
+                            writes=ARITHMETIC, over=ARITHMETIC, depth=depth)
+
+
 class SolvedLiteral:
     """One literal the size depends on, solved for the size: at the call
     (``channels // 8`` -> ``// 16``) or where the value is written further out

@@ -14,7 +14,7 @@ from dimfix.search.assess import assess
 from dimfix.records import Mismatch, Weighed
 from dimfix.search.candidate import LITERAL, NAME, Candidate, Outcome, Ranked, Task
 from dimfix.search.cost import REFUSE, cost, names_it
-from dimfix.search.literals import RefitProduct, SolvedLiteral, WholeLiteral
+from dimfix.search.literals import DimsProduct, RefitProduct, SolvedLiteral, WholeLiteral
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
@@ -22,8 +22,8 @@ from dimfix.search.swaps import ArmSwap, IndexSwap, MakerExpression
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
-GENERATORS = (RefitProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(), IndexSwap(),
-              ArmSwap(), MakerExpression(), NameInExpression(), CatParts(), BidirectionalSum(),
+GENERATORS = (RefitProduct(), DimsProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
+              IndexSwap(), ArmSwap(), MakerExpression(), NameInExpression(), CatParts(), BidirectionalSum(),
               PartCount(), WholeLiteral())
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
