@@ -36,8 +36,9 @@ class _File:
 
     def __init__(self, index: CallIndex) -> None:
         self.index = index
-        self.scopes = index.wrapper.resolve(ScopeProvider)
-        self.parents = index.wrapper.resolve(ParentNodeProvider)
+        # Resolved together: libcst walks the tree once for both.
+        found = index.wrapper.resolve_many([ScopeProvider, ParentNodeProvider])
+        self.scopes, self.parents = found[ScopeProvider], found[ParentNodeProvider]
         self.attribute_reads: Optional[Dict[str, List[cst.CSTNode]]] = None  # attr -> reads
 
 
