@@ -38,14 +38,15 @@ class Objects:
         if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
                 and call.func.attr.value == "parse_args" and isinstance(call.func.value, cst.Name)):
             return None
-        default = add_argument_default(self.file(site.chain[i].path).index.module,
-                                        call.func.value.value, node.attr.value)
-        if default is None:
+        found = add_argument_default(self.file(site.chain[i].path).index.module,
+                                      call.func.value.value, node.attr.value)
+        if found is None:
             return None
+        flag, default = found
         reads = [n for n in attribute_reads(self.file(site.chain[i].path).index.module,
                                              node.value.value, node.attr.value)]
         binding = Binding(code_of(node), tuple(reads))
-        return self._expand(default, site, i, "default", f"default of --{node.attr.value}",
+        return self._expand(default, site, i, "default", f"default of {flag}",
                             (binding,), depth, module_level=True)
 
     def _object_field(self, node: cst.Attribute, site, i, depth) -> Optional[Expansion]:
@@ -113,11 +114,12 @@ class Objects:
         returned (passed in by the caller): the ``default=`` of ``--seq_len``."""
         module = self.file(site.chain[j].path).index.module
         parser = call.func.value.value
-        default = add_argument_default(module, parser, node.attr.value)
-        if default is None:
+        found = add_argument_default(module, parser, node.attr.value)
+        if found is None:
             return None
+        flag, default = found
         binding = Binding(code_of(node), self._field_reads(site.chain[j].path, node.attr.value))
-        return self._expand(default, site, j, "default", f"default of --{node.attr.value}",
+        return self._expand(default, site, j, "default", f"default of {flag}",
                             (binding,), depth, module_level=True)
 
     def _field_reads(self, path: str, attr: str) -> Tuple[cst.CSTNode, ...]:

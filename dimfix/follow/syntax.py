@@ -285,10 +285,12 @@ def slice_start(node: cst.Subscript) -> Optional[int]:
     return Evaluator().integer(s.lower)
 
 
-def add_argument_default(module: cst.Module, parser: str, dest: str) -> Optional[cst.BaseExpression]:
-    """The ``default=`` of the one ``parser.add_argument`` (or one of its groups')
-    whose destination is ``dest``."""
-    found: List[cst.BaseExpression] = []
+def add_argument_default(module: cst.Module, parser: str,
+                         dest: str) -> Optional[Tuple[str, cst.BaseExpression]]:
+    """The option as the user types it (``--img-size``) and the ``default=`` of
+    the one ``parser.add_argument`` (or one of its groups') whose destination
+    is ``dest`` (``img_size``)."""
+    found: List[Tuple[str, cst.BaseExpression]] = []
 
     class Visit(cst.CSTVisitor):
         def visit_Call(self, call: cst.Call) -> None:
@@ -303,7 +305,8 @@ def add_argument_default(module: cst.Module, parser: str, dest: str) -> Optional
                 next((f.lstrip("-").replace("-", "_") for f in flags if f.startswith("--")),
                      flags[0].replace("-", "_") if flags else None)
             if target == dest and "default" in named:
-                found.append(named["default"])
+                flag = next((f for f in flags if f.startswith("--")), f"--{dest}")
+                found.append((flag, named["default"]))
 
     module.visit(Visit())
     return found[0] if len(found) == 1 else None
