@@ -150,6 +150,10 @@ def _seconds(value):
 def _stdin_target(targets, stdin_filename):
     """``-`` (or ``-::NAME``) is stdin, as black reads it: the buffer is traced as
     the file --stdin-filename names, else as stdin.py in the current folder."""
+    if stdin_filename and "::" in stdin_filename:
+        path, _, name = stdin_filename.rpartition("::")
+        raise BadUsage(f"--stdin-filename takes a path; name the model on the target: "
+                       f"dimfix -::{name} --stdin-filename {path}")
     dashes = [t for t in targets if t == "-" or t.startswith(STDIN + "::")]
     if not dashes:
         return targets, stdin_filename

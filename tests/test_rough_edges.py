@@ -63,6 +63,15 @@ def test_dash_reads_stdin_as_black_does(project):
     assert (project / "net.py").read_text() == NET
 
 
+def test_a_model_named_in_the_stdin_filename_is_shown_where_it_goes(cli, project):
+    """``--stdin-filename net.py::Net`` (the model in the path): one line that
+    says where the name goes, not "name one as net.py::Net::NAME"."""
+    run = cli(["--stdin-filename", "net.py::Net", "--input", "2x10"], project)
+    assert run.code == 2 and run.stdout == "", run
+    assert run.stderr == ("dimfix: error: --stdin-filename takes a path; name the model on the "
+                          "target: dimfix -::Net --stdin-filename net.py\n"), run
+
+
 MNIST = '''\
 import torch.nn as nn
 import torch.nn.functional as F
