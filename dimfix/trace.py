@@ -325,6 +325,7 @@ class _Tracer:
         changed, note = family.resize(module, changes, self._rebuild)
         x = args[0]
         factors = self._factors(x) if family.name == "Linear" else ()
+        merged = self.views.merged(x)  # a reshape's merge, for a layer that reads the last dim
         reads = {c.arg: args[c.input] for c in family.checks if c.input < len(args)}
         guess = self.guess
         if note and not guess:
@@ -337,6 +338,9 @@ class _Tracer:
                 arg_note = f"it is called with {first[arg]} and with {value}"
             first_check = arg == family.checks[0].arg
             tensor = reads.get(arg, x)
+            if first_check and not factors and tensor is x and x.dim() > 2 \
+                    and value == x.shape[-1] == math.prod(merged):
+                factors = merged
             self._record(module, family, arg, before[arg], value,
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
@@ -1104,7 +1108,7 @@ def _fits(input, weight, module) -> bool:
 
 
 def _arrives(x, factors) -> str:
-    if factors:
+    if factors and x.dim() == 2:  # (a reshape's merge into a last dimension goes unsaid)
         return f"input arrives as {_dims((x.shape[0], *factors))} flattened"
     return f"input arrives as {_dims(x.shape)}"
 
