@@ -75,7 +75,7 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     otherwise = _why_none(task, assessed)
     if not taken:
         return Outcome(refusal=otherwise, weighed=shown, tried=len(assessed))
-    tie = _tie(taken)
+    tie = _tie(taken, m.observed)
     if tie:
         return Outcome(refusal=tie, weighed=shown, tried=len(assessed))
     return Outcome(tuple(taken), weighed=shown, otherwise=otherwise, tried=len(assessed))
@@ -108,21 +108,26 @@ def _a_part(c: Candidate, m) -> bool:
                                 for n in c.replacements)
 
 
-def _tie(taken: Sequence[Ranked]) -> Optional[Tuple[cst.CSTNode, str]]:
+def _tie(taken: Sequence[Ranked], want: int) -> Optional[Tuple[cst.CSTNode, str]]:
     """Two certain candidates of equal, lowest cost: a choice of meaning."""
     if len(taken) < 2 or taken[1].cost - taken[0].cost > _EPSILON:
         return None
     first, second = taken[0], taken[1]
     if not (first.facts.certain and second.facts.certain):
         return None  # verification may tell them apart
-    if NAME not in (first.candidate.writes, second.candidate.writes):
-        return None  # two literals that solve it alike: the first, in the expression's order
     tied = [r for r in taken if r.cost - first.cost <= _EPSILON]
     node = first.candidate.node
-    m_want = _holds(first.candidate)
+    if NAME not in (first.candidate.writes, second.candidate.writes):
+        # Two literals that solve it alike (``256 * 4`` fed 2048: ``512 * 4``
+        # or ``256 * 8``), nothing the trace saw to tell which one is wrong.
+        if any(r.candidate.node is not node for r in tied):
+            choices = " or ".join(_code(r.candidate) for r in tied)
+            return node, f"{choices} each give {want}; dimfix will not guess"
+        m_want = f"gives {want}"
+    else:
+        m_want = f"holds {_holds(first.candidate)}"
     choices = " or ".join(f"`{_new(r.candidate)}`" for r in tied)
-    return node, (f"`{code_of(node)}` could be {choices}: each holds {m_want}; "
-                  "dimfix will not guess")
+    return node, f"`{code_of(node)}` could be {choices}: each {m_want}; dimfix will not guess"
 
 
 def _holds(c: Candidate) -> str:
@@ -130,7 +135,9 @@ def _holds(c: Candidate) -> str:
 
 
 def _new(c: Candidate) -> str:
-    return code_of(c.replacements.get(c.node, c.node))
+    from dimfix.rewrite import apply_to
+
+    return code_of(apply_to(c.node, c.replacements))
 
 
 def _code(c: Candidate) -> str:
