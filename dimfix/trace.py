@@ -160,9 +160,12 @@ class _Tracer:
         self.made: Dict[int, Tuple[weakref.ref, Tuple[str, str]]] = {}
         self.makers = collections.deque(maxlen=32)  # (shape, maker) of recent outputs
         self.heads: List[nn.Module] = []
-        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...]]] = {}
-        # Outputs of bidirectional RNNs: their last dimension is two directions.
-        self.directions: Dict[int, Tuple[weakref.ref, int]] = {}
+        # id of a cat's output -> (its weak ref, parts, blocks, sources): see Mismatch
+        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...],
+                                   Tuple[str, ...]]] = {}
+        # Outputs of bidirectional RNNs: their last dimension is two directions
+        # (the RNN's layer path with it).
+        self.directions: Dict[int, Tuple[weakref.ref, int, str]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
         # Layers that override a family's forward, or hold weights of their own,
         # as probed, by (id, arg): (module, arg, declared, needed)
@@ -579,7 +582,7 @@ class _Tracer:
             # and its base: ``out[:, -1, :]`` is a view of it (of batch_first's too)
             for t in (output[0], output[0]._base):
                 if t is not None:
-                    self.directions[id(t)] = (weakref.ref(t), 2)
+                    self.directions[id(t)] = (weakref.ref(t), 2, self._path(module))
         if isinstance(output, torch.Tensor):
             family = family_of(module)
             out = self._out_arg(module, output) if family is None else None
@@ -824,17 +827,18 @@ class _Tracer:
 
     # -- results ------------------------------------------------------------------
 
-    def _parts(self, tensor, size) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    def _parts(self, tensor, size) -> Tuple[Tuple[int, ...], ...]:
         """The sizes concatenated into ``tensor``'s dimension of ``size``, if it was
-        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess; and
-        the blocks each part is made of (2 for a bidirectional RNN's output)."""
+        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess; the
+        blocks each part is made of (2 for a bidirectional RNN's output), and
+        the RNN that made each such part."""
         hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
             # A bidirectional RNN's output, or a view of it, read directly: one
             # part of two directions (``hidden_dim * 2``).
-            k = self._blocks(tensor, -1) if isinstance(tensor, torch.Tensor) else 1
-            return ((size,), (k,)) if k > 1 and tensor.shape[-1] == size else ((), ())
-        return hit[1], hit[2]
+            k, rnn = self._directions(tensor, -1) if isinstance(tensor, torch.Tensor) else (1, "")
+            return ((size,), (k,), (rnn,)) if k > 1 and tensor.shape[-1] == size else ((), (), ())
+        return hit[1], hit[2], hit[3]
 
     @contextlib.contextmanager
     def _watching_cat(self):
@@ -859,8 +863,9 @@ class _Tracer:
                 try:
                     dim = kwargs.get("dim", args[0] if args else 0)
                     parts = tuple(int(t.shape[dim]) for t in tensors)
-                    blocks = tuple(tracer._blocks(t, dim) for t in tensors)
-                    tracer.cats[id(out)] = (weakref.ref(out), parts, blocks)
+                    made = [tracer._directions(t, dim) for t in tensors]
+                    tracer.cats[id(out)] = (weakref.ref(out), parts, tuple(k for k, _ in made),
+                                            tuple(rnn for _, rnn in made))
                 except Exception:  # an unusual call: nothing to remember
                     pass
                 return out
@@ -911,16 +916,17 @@ class _Tracer:
             for name, fn in own.items():
                 setattr(functional, name, fn)
 
-    def _blocks(self, tensor, dim: int) -> int:
-        """2 when ``tensor`` is a bidirectional RNN's output joined along its last
-        dimension (forward and backward directions), else 1."""
+    def _directions(self, tensor, dim: int) -> Tuple[int, str]:
+        """(2, the RNN's path) when ``tensor`` is a bidirectional RNN's output
+        joined along its last dimension (forward and backward directions),
+        else (1, "")."""
         if dim % tensor.dim() != tensor.dim() - 1:
-            return 1
+            return 1, ""
         for t in (tensor, tensor._base):
             hit = self.directions.get(id(t)) if t is not None else None
             if hit is not None and hit[0]() is t:
-                return hit[1]
-        return 1
+                return hit[1], hit[2]
+        return 1, ""
 
     def _ignored(self, module) -> bool:
         """Its constructor call carries ``# dimfix: ignore``: sized on purpose.
@@ -930,7 +936,7 @@ class _Tracer:
         return self.skipped[id(module)]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), producer=(), cause=Cause.INPUT):
+                blocks=(), sources=(), producer=(), cause=Cause.INPUT):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -958,6 +964,7 @@ class _Tracer:
                 note=note,
                 parts=parts,
                 blocks=blocks,
+                sources=sources,
                 producer=producer,
                 cause=cause,
             )

@@ -59,12 +59,18 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     # for it is that part: changing it to the sum is the magic number.
     parted = any(not f.infeasible and c.kind == "cat parts" for c, f in assessed)
     literal_maker = world.maker_writes_literal(m)
+    # The name the trace saw stand for a part (the bidirectional RNN's hidden
+    # size, where both are written) swapped for another that holds the same
+    # number: the structure says otherwise.
+    attributed = set().union(*(c.attributed for c, f in assessed if not f.infeasible))
     ranked: List[Ranked] = []
     for c, facts in assessed:
         if not facts.infeasible:
             if literal_maker and c.over == LITERAL and not c.further:
                 facts = replace(facts, named=names_it(c))
             elif not names_it(c) and (named & set(c.replacements) or parted and _a_part(c, m)):
+                facts = replace(facts, named=True)
+            elif c.writes == NAME and attributed & set(c.replacements):
                 facts = replace(facts, named=True)
             ranked.append(Ranked(c, facts, cost(c, facts), _code(c)))
     ranked.sort(key=lambda r: r.cost)
