@@ -136,6 +136,9 @@ class Trace:
     notes: Tuple[Note, ...] = ()  # for --verbose: what the train-mode pass met
     output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
     stopped: Optional[Problem] = None  # the forward raised after these mismatches
+    # The size argument of layers outside the families that make a width (an
+    # embedding's embedding_dim): the producer a mismatch may name; never checked.
+    makers: Tuple[Construction, ...] = ()
 
 
 @dataclass(frozen=True)

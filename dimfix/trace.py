@@ -158,6 +158,9 @@ class _Tracer:
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
         # Which layer argument sized each output seen (weakly): see Mismatch.producer.
         self.made: Dict[int, Tuple[weakref.ref, Tuple[str, str]]] = {}
+        # A permuted or transposed copy of a tensor some layer made, with the
+        # width that layer put out (its last dimension): see _watching_reorder.
+        self.reordered: Dict[int, Tuple[weakref.ref, Tuple[str, str], int]] = {}
         self.makers = collections.deque(maxlen=32)  # (shape, maker) of recent outputs
         self.heads: List[nn.Module] = []
         # id of a cat's output -> (its weak ref, parts, blocks, sources): see Mismatch
@@ -215,14 +218,15 @@ class _Tracer:
                     raise
                 # Raised after layers were found wrong: fix those, then trace again.
                 trace = Trace(tuple(self.mismatches), self._constructions(), self.device,
-                              stopped=e.problem())
+                              stopped=e.problem(), makers=self._makers())
                 raise Stopped(e, trace) from e
             passes += 1
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
         notes = self._train_pass()
-        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape)
+        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape,
+                     makers=self._makers())
 
     def _train_pass(self) -> Tuple[Note, ...]:
         """One more pass in train mode: branches taken only in training (an
@@ -248,6 +252,7 @@ class _Tracer:
         self.running.clear()
         self.produced.clear()
         self.made.clear()
+        self.reordered.clear()
         self.makers.clear()
         self.widths.clear()
         self.heads.clear()
@@ -269,7 +274,8 @@ class _Tracer:
             # The operands' wrappers go on first: views.py's must be the one user
             # code calls, as it reads its caller's frame.
             with torch.no_grad(), torch.device(self.device), self.operands.watching(), \
-                    self.views.watching(batch), self._watching_cat(), self._watching_functional():
+                    self.views.watching(batch), self._watching_cat(), self._watching_functional(), \
+                    self._watching_reorder():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -624,6 +630,8 @@ class _Tracer:
             if arg is None:
                 return
             maker = (self._path(module), arg)
+        elif type(module) in SIZED_BY:
+            maker = (self._path(module), SIZED_BY[type(module)])
         else:
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             before = self.made.get(id(x)) if x is not None else None
@@ -752,6 +760,9 @@ class _Tracer:
         hit = self.made.get(id(x)) if isinstance(x, torch.Tensor) else None
         if hit is not None and hit[0]() is x:
             return hit[1]
+        moved = self.reordered.get(id(x)) if isinstance(x, torch.Tensor) else None
+        if moved is not None and moved[0]() is x and moved[2] == size:
+            return moved[1]
         for shape, maker in reversed(self.makers):
             if len(shape) >= 2 and size in (shape[1], shape[-1]):
                 return maker
@@ -881,6 +892,42 @@ class _Tracer:
                 setattr(torch, name, fn)
 
     @contextlib.contextmanager
+    def _watching_reorder(self):
+        """A permuted or transposed copy of a tensor a layer made (and that
+        copy made contiguous) was made by that layer too, its width (the
+        last dimension) moved: ``embedded.permute(0, 2, 1)`` into each
+        ``Conv1d`` of a list reads the embedding's ``embedding_dim``."""
+        tracer = self
+        own = {name: torch.Tensor.__dict__.get(name) for name in REORDER}
+
+        def wrap(method):
+            def reordered(tensor, *args, **kwargs):
+                out = method(tensor, *args, **kwargs)
+                if out is not tensor and isinstance(out, torch.Tensor) and out.dim() >= 2:
+                    hit = tracer.made.get(id(tensor))
+                    moved = tracer.reordered.get(id(tensor))
+                    if hit is not None and hit[0]() is tensor:
+                        width = int(tensor.shape[-1])
+                        tracer.reordered[id(out)] = (weakref.ref(out), hit[1], width)
+                    elif moved is not None and moved[0]() is tensor:
+                        tracer.reordered[id(out)] = (weakref.ref(out), moved[1], moved[2])
+                return out
+
+            return reordered
+
+        # Restored exactly, as views.py restores its own (methods of TensorBase).
+        for name in REORDER:
+            setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
+        try:
+            yield
+        finally:
+            for name, method in own.items():
+                if method is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, method)
+
+    @contextlib.contextmanager
     def _watching_functional(self):
         """A layer whose weight is used without calling the layer
         (``F.linear(x, self.qkv.weight)``, as Swin's attention does): checked
@@ -975,6 +1022,18 @@ class _Tracer:
         if path is None:
             return f"<{type(module).__name__} not registered in the model>"
         return path or "<model>"
+
+    def _makers(self) -> Tuple[Construction, ...]:
+        """The size argument of each layer of SIZED_BY with a site (no need:
+        where it is written names what the layer makes)."""
+        out = []
+        for path, module in self.model.named_modules():
+            site = self.book.get(module)
+            arg = SIZED_BY.get(type(module))
+            if site is not None and arg is not None:
+                out.append(Construction(path, int(getattr(module, arg)), None, site, arg,
+                                        type(module).__name__, _params(type(module))))
+        return tuple(out)
 
     def _constructions(self) -> Tuple[Construction, ...]:
         """Every size argument of every family layer with a site, and its need."""
@@ -1071,6 +1130,11 @@ def _pick_output(output, name: Optional[str] = None):
 
 
 _PARAMS: Dict[type, Tuple[str, ...]] = {}
+
+# Layers outside the families whose output's last dimension one argument sets:
+# what they make names a width (the producer of what arrives), never checked.
+SIZED_BY = {nn.Embedding: "embedding_dim", nn.EmbeddingBag: "embedding_dim"}
+REORDER = ("permute", "transpose", "contiguous")
 
 
 def _params(kind: type) -> Tuple[str, ...]:

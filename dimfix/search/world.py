@@ -45,6 +45,8 @@ class World:
         self._spacing: Dict[tuple, str] = {}
         self._reads: Dict[cst.CSTNode, Set[str]] = {}
         self._expand(trace.constructions)
+        for c in trace.makers:
+            self.layers.setdefault(c.layer_path, c)
         self._mark_suspects(trace.mismatches)
 
     # -- expansion -----------------------------------------------------------------------
@@ -187,6 +189,11 @@ class World:
         made = hit[1]
         return made.value() == m.observed and made.value(replacements) == m.declared
 
+    def _producer(self, m: Mismatch) -> Optional[Tuple[Construction, Expansion]]:
+        """The argument of the layer that made the arriving tensor, expanded
+        (also an embedding's ``embedding_dim``, which no check reads)."""
+        return self.size_of(*m.producer) if len(m.producer) == 2 else None
+
     def maker_names(self, m: Mismatch, depth: int = 0) -> set:
         """The name the layer that made the arriving tensor was given its size
         by, when it was built in the same run of the function as the wrong
@@ -194,7 +201,7 @@ class World:
         (``Conv2d(first_planes, outplanes)`` then ``norm_layer(outplanes)``).
         The last layer of the block before, built by another run, names the
         width its own way (``oup``, where this block's ``inp`` belongs)."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return set()
         chain = hit[0].site.chain
@@ -213,7 +220,7 @@ class World:
         """The expression the layer that made the arriving tensor was given its
         size as, in the run of the function frame ``depth`` of ``m``'s chain
         runs (``conv(conv_dim, conv_dim*2, 4)`` before ``conv(..., conv_dim*4)``)."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return None
         chain = hit[0].site.chain
@@ -227,7 +234,7 @@ class World:
         written in the same run of the function as ``m``'s layer
         (``self.conv = conv3x3(3, 16)`` before ``self.bn = nn.BatchNorm2d(...)``)?
         The author writes this width as a literal too."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return False
         chain = hit[0].site.chain
