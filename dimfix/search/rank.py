@@ -18,13 +18,13 @@ from dimfix.search.literals import DimsProduct, RefitProduct, SolvedLiteral, Who
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
-from dimfix.search.swaps import ArmSwap, IndexSwap, MakerExpression
+from dimfix.search.swaps import ArmSwap, IndexSwap, LenSwap, MakerExpression
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
 GENERATORS = (RefitProduct(), DimsProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
-              IndexSwap(), ArmSwap(), MakerExpression(), NameInExpression(), CatParts(), BidirectionalSum(),
-              PartCount(), WholeLiteral())
+              IndexSwap(), ArmSwap(), LenSwap(), MakerExpression(), NameInExpression(), CatParts(),
+              BidirectionalSum(), PartCount(), WholeLiteral())
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
 
