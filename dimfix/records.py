@@ -114,6 +114,9 @@ class Mismatch:
     # For each part, the equal blocks the trace saw it made of: 2 for the output
     # of a bidirectional RNN (both directions), else 1. Empty when not known.
     blocks: Tuple[int, ...] = ()
+    # For each part, the layer path of the bidirectional RNN whose output it is
+    # ("" for any other part): the hidden size that part is two directions of.
+    sources: Tuple[str, ...] = ()
     # (layer path, argument) of the layer that made the arriving tensor, through
     # layers that keep its shape: the size argument its author named this width
     # with (``outplanes`` in ``conv2 = Conv2d(planes, outplanes)`` before ``bn2``).
@@ -133,6 +136,9 @@ class Trace:
     notes: Tuple[Note, ...] = ()  # for --verbose: what the train-mode pass met
     output: Tuple[int, ...] = ()  # shape of the output (the classes' tensor), eval mode
     stopped: Optional[Problem] = None  # the forward raised after these mismatches
+    # The size argument of layers outside the families that make a width (an
+    # embedding's embedding_dim): the producer a mismatch may name; never checked.
+    makers: Tuple[Construction, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,25 @@ def fix_line(edit: Edit) -> str:
     return edit.reason
 
 
-def cannot_fix_line(item: Unfixable) -> str:
-    """Why a mismatch cannot be fixed, after its place and ``cannot fix: ``."""
+def cannot_fix_line(item: Unfixable, more: int = 0) -> str:
+    """Why a mismatch cannot be fixed, after its place and ``cannot fix: ``;
+    ``more``: other layers built by the same call, refused alike."""
     m = item.mismatch
-    return f"{m.layer_path} ({m.kind}) {m.arg} {m.declared} -> {m.observed} ({m.why}): {item.reason}"
+    built = f" (and {more} more built here)" if more else ""
+    return (f"{m.layer_path} ({m.kind}){built} {m.arg} {m.declared} -> {m.observed} "
+            f"({m.why}): {item.reason}")
+
+
+def one_per_place(items) -> List[Tuple[Unfixable, int]]:
+    """The refusals of the layers one call built (a comprehension, a loop), for
+    the same argument and reason: the first of each, and how many more."""
+    first: Dict[tuple, Unfixable] = {}
+    counts: Dict[tuple, int] = {}
+    for item in items:
+        key = (item.position, item.mismatch.arg, item.reason) if item.line else (id(item),)
+        first.setdefault(key, item)
+        counts[key] = counts.get(key, 0) + 1
+    return [(item, counts[key] - 1) for key, item in first.items()]
 
 
 def problem_line(problem: Problem, sources: Mapping[str, SourceFile] = ()) -> str:
@@ -244,9 +259,9 @@ class Report:
             for edit in model.edits if not self.quiet else ():
                 click.echo(f"{place_text(edit.position, fix.sources)}: {fix_line(edit)}",
                            err=True)
-            for item in model.unfixable:
+            for item, more in one_per_place(model.unfixable):
                 where = place_text(item.position, fix.sources)
-                click.echo(f"{where}: cannot fix: {cannot_fix_line(item)}", err=True)
+                click.echo(f"{where}: cannot fix: {cannot_fix_line(item, more)}", err=True)
             if model.problem is not None:
                 if self.verbose and model.problem.detail:
                     click.echo(model.problem.detail.rstrip(), err=True)
@@ -258,9 +273,9 @@ class Report:
         for model in fix.models:
             for edit in model.edits:
                 click.echo(f"{_at(edit.position, fix)}: {FIXABLE} {fix_line(edit)}", err=err)
-            for item in model.unfixable:
+            for item, more in one_per_place(model.unfixable):
                 click.echo(f"{_at(item.position, fix)}: {CANNOT_FIX} cannot fix: "
-                           f"{cannot_fix_line(item)}", err=err)
+                           f"{cannot_fix_line(item, more)}", err=err)
             if model.problem is not None:
                 where = model.problem.where
                 where = where if where is not None and where.line else Position(fix.path)

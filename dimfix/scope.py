@@ -96,6 +96,25 @@ def sequences_of_length(constructions: Sequence[Construction], length: int,
     return _best_ranked(best)
 
 
+def sequences_holding(constructions: Sequence[Construction], exclude: Iterable[str] = ()) -> Found:
+    """Lists or tuples in scope, but those in ``exclude``, as long as each
+    construction's required size at its own call: what ``len(COLUMNS)`` becomes
+    when another list counts what arrives (``len(FEATURE_COLS)``). Best rank."""
+    needed = [c for c in constructions if type(c.required) is int]
+    if not needed:
+        return Found(())
+    excluded = set(exclude)
+    best: Dict[str, int] = {}
+    for name, rank in _candidates(needed[0].site.call, sequences=True):
+        if name in excluded or _counter(name):
+            continue
+        values = [_value(c.site.call, name) for c in needed]
+        if all(isinstance(v, (list, tuple)) and len(v) == c.required
+               for v, c in zip(values, needed)):
+            best[name] = rank
+    return _best_ranked(best)
+
+
 def _best_ranked(ranked: Dict[str, int]) -> Found:
     """The names of the best rank in ``ranked`` (name -> rank), if any."""
     if not ranked:

@@ -158,11 +158,17 @@ class _Tracer:
         self.produced: Dict[int, Tuple[nn.Module, weakref.ref]] = {}
         # Which layer argument sized each output seen (weakly): see Mismatch.producer.
         self.made: Dict[int, Tuple[weakref.ref, Tuple[str, str]]] = {}
+        # A permuted or transposed copy of a tensor some layer made, with the
+        # width that layer put out (its last dimension): see _watching_reorder.
+        self.reordered: Dict[int, Tuple[weakref.ref, Tuple[str, str], int]] = {}
         self.makers = collections.deque(maxlen=32)  # (shape, maker) of recent outputs
         self.heads: List[nn.Module] = []
-        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...]]] = {}
-        # Outputs of bidirectional RNNs: their last dimension is two directions.
-        self.directions: Dict[int, Tuple[weakref.ref, int]] = {}
+        # id of a cat's output -> (its weak ref, parts, blocks, sources): see Mismatch
+        self.cats: Dict[int, Tuple[weakref.ref, Tuple[int, ...], Tuple[int, ...],
+                                   Tuple[str, ...]]] = {}
+        # Outputs of bidirectional RNNs: their last dimension is two directions
+        # (the RNN's layer path with it).
+        self.directions: Dict[int, Tuple[weakref.ref, int, str]] = {}
         self.inputs: set = set()  # ids of the sample inputs, until a layer reads one
         # Layers that override a family's forward, or hold weights of their own,
         # as probed, by (id, arg): (module, arg, declared, needed)
@@ -212,14 +218,15 @@ class _Tracer:
                     raise
                 # Raised after layers were found wrong: fix those, then trace again.
                 trace = Trace(tuple(self.mismatches), self._constructions(), self.device,
-                              stopped=e.problem())
+                              stopped=e.problem(), makers=self._makers())
                 raise Stopped(e, trace) from e
             passes += 1
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
         notes = self._train_pass()
-        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape)
+        return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape,
+                     makers=self._makers())
 
     def _train_pass(self) -> Tuple[Note, ...]:
         """One more pass in train mode: branches taken only in training (an
@@ -245,6 +252,7 @@ class _Tracer:
         self.running.clear()
         self.produced.clear()
         self.made.clear()
+        self.reordered.clear()
         self.makers.clear()
         self.widths.clear()
         self.heads.clear()
@@ -266,7 +274,8 @@ class _Tracer:
             # The operands' wrappers go on first: views.py's must be the one user
             # code calls, as it reads its caller's frame.
             with torch.no_grad(), torch.device(self.device), self.operands.watching(), \
-                    self.views.watching(batch), self._watching_cat(), self._watching_functional():
+                    self.views.watching(batch), self._watching_cat(), self._watching_functional(), \
+                    self._watching_reorder():
                 output = self.model(*args, **kwargs)
         except DimfixError:
             raise
@@ -325,6 +334,7 @@ class _Tracer:
         changed, note = family.resize(module, changes, self._rebuild)
         x = args[0]
         factors = self._factors(x) if family.name == "Linear" else ()
+        merged = self.views.merged(x)  # a reshape's merge, for a layer that reads the last dim
         reads = {c.arg: args[c.input] for c in family.checks if c.input < len(args)}
         guess = self.guess
         if note and not guess:
@@ -337,6 +347,9 @@ class _Tracer:
                 arg_note = f"it is called with {first[arg]} and with {value}"
             first_check = arg == family.checks[0].arg
             tensor = reads.get(arg, x)
+            if first_check and not factors and tensor is x and x.dim() > 2 \
+                    and value == x.shape[-1] == math.prod(merged):
+                factors = merged
             self._record(module, family, arg, before[arg], value,
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
@@ -575,7 +588,7 @@ class _Tracer:
             # and its base: ``out[:, -1, :]`` is a view of it (of batch_first's too)
             for t in (output[0], output[0]._base):
                 if t is not None:
-                    self.directions[id(t)] = (weakref.ref(t), 2)
+                    self.directions[id(t)] = (weakref.ref(t), 2, self._path(module))
         if isinstance(output, torch.Tensor):
             family = family_of(module)
             out = self._out_arg(module, output) if family is None else None
@@ -617,6 +630,8 @@ class _Tracer:
             if arg is None:
                 return
             maker = (self._path(module), arg)
+        elif type(module) in SIZED_BY:
+            maker = (self._path(module), SIZED_BY[type(module)])
         else:
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             before = self.made.get(id(x)) if x is not None else None
@@ -745,6 +760,9 @@ class _Tracer:
         hit = self.made.get(id(x)) if isinstance(x, torch.Tensor) else None
         if hit is not None and hit[0]() is x:
             return hit[1]
+        moved = self.reordered.get(id(x)) if isinstance(x, torch.Tensor) else None
+        if moved is not None and moved[0]() is x and moved[2] == size:
+            return moved[1]
         for shape, maker in reversed(self.makers):
             if len(shape) >= 2 and size in (shape[1], shape[-1]):
                 return maker
@@ -820,17 +838,18 @@ class _Tracer:
 
     # -- results ------------------------------------------------------------------
 
-    def _parts(self, tensor, size) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    def _parts(self, tensor, size) -> Tuple[Tuple[int, ...], ...]:
         """The sizes concatenated into ``tensor``'s dimension of ``size``, if it was
-        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess; and
-        the blocks each part is made of (2 for a bidirectional RNN's output)."""
+        made by torch.cat: ``HIDDEN * 2`` is then the structure, not a guess; the
+        blocks each part is made of (2 for a bidirectional RNN's output), and
+        the RNN that made each such part."""
         hit = self.cats.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
         if hit is None or hit[0]() is not tensor or sum(hit[1]) != size:
             # A bidirectional RNN's output, or a view of it, read directly: one
             # part of two directions (``hidden_dim * 2``).
-            k = self._blocks(tensor, -1) if isinstance(tensor, torch.Tensor) else 1
-            return ((size,), (k,)) if k > 1 and tensor.shape[-1] == size else ((), ())
-        return hit[1], hit[2]
+            k, rnn = self._directions(tensor, -1) if isinstance(tensor, torch.Tensor) else (1, "")
+            return ((size,), (k,), (rnn,)) if k > 1 and tensor.shape[-1] == size else ((), (), ())
+        return hit[1], hit[2], hit[3]
 
     @contextlib.contextmanager
     def _watching_cat(self):
@@ -855,8 +874,9 @@ class _Tracer:
                 try:
                     dim = kwargs.get("dim", args[0] if args else 0)
                     parts = tuple(int(t.shape[dim]) for t in tensors)
-                    blocks = tuple(tracer._blocks(t, dim) for t in tensors)
-                    tracer.cats[id(out)] = (weakref.ref(out), parts, blocks)
+                    made = [tracer._directions(t, dim) for t in tensors]
+                    tracer.cats[id(out)] = (weakref.ref(out), parts, tuple(k for k, _ in made),
+                                            tuple(rnn for _, rnn in made))
                 except Exception:  # an unusual call: nothing to remember
                     pass
                 return out
@@ -870,6 +890,42 @@ class _Tracer:
         finally:
             for name, fn in own.items():
                 setattr(torch, name, fn)
+
+    @contextlib.contextmanager
+    def _watching_reorder(self):
+        """A permuted or transposed copy of a tensor a layer made (and that
+        copy made contiguous) was made by that layer too, its width (the
+        last dimension) moved: ``embedded.permute(0, 2, 1)`` into each
+        ``Conv1d`` of a list reads the embedding's ``embedding_dim``."""
+        tracer = self
+        own = {name: torch.Tensor.__dict__.get(name) for name in REORDER}
+
+        def wrap(method):
+            def reordered(tensor, *args, **kwargs):
+                out = method(tensor, *args, **kwargs)
+                if out is not tensor and isinstance(out, torch.Tensor) and out.dim() >= 2:
+                    hit = tracer.made.get(id(tensor))
+                    moved = tracer.reordered.get(id(tensor))
+                    if hit is not None and hit[0]() is tensor:
+                        width = int(tensor.shape[-1])
+                        tracer.reordered[id(out)] = (weakref.ref(out), hit[1], width)
+                    elif moved is not None and moved[0]() is tensor:
+                        tracer.reordered[id(out)] = (weakref.ref(out), moved[1], moved[2])
+                return out
+
+            return reordered
+
+        # Restored exactly, as views.py restores its own (methods of TensorBase).
+        for name in REORDER:
+            setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
+        try:
+            yield
+        finally:
+            for name, method in own.items():
+                if method is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, method)
 
     @contextlib.contextmanager
     def _watching_functional(self):
@@ -907,16 +963,17 @@ class _Tracer:
             for name, fn in own.items():
                 setattr(functional, name, fn)
 
-    def _blocks(self, tensor, dim: int) -> int:
-        """2 when ``tensor`` is a bidirectional RNN's output joined along its last
-        dimension (forward and backward directions), else 1."""
+    def _directions(self, tensor, dim: int) -> Tuple[int, str]:
+        """(2, the RNN's path) when ``tensor`` is a bidirectional RNN's output
+        joined along its last dimension (forward and backward directions),
+        else (1, "")."""
         if dim % tensor.dim() != tensor.dim() - 1:
-            return 1
+            return 1, ""
         for t in (tensor, tensor._base):
             hit = self.directions.get(id(t)) if t is not None else None
             if hit is not None and hit[0]() is t:
-                return hit[1]
-        return 1
+                return hit[1], hit[2]
+        return 1, ""
 
     def _ignored(self, module) -> bool:
         """Its constructor call carries ``# dimfix: ignore``: sized on purpose.
@@ -926,7 +983,7 @@ class _Tracer:
         return self.skipped[id(module)]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), producer=(), cause=Cause.INPUT):
+                blocks=(), sources=(), producer=(), cause=Cause.INPUT):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -954,6 +1011,7 @@ class _Tracer:
                 note=note,
                 parts=parts,
                 blocks=blocks,
+                sources=sources,
                 producer=producer,
                 cause=cause,
             )
@@ -964,6 +1022,18 @@ class _Tracer:
         if path is None:
             return f"<{type(module).__name__} not registered in the model>"
         return path or "<model>"
+
+    def _makers(self) -> Tuple[Construction, ...]:
+        """The size argument of each layer of SIZED_BY with a site (no need:
+        where it is written names what the layer makes)."""
+        out = []
+        for path, module in self.model.named_modules():
+            site = self.book.get(module)
+            arg = SIZED_BY.get(type(module))
+            if site is not None and arg is not None:
+                out.append(Construction(path, int(getattr(module, arg)), None, site, arg,
+                                        type(module).__name__, _params(type(module))))
+        return tuple(out)
 
     def _constructions(self) -> Tuple[Construction, ...]:
         """Every size argument of every family layer with a site, and its need."""
@@ -1061,6 +1131,11 @@ def _pick_output(output, name: Optional[str] = None):
 
 _PARAMS: Dict[type, Tuple[str, ...]] = {}
 
+# Layers outside the families whose output's last dimension one argument sets:
+# what they make names a width (the producer of what arrives), never checked.
+SIZED_BY = {nn.Embedding: "embedding_dim", nn.EmbeddingBag: "embedding_dim"}
+REORDER = ("permute", "transpose", "contiguous")
+
 
 def _params(kind: type) -> Tuple[str, ...]:
     """The constructor's parameter names in order; '*' marks a *args."""
@@ -1104,7 +1179,7 @@ def _fits(input, weight, module) -> bool:
 
 
 def _arrives(x, factors) -> str:
-    if factors:
+    if factors and x.dim() == 2:  # (a reshape's merge into a last dimension goes unsaid)
         return f"input arrives as {_dims((x.shape[0], *factors))} flattened"
     return f"input arrives as {_dims(x.shape)}"
 

@@ -6,6 +6,10 @@ tensor's trailing dimensions is recorded, with its call site, and replaced by
 the per-sample size so that the pass goes on (the Linear after it is then
 checked as usual). ``(B, T, D) -> (-1, D)`` is left alone: D is a trailing
 product, so the reshape is on purpose.
+
+Each reshape that merges trailing dimensions into its last one is remembered
+(weakly): ``(b, w, c, h) -> (b, w, c * h)`` after a permute tells the LSTM after
+it that its ``input_size`` is C x H, as a flatten tells a Linear.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from typing import Callable, Iterator, List, Optional, Tuple
+import weakref
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -34,10 +39,13 @@ class ViewChecker:
         self.ignored = ignored  # a site whose line says '# dimfix: ignore'
         self.found: List[Tuple[Mismatch, Construction]] = []
         self.batch: Optional[int] = None
+        # id of a reshape's output -> (its weak ref, the dims merged into its last)
+        self.merges: Dict[int, Tuple[weakref.ref, Tuple[int, ...]]] = {}
 
     @contextlib.contextmanager
     def watching(self, batch: Optional[int]) -> Iterator[None]:
         self.batch = batch
+        self.merges.clear()
         # Restored exactly: the methods live on torch._C.TensorBase, so the
         # wrappers are set on torch.Tensor and then deleted, not overwritten.
         own = {name: torch.Tensor.__dict__.get(name) for name in WATCHED}
@@ -62,9 +70,28 @@ class ViewChecker:
                 if name != "flatten" and len(shape) == 2 and not kwargs and tensor.dim() >= 2 \
                         and all(type(d) is int for d in shape):
                     shape = checker._check(tensor, shape, frame, name) or shape
+                out = method(tensor, *shape, **kwargs)
+                checker._remember(tensor, out)
+                return out
             return method(tensor, *shape, **kwargs)
 
         return watched
+
+    def _remember(self, tensor, out) -> None:
+        """The dims of ``tensor`` that ``out``'s last dimension merges, if its
+        other dimensions are ``tensor``'s leading ones unchanged."""
+        if not isinstance(out, torch.Tensor) or out.dim() < 2:
+            return
+        lead = out.dim() - 1
+        dims = tuple(int(d) for d in tensor.shape)
+        if len(dims) - lead >= 2 and dims[:lead] == tuple(out.shape[:lead]) \
+                and math.prod(dims[lead:]) == out.shape[-1]:
+            self.merges[id(out)] = (weakref.ref(out), dims[lead:])
+
+    def merged(self, x) -> Tuple[int, ...]:
+        """The dims a reshape merged into ``x``'s last dimension (() if none did)."""
+        hit = self.merges.get(id(x))
+        return hit[1] if hit is not None and hit[0]() is x else ()
 
     def _check(self, tensor, shape, frame, name) -> Optional[Tuple[int, int]]:
         lead, size = shape

@@ -57,6 +57,10 @@ class Candidate:
     # token's ``num_patches + 1``): it counts extra entries; the configuration
     # the rest is computed from sets the size.
     counts: bool = False
+    # The term the trace saw stand for one part, by where its value is written
+    # (a bidirectional RNN's hidden size), and the names it was passed
+    # through: an edit that swaps one of them for another name loses that.
+    attributed: FrozenSet[cst.CSTNode] = frozenset()
 
     @property
     def further(self) -> bool:
@@ -117,8 +121,9 @@ class Facts:
     unseen: bool = False  # reads the trace cannot see share the value it changes
     unknown: bool = False  # layers that never ran read it (a trace stopped by an error)
     shared: bool = False  # it changes a literal several calls read
-    # A literal where a name in scope, or the structure, says it; or a name
-    # where the layer that made the tensor was given a literal.
+    # A literal where a name in scope, or the structure, says it; a name
+    # where the layer that made the tensor was given a literal, or over the
+    # name the structure says stands for a part.
     named: bool = False
     # In a trace stopped by an error: a shared value changed that layers the
     # trace never reached, or reads it cannot see, may need as it is.

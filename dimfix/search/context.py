@@ -68,7 +68,10 @@ def iterated(call: cst.Call, parents) -> Set[str]:
 
 def same_run(a: Sequence[Frame], i: int, b: Sequence[Frame], j: int) -> bool:
     """Are frame i of chain ``a`` and frame j of chain ``b`` one run of one
-    function: the same ``self``, or else the same calls outward, pass for pass?"""
+    function: the same ``self``, or else the same calls outward, pass for pass?
+    A comprehension's own frame (before Python 3.12) runs in the run of the
+    function around it (``[nn.Conv1d(embed_dim, ...) for fs in sizes]``)."""
+    i, j = _enclosing(a, i), _enclosing(b, j)
     x, y = a[i], b[j]
     if (x.path, x.qualname) != (y.path, y.qualname):
         return False
@@ -78,6 +81,15 @@ def same_run(a: Sequence[Frame], i: int, b: Sequence[Frame], j: int) -> bool:
     outer_x, outer_y = a[i + 1:], b[j + 1:]
     return len(outer_x) == len(outer_y) and all(
         p == q and p.visit == q.visit for p, q in zip(outer_x, outer_y))
+
+
+COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
+
+
+def _enclosing(chain: Sequence[Frame], i: int) -> int:
+    while i + 1 < len(chain) and chain[i].function in COMPREHENSIONS:
+        i += 1
+    return i
 
 
 def first_word(name: str) -> str:

@@ -18,13 +18,13 @@ from dimfix.search.literals import DimsProduct, RefitProduct, SolvedLiteral, Who
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
-from dimfix.search.swaps import ArmSwap, IndexSwap, MakerExpression
+from dimfix.search.swaps import ArmSwap, IndexSwap, LenSwap, MakerExpression
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
 GENERATORS = (RefitProduct(), DimsProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
-              IndexSwap(), ArmSwap(), MakerExpression(), NameInExpression(), CatParts(), BidirectionalSum(),
-              PartCount(), WholeLiteral())
+              IndexSwap(), ArmSwap(), LenSwap(), MakerExpression(), NameInExpression(), CatParts(),
+              BidirectionalSum(), PartCount(), WholeLiteral())
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
 
@@ -59,12 +59,18 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     # for it is that part: changing it to the sum is the magic number.
     parted = any(not f.infeasible and c.kind == "cat parts" for c, f in assessed)
     literal_maker = world.maker_writes_literal(m)
+    # The name the trace saw stand for a part (the bidirectional RNN's hidden
+    # size, where both are written) swapped for another that holds the same
+    # number: the structure says otherwise.
+    attributed = set().union(*(c.attributed for c, f in assessed if not f.infeasible))
     ranked: List[Ranked] = []
     for c, facts in assessed:
         if not facts.infeasible:
             if literal_maker and c.over == LITERAL and not c.further:
                 facts = replace(facts, named=names_it(c))
             elif not names_it(c) and (named & set(c.replacements) or parted and _a_part(c, m)):
+                facts = replace(facts, named=True)
+            elif c.writes == NAME and attributed & set(c.replacements):
                 facts = replace(facts, named=True)
             ranked.append(Ranked(c, facts, cost(c, facts), _code(c)))
     ranked.sort(key=lambda r: r.cost)
@@ -75,7 +81,7 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     otherwise = _why_none(task, assessed)
     if not taken:
         return Outcome(refusal=otherwise, weighed=shown, tried=len(assessed))
-    tie = _tie(taken)
+    tie = _tie(taken, m.observed)
     if tie:
         return Outcome(refusal=tie, weighed=shown, tried=len(assessed))
     return Outcome(tuple(taken), weighed=shown, otherwise=otherwise, tried=len(assessed))
@@ -108,21 +114,26 @@ def _a_part(c: Candidate, m) -> bool:
                                 for n in c.replacements)
 
 
-def _tie(taken: Sequence[Ranked]) -> Optional[Tuple[cst.CSTNode, str]]:
+def _tie(taken: Sequence[Ranked], want: int) -> Optional[Tuple[cst.CSTNode, str]]:
     """Two certain candidates of equal, lowest cost: a choice of meaning."""
     if len(taken) < 2 or taken[1].cost - taken[0].cost > _EPSILON:
         return None
     first, second = taken[0], taken[1]
     if not (first.facts.certain and second.facts.certain):
         return None  # verification may tell them apart
-    if NAME not in (first.candidate.writes, second.candidate.writes):
-        return None  # two literals that solve it alike: the first, in the expression's order
     tied = [r for r in taken if r.cost - first.cost <= _EPSILON]
     node = first.candidate.node
-    m_want = _holds(first.candidate)
+    if NAME not in (first.candidate.writes, second.candidate.writes):
+        # Two literals that solve it alike (``256 * 4`` fed 2048: ``512 * 4``
+        # or ``256 * 8``), nothing the trace saw to tell which one is wrong.
+        if any(r.candidate.node is not node for r in tied):
+            choices = " or ".join(_code(r.candidate) for r in tied)
+            return node, f"{choices} each give {want}; dimfix will not guess"
+        m_want = f"gives {want}"
+    else:
+        m_want = f"holds {_holds(first.candidate)}"
     choices = " or ".join(f"`{_new(r.candidate)}`" for r in tied)
-    return node, (f"`{code_of(node)}` could be {choices}: each holds {m_want}; "
-                  "dimfix will not guess")
+    return node, f"`{code_of(node)}` could be {choices}: each {m_want}; dimfix will not guess"
 
 
 def _holds(c: Candidate) -> str:
@@ -130,7 +141,9 @@ def _holds(c: Candidate) -> str:
 
 
 def _new(c: Candidate) -> str:
-    return code_of(c.replacements.get(c.node, c.node))
+    from dimfix.rewrite import apply_to
+
+    return code_of(apply_to(c.node, c.replacements))
 
 
 def _code(c: Candidate) -> str:

@@ -15,6 +15,7 @@ from dimfix.exprs import code_of, names_in
 from dimfix.scope import names_holding, sequences_of_length
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.solve import addends, solve, times
+from dimfix.search.world import reads
 
 BARE = (cst.Name, cst.Attribute, cst.Subscript)
 
@@ -121,27 +122,68 @@ class BidirectionalSum:
         values = [exp.value_of(t) for t in terms]
         if any(type(v) is not int for v in values):
             return
-        unmatched, odd = list(range(len(parts))), []
-        for i, v in enumerate(values):
-            j = next((j for j in unmatched if parts[j] == v), None)
-            if j is None:
-                odd.append(i)
-            else:
-                unmatched.remove(j)
-        if len(odd) != 1 or len(unmatched) != 1:
+        origin = _by_origin(task, terms, values)
+        found = origin or _by_value(parts, values)
+        if found is None:
             return
-        term, value, j = terms[odd[0]], values[odd[0]], unmatched[0]
-        k = blocks[j]
+        i, j = found
+        term, value, k = terms[i], values[i], blocks[j]
         if k < 2 or parts[j] != k * value or not isinstance(term, BARE):
             return
-        space = expr.operator.whitespace_before
-        scaled = cst.BinaryOperation(
-            left=cst.Integer(str(k)), right=term.deep_clone(),
-            operator=cst.Multiply(whitespace_before=space, whitespace_after=space))
-        yield Candidate(self.kind, {expr: expr.deep_replace(term, scaled)}, expr,
+        yield Candidate(self.kind, {expr: expr.deep_replace(term, _scaled(term, k, expr, task.world))},
+                        expr,
                         because=f"torch.cat joins {' + '.join(map(str, parts))}; {parts[j]} "
                         f"is a bidirectional RNN's output, {k} directions of `{code_of(term)}`",
-                        writes=ARITHMETIC, over=ARITHMETIC, patch=True)
+                        writes=ARITHMETIC, over=ARITHMETIC, patch=True,
+                        attributed=frozenset(n for _, n in _term_reads(exp, term)) if origin
+                        else frozenset())
+
+
+def _by_value(parts, values):
+    """(term, part): the one term whose value is no part's, and the one part
+    no term's value is."""
+    unmatched, odd = list(range(len(parts))), []
+    for i, v in enumerate(values):
+        j = next((j for j in unmatched if parts[j] == v), None)
+        if j is None:
+            odd.append(i)
+        else:
+            unmatched.remove(j)
+    return (odd[0], unmatched[0]) if len(odd) == 1 and len(unmatched) == 1 else None
+
+
+def _by_origin(task: Task, terms, values):
+    """(term, part): the term that stands for the hidden size of the
+    bidirectional RNN the trace saw make a part, where it is written
+    (``enc_hid_dim + dec_hid_dim`` both 128, the encoder's GRU built with
+    ``enc_hid_dim``), the other terms' values the other parts."""
+    m, world, exp = task.m, task.world, task.exp
+    for j, source in enumerate(m.sources):
+        hit = world.size_of(source, "hidden_size") if source and m.blocks[j] > 1 else None
+        if hit is None:
+            continue
+        rnn, size = hit
+        own = [i for i, t in enumerate(terms)
+               if world.same_origin(_term_reads(exp, t), m.site.chain, reads(size), rnn.site.chain)]
+        rest = sorted(p for n, p in enumerate(m.parts) if n != j)
+        if len(own) == 1 and rest == sorted(v for n, v in enumerate(values) if n != own[0]):
+            return own[0], j
+    return None
+
+
+def _term_reads(exp, term):
+    sub = exp.subs.get(term)
+    return [(exp.frame, term), *(reads(sub) if sub is not None else ())]
+
+
+def _scaled(term, k: int, expr, world) -> cst.BinaryOperation:
+    """``k * term``, or ``term * k`` where the file writes it so (``enc_hid_dim
+    * 2`` elsewhere): spaced as the sum around it."""
+    space = expr.operator.whitespace_before
+    operator = cst.Multiply(whitespace_before=space, whitespace_after=space)
+    if world.factor_last(term, k):
+        return cst.BinaryOperation(left=term.deep_clone(), right=cst.Integer(str(k)), operator=operator)
+    return cst.BinaryOperation(left=cst.Integer(str(k)), right=term.deep_clone(), operator=operator)
 
 
 class PartCount:

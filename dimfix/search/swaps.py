@@ -1,7 +1,8 @@
 """Generators that swap one part of an expression for another the author
-wrote nearby: a subscript's index (``depths[1]`` -> ``depths[0]``) and the
+wrote nearby: a subscript's index (``depths[1]`` -> ``depths[0]``), the
 arm of a conditional the layer's value took (``oup if stride > 1 else
-branch_features`` -> ``inp if ...``)."""
+branch_features`` -> ``inp if ...``) and the list ``len(...)`` counts
+(``len(COLUMNS)`` -> ``len(FEATURE_COLS)``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Iterator, List, Optional
 import libcst as cst
 
 from dimfix.exprs import Evaluator, code_of, names_in
-from dimfix.scope import ALL
+from dataclasses import replace
+
+from dimfix.scope import ALL, sequences_holding
 from dimfix.search import cost as weights
 from dimfix.search.candidate import NAME, Candidate, Task
 from dimfix.search.names import holding, operands, prior_of
@@ -170,3 +173,36 @@ def _literal(j: int, n: int, written: int) -> str:
 def _shifted(index: cst.BaseExpression, d: int, space: str) -> str:
     op = "+" if d > 0 else "-"
     return f"{code_of(index)}{space}{op}{space}{abs(d)}"
+
+
+class LenSwap:
+    """``len(COLUMNS)`` where another list or tuple in scope is as long as the
+    size must be at every layer built through it (``len(FEATURE_COLS)``: the
+    columns but the target): at the call, or where a caller wrote it."""
+
+    kind = "len swap"
+
+    def propose(self, task: Task) -> Iterator[Candidate]:
+        m, world, chain = task.m, task.world, task.exp.chain()
+        for depth, e in enumerate(chain):
+            node = e.bare()
+            if e.frame is None or not _len_of_name(node):
+                continue
+            counted = node.args[0].value
+            group = [replace(c, site=replace(c.site, chain=c.site.chain[e.frame:]))
+                     for c in world.site_constructions(m)
+                     if node in world.reach.get((c.layer_path, c.arg), ())]
+            found = sequences_holding(group, exclude=[code_of(counted)])
+            for name in found.names:  # several: a tie, refused
+                yield Candidate(self.kind, {counted: cst.parse_expression(name)}, node,
+                                "" if depth == 0 else (e.label or code_of(node)),
+                                f"`{name}` holds {m.observed} items at every layer built here",
+                                tuple(b for x in chain[1:depth + 1] for b in x.bindings),
+                                writes=NAME, over=NAME, depth=depth, name_cost=prior_of(found))
+
+
+def _len_of_name(node) -> bool:
+    """``len(NAME)`` or ``len(x.y)``."""
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Name) \
+        and node.func.value == "len" and len(node.args) == 1 and not node.args[0].star \
+        and isinstance(node.args[0].value, (cst.Name, cst.Attribute))

@@ -36,6 +36,8 @@ class World:
         self.literals: Dict[Key, list] = {}
         self.tuples: Dict[Key, Construction] = {}
         self.by_site: Dict[tuple, List[Construction]] = {}  # (site key, arg) -> constructions
+        self.layers: Dict[str, Construction] = {}  # layer path -> one of its constructions
+        self._sizes: Dict[Key, Optional[Expansion]] = {}  # see size_of
         self.suspect: Set[tuple] = set()  # (path, qualname, name): see _mark_suspects
         self.contexts: Dict[cst.CSTNode, Tuple[set, set]] = {}
         self.stacks: Dict[cst.CSTNode, List[tuple]] = {}  # literal -> its paths from layers
@@ -43,6 +45,8 @@ class World:
         self._spacing: Dict[tuple, str] = {}
         self._reads: Dict[cst.CSTNode, Set[str]] = {}
         self._expand(trace.constructions)
+        for c in trace.makers:
+            self.layers.setdefault(c.layer_path, c)
         self._mark_suspects(trace.mismatches)
 
     # -- expansion -----------------------------------------------------------------------
@@ -50,6 +54,7 @@ class World:
     def _expand(self, constructions: Sequence[Construction]) -> None:
         for c in constructions:
             self.by_site.setdefault((c.site.key, c.arg), []).append(c)
+            self.layers.setdefault(c.layer_path, c)
             key = (c.layer_path, c.arg)
             node, why = self._argument(c)
             if why:
@@ -111,6 +116,41 @@ class World:
 
     # -- what the generators and the assessment ask ------------------------------------------
 
+    def size_of(self, layer_path: str, arg: str) -> Optional[Tuple[Construction, Expansion]]:
+        """``arg`` of the traced layer at ``layer_path`` expanded to where it is
+        written, also an argument the trace checks nowhere (a bidirectional
+        RNN's ``hidden_size``, which sizes the part of a cat it puts out), to
+        compare with other expansions, not to edit."""
+        if (layer_path, arg) in self.expansions:
+            return self.expansions[(layer_path, arg)]
+        c = self.layers.get(layer_path)
+        if c is None or (layer_path, arg) in self.problems:
+            return None
+        c = replace(c, arg=arg, required=None)
+        if (layer_path, arg) not in self._sizes:
+            node, why = self._argument(c)
+            exp = None
+            if not why:  # (resolver.why, a value from outside the file, is kept as it was)
+                saved = self.resolver.why
+                exp = self.resolver.expand_argument(c.site, node.value)
+                self.resolver.why = saved
+            self._sizes[(layer_path, arg)] = exp
+        exp = self._sizes[(layer_path, arg)]
+        return (c, exp) if exp is not None else None
+
+    def same_origin(self, a: Sequence[tuple], a_chain, b: Sequence[tuple], b_chain) -> bool:
+        """Do the reads ``a`` and ``b`` ((frame index, node) each, in frames of the
+        site chains ``a_chain`` and ``b_chain``: see ``reads``) stand for one
+        written value: the same name read in one run of one function
+        (``enc_hid_dim`` passed to ``Encoder(...)`` and to ``Attention(...)``),
+        or the same expression further out (a default, a constant)?"""
+        if {id(n) for _, n in a} & {id(n) for _, n in b}:
+            return True
+        return any(
+            i is not None and j is not None and isinstance(x, (cst.Name, cst.Attribute))
+            and code_of(x) == code_of(y) and context.same_run(a_chain, i, b_chain, j)
+            for i, x in a for j, y in b)
+
     def site_constructions(self, m: Mismatch) -> List[Construction]:
         return self.by_site.get((m.site.key, m.arg), [])
 
@@ -149,6 +189,11 @@ class World:
         made = hit[1]
         return made.value() == m.observed and made.value(replacements) == m.declared
 
+    def _producer(self, m: Mismatch) -> Optional[Tuple[Construction, Expansion]]:
+        """The argument of the layer that made the arriving tensor, expanded
+        (also an embedding's ``embedding_dim``, which no check reads)."""
+        return self.size_of(*m.producer) if len(m.producer) == 2 else None
+
     def maker_names(self, m: Mismatch, depth: int = 0) -> set:
         """The name the layer that made the arriving tensor was given its size
         by, when it was built in the same run of the function as the wrong
@@ -156,7 +201,7 @@ class World:
         (``Conv2d(first_planes, outplanes)`` then ``norm_layer(outplanes)``).
         The last layer of the block before, built by another run, names the
         width its own way (``oup``, where this block's ``inp`` belongs)."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return set()
         chain = hit[0].site.chain
@@ -175,7 +220,7 @@ class World:
         """The expression the layer that made the arriving tensor was given its
         size as, in the run of the function frame ``depth`` of ``m``'s chain
         runs (``conv(conv_dim, conv_dim*2, 4)`` before ``conv(..., conv_dim*4)``)."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return None
         chain = hit[0].site.chain
@@ -189,7 +234,7 @@ class World:
         written in the same run of the function as ``m``'s layer
         (``self.conv = conv3x3(3, 16)`` before ``self.bn = nn.BatchNorm2d(...)``)?
         The author writes this width as a literal too."""
-        hit = self.expansions.get(tuple(m.producer)) if m.producer else None
+        hit = self._producer(m)
         if hit is None or hit[0].site is None:
             return False
         chain = hit[0].site.chain
@@ -212,6 +257,23 @@ class World:
             tight = sum(1 for n in uses if not n.operator.whitespace_before.value)
             self._spacing[key] = "" if tight > len(uses) - tight else " "
         return self._spacing[key]
+
+    def factor_last(self, node: cst.CSTNode, k: int) -> bool:
+        """Does the file holding ``node`` write a name times ``k`` as ``name * k``
+        (``ENC_UNITS * 2``) more often than as ``k * name``?"""
+        found = self.resolver.position(node)
+        f = self.resolver.file(found[0]) if found else None
+        if f is None:
+            return False
+        last = 0
+        for n in descendants(f.index.module, cst.BinaryOperation):
+            if not isinstance(n.operator, cst.Multiply):
+                continue
+            for lit, other, sign in ((n.right, n.left, 1), (n.left, n.right, -1)):
+                if isinstance(lit, cst.Integer) and lit.evaluated_value == k \
+                        and isinstance(other, (cst.Name, cst.Attribute)):
+                    last += sign
+        return last > 0
 
     def function_reads(self, frame) -> Set[str]:
         """The names and ``x.y`` the function ``frame`` runs reads, anywhere in
@@ -284,6 +346,12 @@ class World:
 
 
 SHARED = ("default", "constant", "attribute", "element")
+
+
+def reads(exp: Expansion) -> List[tuple]:
+    """(frame index, node) of ``exp`` and each expansion its bare name stands
+    for, outward (frame None: a default or a constant, read by no frame)."""
+    return [(e.frame, e.bare()) for e in exp.chain()]
 
 
 def expanded_nodes(exp: Expansion) -> Iterator[cst.CSTNode]:
