@@ -186,3 +186,39 @@ def test_ignore_on_a_helper_call_and_on_a_view(cli, project):
     assert run.code == 0, run
     assert (project / "net.py").read_text() == IGNORED.replace("Linear(400, 10)", "Linear(128, 10)")
     assert "stem" not in run.stderr and "view" not in run.stderr, run
+
+
+ENV_WIDTH = '''\
+import os
+
+import torch.nn as nn
+
+HIDDEN = int(os.environ.get("HIDDEN", "64"))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(20, 32)
+        self.fc2 = nn.Linear(HIDDEN, 10)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+'''
+
+
+def test_a_name_kept_says_other_uses_only_where_there_are_some(cli, project):
+    """``HIDDEN`` comes from the environment and only fc2 reads it: the literal
+    at the call is the fix, and the reason does not claim other code needs it."""
+    (project / "net.py").write_text(ENV_WIDTH)
+    run = cli(["net.py::Net", "--input", "2x20", "--dry-run"], project)
+    assert run.code == 0, run
+    assert "+        self.fc2 = nn.Linear(32, 10)" in run.stdout, run
+    assert ("net.py:12:30: fc2 (Linear) in_features 64 -> 32: input arrives as 2x32 (`HIDDEN` is "
+            "read only here; dimfix cannot follow it to where its value is written)") \
+        in run.stderr, run
+    assert "other uses" not in run.stderr, run
+    (project / "net.py").write_text(ENV_WIDTH.replace(
+        "nn.Linear(20, 32)", "nn.Linear(20, 32)\n        self.width = HIDDEN"))
+    run = cli(["net.py::Net", "--input", "2x20", "--dry-run"], project)
+    assert "(`HIDDEN` kept: other uses need it as it is)" in run.stderr, run
