@@ -18,7 +18,8 @@ and the facts of the symbolic check (assess.py) add:
     UNCERTAIN  the check cannot settle it (reads it cannot see, shapes that
                follow, right layers that may follow): verification must judge
     NAMED      a literal where a name in scope, or the trace's structure, says it
-    AGREES     a factor that already reads as its dimension of the flattened tensor
+    AGREES     a factor that already reads as its dimension of the flattened tensor,
+               or a divisor that reads as the input's reduction to it (64 // 8 = 8)
     IDENTITY   a literal solved to 1 in ``x * 1``, ``x // 1``: arithmetic that means nothing
     EXPONENT   a literal in the exponent of ``**`` over a computed size: it counts
                dimensions (``(image_size // patch_size) ** 2``), never a size
@@ -68,6 +69,8 @@ UNCERTAIN = 2.0
 NAMED = 2.0
 # origin_dcgan_img_size: in ``128 * ds_size ** 2`` fed 128x2x2, the 128 reads as the
 # channels; changing it (5.0) is dearer than the image size only tracing judges.
+# origin_config_dict_entry: in ``cfg["image_size"] // 8``, a 64x64 input arrives as
+# 8x8: the 8 reads as the pools' reduction; the image size is changed, not the 8.
 AGREES = 5.0
 # script_dataset_vocab: ``hidden_size * 2`` fed hidden_size drops the ``* 2`` (0.5),
 # never writes ``hidden_size * 1`` (as dear as losing the form).

@@ -120,7 +120,8 @@ class SolvedLiteral:
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
                 or (origin is not exp and origin.node is lit),
-                agrees=key in agreeing or lit in parts, identity=value == 1 and _scales(lit, world),
+                agrees=key in agreeing or lit in parts or _reduces(lit, world, m),
+                identity=value == 1 and _scales(lit, world),
                 exponent=_exponent(lit, world),
                 counts=m.family == "Tensor" and depth == 0 and not literal_only,
                 change=abs(math.log(value / old)) if old > 0 else math.inf)
@@ -160,6 +161,20 @@ def _scales(lit: cst.Integer, world) -> bool:
     return isinstance(parent, cst.BinaryOperation) and isinstance(
         parent.operator, (cst.Multiply, cst.FloorDivide, cst.Divide, cst.Power)) and (
         parent.right is lit or isinstance(parent.operator, cst.Multiply))
+
+
+def _reduces(lit: cst.Integer, world, m) -> bool:
+    """Is ``lit`` the divisor of ``size // 8`` where it reads as what the trace
+    saw the network do: an input of side 64 arrives as sides of 8 in the
+    tensor flattened into the size? Then the size divided is what is wrong
+    (``cfg["image_size"]`` still 48), and another divisor (6) fits by chance."""
+    _, parents = world.resolver._metadata_of(lit)
+    parent = parents.get(lit)
+    if not (isinstance(parent, cst.BinaryOperation) and parent.right is lit
+            and isinstance(parent.operator, (cst.FloorDivide, cst.Divide))):
+        return False
+    d = int(lit.evaluated_value)
+    return d > 1 and any(s == a * d for s in world.spatial for a in m.factors[1:])
 
 
 def _exponent(lit: cst.Integer, world) -> bool:
