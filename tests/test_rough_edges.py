@@ -222,3 +222,26 @@ def test_a_name_kept_says_other_uses_only_where_there_are_some(cli, project):
         "nn.Linear(20, 32)", "nn.Linear(20, 32)\n        self.width = HIDDEN"))
     run = cli(["net.py::Net", "--input", "2x20", "--dry-run"], project)
     assert "(`HIDDEN` kept: other uses need it as it is)" in run.stderr, run
+
+
+def test_a_lone_file_with_an_undeclared_model_says_how_to_name_it(cli, project):
+    """``dimfix net.py`` means "check this": a file that defines a model but
+    declares none is one error line, exit 2, not a silent 'no models found'.
+    pre-commit's hooks (--force-exclude), several files and folders keep
+    passing files that declare no model."""
+    (project / "net.py").write_text(NET)
+    run = cli(["net.py", "--dry-run"], project)
+    assert (run.code, run.stdout) == (2, ""), run
+    assert run.stderr == ("dimfix: error: net.py: no model declared; name it and give a sample "
+                          "input: dimfix net.py::Net --input SHAPE, or mark it with a "
+                          "'# dimfix: input=SHAPE' pragma above its class\n"), run
+    (project / "util.py").write_text("def square(x):\n    return x * x\n")
+    for args in (["net.py", "--check", "--force-exclude"], ["net.py", "util.py", "--check"],
+                 ["util.py", "--check"]):
+        run = cli(args, project)
+        assert run.code == 0, (args, run)
+    (project / "net.py").write_text(NET + NET.replace("class Net", "class Other"))
+    run = cli(["net.py"], project)
+    assert run.code == 2 and "dimfix net.py::NAME --input SHAPE (it defines Net, Other)" \
+        in run.stderr, run
+    assert (project / "net.py").read_text() == NET + NET.replace("class Net", "class Other")
