@@ -354,8 +354,22 @@ def _fail(e: DimfixError, verbose: bool):
     problem = e.problem()
     if verbose and problem.detail:
         click.echo(problem.detail.rstrip(), err=True)
-    click.echo(f"dimfix: error: {problem_line(problem)}", err=True)
+    click.echo(f"dimfix: error: {problem_line(problem, _notebook_of(problem))}", err=True)
     sys.exit(e.exit_code)
+
+
+def _notebook_of(problem):
+    """{path: the notebook} when the error is placed in one, so that its place is
+    said as the cell and the line in it (as the report says it)."""
+    where = problem.where
+    if where is None or not where.path.endswith(".ipynb"):
+        return {}
+    from dimfix.source import read_source
+
+    try:
+        return {where.path: read_source(where.path)}
+    except DimfixError:
+        return {}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
