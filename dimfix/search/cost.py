@@ -27,6 +27,8 @@ and the facts of the symbolic check (assess.py) add:
                for a class token): it counts entries, the configuration sets the size
     ODD        also for a literal that reaches an input size through a name that
                says it counts something else (``ngpu``): the name is the mistake
+    LAYOUT     the model's input arrives with its channels last (its last axis is
+               the size declared): a permute is the fix, any width as dear as refusing
     BLIND      in a trace stopped by an error, a shared value changed that layers
                never reached may need as it is: a last resort before refusing
     DEPTH      per expansion between the layer's argument and the edit
@@ -100,6 +102,10 @@ EXPONENT = 3.0
 # 64x64 image: the ``+ 1`` of the class token (0.04) is dearer than ``image_size``.
 COUNTS = 3.0
 REFUSE = 6.0
+# layout_channels_last: an ECG fed as (batch, time, leads) to ``Conv1d(n_leads, ...)``:
+# ``n_leads = 12`` -> 500 (0.1) would make the time axis the channels; refused, with
+# the permute that puts the leads first.
+LAYOUT = REFUSE
 
 def _base(c: Candidate) -> float:
     """What the edit writes, over what it replaces (read at call time: the
@@ -119,7 +125,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total += DEPTH * c.depth + CHANGE * min(c.change, 10.0)
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
     total += ODD * c.through_odd + BLIND * facts.blind
-    total += EXPONENT * c.exponent + COUNTS * c.counts
+    total += EXPONENT * c.exponent + COUNTS * c.counts + LAYOUT * facts.layout
     total += UNCERTAIN * (not facts.certain)
     return total
 
