@@ -178,8 +178,11 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
                        "whose models have a '# dimfix:' pragma")
     jobs_list, config = discover(targets, cli, exclude, fmt, force_exclude, config)
     if not jobs_list and all(os.path.isfile(t) for t in targets):
-        # Files named one by one (by pre-commit, an editor) that declare no
-        # model: nothing to do, as black and ruff say of files they skip.
+        # Files named one by one (by pre-commit, with --force-exclude) that
+        # declare no model: nothing to do, as black and ruff say of files they
+        # skip. One file a user names that defines a model means "check this".
+        if len(targets) == 1 and not force_exclude:
+            _undeclared(targets[0])
         return jobs_list, config
     if not jobs_list:
         where = ", ".join(targets)
@@ -191,6 +194,29 @@ def _jobs(targets, cli, exclude, fmt, force_exclude=False, config=None):
         raise BadUsage("give a sample input with --input SHAPE, e.g. --input 1x3x32x32"
                        + default_unused(config))
     return jobs_list, config
+
+
+def _undeclared(path):
+    """Refuse a lone file that defines nn.Module subclasses but declares none,
+    saying how to name one and give its input (nothing to say of a file
+    without models, or one that does not parse: its run says why)."""
+    from dimfix.candidates import model_classes
+    from dimfix.source import display_path
+
+    if not path.endswith(".py"):
+        return
+    try:
+        with open(path, "rb") as f:
+            names = model_classes(f.read().decode("utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    if names:
+        shown = display_path(path)
+        which = names[0] if len(names) == 1 else "NAME"
+        defines = "" if len(names) == 1 else f" (it defines {', '.join(names)})"
+        raise BadUsage(f"{shown}: no model declared; name it and give a sample input: "
+                       f"dimfix {shown}::{which} --input SHAPE{defines}, or mark it with a "
+                       "'# dimfix: input=SHAPE' pragma above its class")
 
 
 def _run(jobs_list, workers, limits, report, mode) -> int:
@@ -332,8 +358,22 @@ def _fail(e: DimfixError, verbose: bool):
     problem = e.problem()
     if verbose and problem.detail:
         click.echo(problem.detail.rstrip(), err=True)
-    click.echo(f"dimfix: error: {problem_line(problem)}", err=True)
+    click.echo(f"dimfix: error: {problem_line(problem, _notebook_of(problem))}", err=True)
     sys.exit(e.exit_code)
+
+
+def _notebook_of(problem):
+    """{path: the notebook} when the error is placed in one, so that its place is
+    said as the cell and the line in it (as the report says it)."""
+    where = problem.where
+    if where is None or not where.path.endswith(".ipynb"):
+        return {}
+    from dimfix.source import read_source
+
+    try:
+        return {where.path: read_source(where.path)}
+    except DimfixError:
+        return {}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:

@@ -237,7 +237,10 @@ def _only_model(path: str, text: Optional[str] = None) -> ModelSpec:
 
     if text is None:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8", errors="replace")
+            raw = f.read()
+        # A notebook's models are in its code cells' script, not in its JSON.
+        text = decode_source(path, raw).text if path.endswith(".ipynb") \
+            else raw.decode("utf-8", errors="replace")
     shown = display_path(path)
     try:
         names = model_classes(text)

@@ -145,7 +145,8 @@ def _alternatives(loc, trace, options, texts, editable, kept) -> Tuple[Alternati
     from dimfix.formatting import format_edit
     from dimfix.plan import plan_edits
 
-    plan = plan_edits(texts[loc.path], loc.path, trace, options.init, texts, editable)
+    plan = plan_edits(texts[loc.path], loc.path, trace, options.init, texts, editable,
+                      tuple(s.shape for s in options.inputs))
     found = []
     for alternative in plan.alternatives:
         changed: Dict[str, str] = {}

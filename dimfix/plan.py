@@ -72,15 +72,17 @@ class Plan:
 
 def plan_edits(text: str, path: str, trace: Trace,
                init: Mapping[str, object] = (), texts: Mapping[str, str] = (),
-               editable: Callable[[str], bool] = lambda p: False) -> Plan:
+               editable: Callable[[str], bool] = lambda p: False,
+               inputs: Tuple[Tuple[int, ...], ...] = ()) -> Plan:
     """The alternatives for ``trace``'s mismatches in the file ``path`` holding
     ``text``, cheapest first. Values written in other files may be edited where
     ``editable(path)`` says so (project files, never installed packages);
     ``texts`` holds the current text of files that differ from disk. A trace
-    stopped by an error gets one alternative: it is traced again, not verified."""
+    stopped by an error gets one alternative: it is traced again, not verified.
+    ``inputs`` are the shapes the model was traced on."""
     index = CallIndex(text, path)
     resolver = Resolver(index, path, dict(init), texts)
-    world = World(index, resolver, path, editable, trace)
+    world = World(index, resolver, path, editable, trace, inputs)
     groups: Dict[tuple, List[Mismatch]] = {}
     for m in trace.mismatches:
         key = (m.site.key, m.arg) if m.site is not None else (m.layer_path, m.arg)

@@ -122,6 +122,11 @@ class Mismatch:
     # with (``outplanes`` in ``conv2 = Conv2d(planes, outplanes)`` before ``bn2``).
     producer: Tuple[str, ...] = ()
     cause: Cause = Cause.INPUT
+    # The tensor is the model's input as given, the size declared is its last
+    # axis and the size arriving its axis 1: its channels look last (an ECG's
+    # (batch, time, leads) fed to Conv1d(n_leads)). The permute that would put
+    # them first (``x.permute(0, 2, 1)``); empty otherwise.
+    channels_last: str = ""
 
 
 @dataclass(frozen=True)

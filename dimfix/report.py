@@ -14,12 +14,13 @@ from __future__ import annotations
 import difflib
 import enum
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import click
 
-from dimfix.errors import Position, Problem, where_text
+from dimfix.errors import ErrorKind, Position, Problem, where_text
 from dimfix.records import Edit, Note, Unfixable
 from dimfix.session import FileFix, ModelFix, Status
 from dimfix.source import NotebookFile, SourceFile, display_path
@@ -93,8 +94,47 @@ def one_per_place(items) -> List[Tuple[Unfixable, int]]:
 
 def problem_line(problem: Problem, sources: Mapping[str, SourceFile] = ()) -> str:
     """A failure: ``place: message``, or the message alone."""
+    problem = _in_cells(problem, sources)
     where = place_text(problem.where, sources)
     return f"{where}: {problem.message}" if where else problem.message
+
+
+# A line Python's parser names in its message: "after function definition on line
+# 12", "(detected at line 14)", "opening parenthesis '(' on line 3".
+_LINE_REF = re.compile(r"\b(on|at) line (\d+)")
+
+
+def _in_cells(problem: Problem, sources: Mapping[str, SourceFile]) -> Problem:
+    """A notebook that does not parse: the lines its message names are lines of
+    the joined script; say them as the cell's. When the parser names the line a
+    block is missing after ("on line 12", the def ending a cell) and found the
+    gap in a later cell, the error is placed at that line, in its own cell."""
+    where = problem.where
+    source = dict(sources).get(where.path) if where is not None and where.line else None
+    if not isinstance(source, NotebookFile) or problem.kind is not ErrorKind.BAD_SOURCE:
+        return problem
+    nb = source.notebook
+
+    def cell_of(line: int):
+        try:
+            return nb.locate(line)
+        except ValueError:
+            return None
+
+    found = cell_of(where.line)
+    named = [int(m[2]) for m in _LINE_REF.finditer(problem.message) if m[1] == "on"]
+    if found and named and cell_of(named[0]) and cell_of(named[0])[0] != found[0]:
+        where = Position(where.path, named[0], 0)
+        found = cell_of(named[0])
+
+    def said(m: "re.Match") -> str:
+        at = cell_of(int(m[2]))
+        if at is None:
+            return m[0]
+        return f"{m[1]} line {at[1]}" if found and at[0] == found[0] \
+            else f"{m[1]} line {at[1]} of cell {at[0]}"
+
+    return replace(problem, message=_LINE_REF.sub(said, problem.message), where=where)
 
 
 def note_line(note: Note, sources: Mapping[str, SourceFile] = ()) -> str:
@@ -198,9 +238,14 @@ class Report:
                    "exit_code": code}
             click.echo(json.dumps(doc, indent=2), err=self.buffer_on_stdout)
         elif self.fmt is Format.TEXT and not (self.single and self.counts["failed"]) \
-                and not self.quiet:
+                and not self._one_failure() and not self.quiet:
             click.echo(self._summary(), err=True)
         return code
+
+    def _one_failure(self) -> bool:
+        """A run of one model that failed (a folder's, a file's, stdin's): its
+        error line is the one line an error gets; "1 model failed." adds nothing."""
+        return len(self.models) == 1 and self.counts["failed"] == 1
 
     def _summary(self) -> str:
         c = self.counts

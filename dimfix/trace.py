@@ -315,7 +315,8 @@ class _Tracer:
             if family is not None:
                 self._probe(module, family, args)
             return
-        if self.inputs and args and id(args[0]) in self.inputs:
+        as_given = bool(self.inputs and args and id(args[0]) in self.inputs)
+        if as_given:
             self._check_batched(module, args[0])
         first = self.seen.setdefault(id(module), (module, {}))[1]
         changes, before = {}, {}
@@ -353,7 +354,9 @@ class _Tracer:
             self._record(module, family, arg, before[arg], value,
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
-                         producer=self._maker(tensor, value))
+                         producer=self._maker(tensor, value),
+                         channels_last=_channels_last(module, tensor, before[arg], value)
+                         if as_given and tensor is x else "")
 
     def _check_ids(self, module, x) -> None:
         """Token ids given as floats (``--input 4x20`` for an ``nn.Embedding``):
@@ -983,7 +986,7 @@ class _Tracer:
         return self.skipped[id(module)]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), sources=(), producer=(), cause=Cause.INPUT):
+                blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last=""):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -1014,6 +1017,7 @@ class _Tracer:
                 sources=sources,
                 producer=producer,
                 cause=cause,
+                channels_last=channels_last,
             )
         )
 
@@ -1176,6 +1180,23 @@ def _fits(input, weight, module) -> bool:
         return True  # not a batch this check can read: the op says
     channels = input.shape[-spatial - 1]
     return channels == getattr(module, "in_channels", channels)
+
+
+def _channels_last(module, x, declared, observed) -> str:
+    """The permute that puts the last axis of ``x``, the input as given, at axis
+    1, when a conv declares that axis's size and is fed axis 1's, which (with
+    two sides or more) is also another side: channels last (``8x500x12`` to
+    ``Conv1d(12, ...)``: ``x.permute(0, 2, 1)``; ``2x32x32x3`` to ``Conv2d(3, ...)``);
+    else ""."""
+    kernel = getattr(module, "kernel_size", None)
+    if not isinstance(kernel, tuple) or x.dim() != len(kernel) + 2:
+        return ""
+    if int(x.shape[-1]) != declared or int(x.shape[1]) != observed or declared == observed:
+        return ""
+    if x.dim() > 3 and observed not in [int(d) for d in x.shape[2:-1]]:
+        return ""  # 2x3x32x32 to Conv2d(32): 3 reads as channels, not as a side of 32x32
+    order = (0, x.dim() - 1, *range(1, x.dim() - 1))
+    return f"x.permute({', '.join(map(str, order))})"
 
 
 def _arrives(x, factors) -> str:

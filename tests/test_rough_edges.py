@@ -195,3 +195,120 @@ def test_ignore_on_a_helper_call_and_on_a_view(cli, project):
     assert run.code == 0, run
     assert (project / "net.py").read_text() == IGNORED.replace("Linear(400, 10)", "Linear(128, 10)")
     assert "stem" not in run.stderr and "view" not in run.stderr, run
+
+
+ENV_WIDTH = '''\
+import os
+
+import torch.nn as nn
+
+HIDDEN = int(os.environ.get("HIDDEN", "64"))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(20, 32)
+        self.fc2 = nn.Linear(HIDDEN, 10)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x))
+'''
+
+
+def test_a_name_kept_says_other_uses_only_where_there_are_some(cli, project):
+    """``HIDDEN`` comes from the environment and only fc2 reads it: the literal
+    at the call is the fix, and the reason does not claim other code needs it."""
+    (project / "net.py").write_text(ENV_WIDTH)
+    run = cli(["net.py::Net", "--input", "2x20", "--dry-run"], project)
+    assert run.code == 0, run
+    assert "+        self.fc2 = nn.Linear(32, 10)" in run.stdout, run
+    assert ("net.py:12:30: fc2 (Linear) in_features 64 -> 32: input arrives as 2x32 (`HIDDEN` is "
+            "read only here; dimfix cannot follow it to where its value is written)") \
+        in run.stderr, run
+    assert "other uses" not in run.stderr, run
+    (project / "net.py").write_text(ENV_WIDTH.replace(
+        "nn.Linear(20, 32)", "nn.Linear(20, 32)\n        self.width = HIDDEN"))
+    run = cli(["net.py::Net", "--input", "2x20", "--dry-run"], project)
+    assert "(`HIDDEN` kept: other uses need it as it is)" in run.stderr, run
+
+
+def test_a_lone_file_with_an_undeclared_model_says_how_to_name_it(cli, project):
+    """``dimfix net.py`` means "check this": a file that defines a model but
+    declares none is one error line, exit 2, not a silent 'no models found'.
+    pre-commit's hooks (--force-exclude), several files and folders keep
+    passing files that declare no model."""
+    (project / "net.py").write_text(NET)
+    run = cli(["net.py", "--dry-run"], project)
+    assert (run.code, run.stdout) == (2, ""), run
+    assert run.stderr == ("dimfix: error: net.py: no model declared; name it and give a sample "
+                          "input: dimfix net.py::Net --input SHAPE, or mark it with a "
+                          "'# dimfix: input=SHAPE' pragma above its class\n"), run
+    (project / "util.py").write_text("def square(x):\n    return x * x\n")
+    for args in (["net.py", "--check", "--force-exclude"], ["net.py", "util.py", "--check"],
+                 ["util.py", "--check"]):
+        run = cli(args, project)
+        assert run.code == 0, (args, run)
+    (project / "net.py").write_text(NET + NET.replace("class Net", "class Other"))
+    run = cli(["net.py"], project)
+    assert run.code == 2 and "dimfix net.py::NAME --input SHAPE (it defines Net, Other)" \
+        in run.stderr, run
+    assert (project / "net.py").read_text() == NET + NET.replace("class Net", "class Other")
+
+
+def _notebook(*cells):
+    """nbformat 4 JSON: a markdown cell for each str starting with '#! ', code else."""
+    import json
+
+    def cell(text):
+        lines = text.splitlines(keepends=True)
+        if text.startswith("#! "):
+            return {"cell_type": "markdown", "metadata": {}, "source": [text[3:]]}
+        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                "source": lines}
+
+    return json.dumps({"cells": [cell(c) for c in cells], "metadata": {}, "nbformat": 4,
+                       "nbformat_minor": 5}, indent=1)
+
+
+ECG_CELLS = (
+    "#! # ECG beats\n",
+    "import torch\nimport torch.nn as nn\n",
+    "#! ## The model\n",
+    "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.fc = nn.Linear(10, 2)\n\n    def forward(self, x):",
+    "#! Train it\n",
+    "model = Net()\nprint(model)\n",
+)
+
+
+def test_a_notebook_that_does_not_parse_names_the_cell_and_line_of_the_cause(cli, project):
+    """forward's body is missing at the end of cell 4; Python finds the gap in
+    cell 6 and names the def by its line in the joined script (line 9). The
+    error is placed at the def, in its cell, and says the line as the cell's."""
+    (project / "nb.ipynb").write_text(_notebook(*ECG_CELLS))
+    expected = ("dimfix: error: nb.ipynb:cell 4:6: cannot parse: expected an indented block "
+                "after function definition on line 6\n")
+    for args in (["nb.ipynb::Net", "--input", "2x10"], ["nb.ipynb", "--input", "2x10"]):
+        run = cli(args, project)
+        assert (run.code, run.stderr) == (2, expected), (args, run)
+    cells = list(ECG_CELLS)
+    cells[3] = cells[3].replace("def __init__(self):", "def __init__(self)")
+    (project / "nb.ipynb").write_text(_notebook(*cells))
+    run = cli(["nb.ipynb", "--input", "2x10"], project)  # not its JSON read as Python
+    assert run.stderr == "dimfix: error: nb.ipynb:cell 4:2:23: cannot parse: expected ':'\n", run
+
+
+def test_a_failed_model_of_stdin_or_a_folder_is_one_line(project):
+    """The contract: an error is one line on stderr, exit 2; a run of one model
+    that failed adds no '1 model failed.' summary."""
+    bad = NET.replace("def __init__(self):", "def __init__(self)")
+    code, out, err = stdin(["-::Net", "--input", "2x10"], project, bad)
+    assert (code, err) == (2, "stdin.py::Net: error: stdin.py:5:23: cannot parse: "
+                           "expected ':'\n"), err
+    (project / "models").mkdir()
+    marked = bad.replace("class Net", "# dimfix: input=2x10\nclass Net")
+    (project / "models" / "net.py").write_text(marked)
+    code, out, err = stdin(["models"], project, "")
+    assert (code, err) == (2, "models/net.py::Net: error: models/net.py:6:23: cannot parse: "
+                           "expected ':'\n"), err

@@ -25,6 +25,8 @@ WEIGHTS = [
     ("AGREES", "literal_sum_term_agrees", "`32` -> `64`", 0.0),
     ("EXPONENT", "table_vit_image_size", "`32` -> `64`", 0.0),
     ("COUNTS", "table_vit_image_size", "`32` -> `64`", 0.0),
+    ("AGREES", "origin_config_dict_entry", "`96` -> `64`", 0.0),
+    ("LAYOUT", "layout_channels_last", None, 0.0),
 ]
 
 

@@ -23,6 +23,7 @@ from libcst.metadata.scope_provider import Assignment
 from dimfix.exprs import MISSING, Evaluator
 from dimfix.follow.calls import Calls
 from dimfix.follow.expansion import Binding, Expansion
+from dimfix.follow.imports import Imports, dict_entry
 from dimfix.follow.objects import MAX_DEPTH, Objects
 from dimfix.follow.syntax import (assigned_value, assignments, binds_after, dominating,
                                   enclosing, enclosing_loop, is_call_to, is_module_scope,
@@ -42,7 +43,7 @@ class _File:
         self.attribute_reads: Optional[Dict[str, List[cst.CSTNode]]] = None  # attr -> reads
 
 
-class Resolver(Calls, Objects):
+class Resolver(Calls, Objects, Imports):
     """Expands size arguments of layers, across the user's files.
 
     Values are followed through helpers in other files of the project
@@ -161,6 +162,8 @@ class Resolver(Calls, Objects):
     def _name(self, node: cst.Name, site, i, depth, module_level) -> Optional[Expansion]:
         scopes, parents = self._scopes(site, i), self._parents(site, i)
         found = assignments(scopes, node)
+        if not found:  # ``from config import cfg``: where config.py writes it
+            return self._imported(node, site, i)
         # ``out_chs = out_chs or in_chs``: the read on the right is the binding
         # before this one (on a loop's later passes, this one again).
         found = [a for a in found if not binds_after(parents, a, node)
@@ -284,12 +287,16 @@ class Resolver(Calls, Objects):
     def _subscript(self, node: cst.Subscript, site, i, depth, module_level) -> Optional[Expansion]:
         if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
             return None
+        frame = site.chain[i]
+        values = {} if module_level else frame.local_values
+        key_node = node.slice[0].slice.value
+        if isinstance(key_node, cst.SimpleString):  # ``cfg["image_size"]`` of a dict literal
+            mapping = self._sequence(node.value, site, i, depth, module_level, (cst.Dict,))
+            return dict_entry(mapping, key_node, key_node.evaluated_value) if mapping else None
         seq = self._sequence(node.value, site, i, depth, module_level)
         if seq is None:
             return None
-        frame = site.chain[i]
-        values = {} if module_level else frame.local_values
-        index = Evaluator(values, frame.global_values).integer(node.slice[0].slice.value)
+        index = Evaluator(values, frame.global_values).integer(key_node)
         return self._element(seq, index)
 
     def _loop_element(self, node: cst.Name, loop, site, i, depth, binding) -> Optional[Expansion]:
@@ -323,8 +330,9 @@ class Resolver(Calls, Objects):
         seq = self._sequence(iterable, site, i, depth, False)
         return (seq, offset, index_name) if seq is not None else None
 
-    def _sequence(self, node, site, i, depth, module_level) -> Optional[Expansion]:
-        if isinstance(node, (cst.List, cst.Tuple)):
+    def _sequence(self, node, site, i, depth, module_level,
+                  kinds=(cst.List, cst.Tuple)) -> Optional[Expansion]:
+        if isinstance(node, kinds):
             return self._expand(node, site, i, "literal", "", (), depth, module_level)
         if not isinstance(node, cst.Name):
             return None
@@ -333,7 +341,7 @@ class Resolver(Calls, Objects):
             return None
         self.traversed.add(node)
         found = found.passthrough()
-        return found if isinstance(found.node, (cst.List, cst.Tuple)) else None
+        return found if isinstance(found.node, kinds) else None
 
     def _element(self, seq: Expansion, index: Optional[int]) -> Optional[Expansion]:
         elements = seq.node.elements

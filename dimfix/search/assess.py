@@ -55,7 +55,7 @@ def assess(c: Candidate, task: Task) -> Facts:
     unseen = any(not all(world.resolver.is_accounted(r) for r in b.references)
                  for b in bindings)
     facts = Facts(fixes, breaks, frozenset(knock_ons), reshapes, unseen,
-                  len(reached) < len(affected), shared)
+                  len(reached) < len(affected), shared, layout=bool(task.m.channels_last))
     if world.stopped:
         return _after_error(c, facts)
     return facts

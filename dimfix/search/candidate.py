@@ -129,6 +129,9 @@ class Facts:
     # trace never reached, or reads it cannot see, may need as it is.
     blind: bool = False
     infeasible: str = ""  # why it cannot be the fix, if so
+    # The model's input arrives with its channels last (Mismatch.channels_last):
+    # the width is right, the input's axes are not in the order the layer reads.
+    layout: bool = False
 
     @property
     def certain(self) -> bool:
@@ -139,7 +142,7 @@ class Facts:
         parts = [f"fixes {self.fixes}"]
         parts += [f"breaks {self.breaks}"] if self.breaks else []
         parts += [f"{len(self.knock_ons)} knock-on(s)"] if self.knock_ons else []
-        for flag in ("reshapes", "unseen", "unknown", "shared", "named", "blind"):
+        for flag in ("reshapes", "unseen", "unknown", "shared", "named", "blind", "layout"):
             parts += [flag] if getattr(self, flag) else []
         return ", ".join(parts)
 

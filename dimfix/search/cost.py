@@ -18,7 +18,8 @@ and the facts of the symbolic check (assess.py) add:
     UNCERTAIN  the check cannot settle it (reads it cannot see, shapes that
                follow, right layers that may follow): verification must judge
     NAMED      a literal where a name in scope, or the trace's structure, says it
-    AGREES     a factor that already reads as its dimension of the flattened tensor
+    AGREES     a factor that already reads as its dimension of the flattened tensor,
+               or a divisor that reads as the input's reduction to it (64 // 8 = 8)
     IDENTITY   a literal solved to 1 in ``x * 1``, ``x // 1``: arithmetic that means nothing
     EXPONENT   a literal in the exponent of ``**`` over a computed size: it counts
                dimensions (``(image_size // patch_size) ** 2``), never a size
@@ -26,6 +27,8 @@ and the facts of the symbolic check (assess.py) add:
                for a class token): it counts entries, the configuration sets the size
     ODD        also for a literal that reaches an input size through a name that
                says it counts something else (``ngpu``): the name is the mistake
+    LAYOUT     the model's input arrives with its channels last (its last axis is
+               the size declared): a permute is the fix, any width as dear as refusing
     BLIND      in a trace stopped by an error, a shared value changed that layers
                never reached may need as it is: a last resort before refusing
     DEPTH      per expansion between the layer's argument and the edit
@@ -68,6 +71,8 @@ UNCERTAIN = 2.0
 NAMED = 2.0
 # origin_dcgan_img_size: in ``128 * ds_size ** 2`` fed 128x2x2, the 128 reads as the
 # channels; changing it (5.0) is dearer than the image size only tracing judges.
+# origin_config_dict_entry: in ``cfg["image_size"] // 8``, a 64x64 input arrives as
+# 8x8: the 8 reads as the pools' reduction; the image size is changed, not the 8.
 AGREES = 5.0
 # script_dataset_vocab: ``hidden_size * 2`` fed hidden_size drops the ``* 2`` (0.5),
 # never writes ``hidden_size * 1`` (as dear as losing the form).
@@ -97,6 +102,10 @@ EXPONENT = 3.0
 # 64x64 image: the ``+ 1`` of the class token (0.04) is dearer than ``image_size``.
 COUNTS = 3.0
 REFUSE = 6.0
+# layout_channels_last: an ECG fed as (batch, time, leads) to ``Conv1d(n_leads, ...)``:
+# ``n_leads = 12`` -> 500 (0.1) would make the time axis the channels; refused, with
+# the permute that puts the leads first.
+LAYOUT = REFUSE
 
 def _base(c: Candidate) -> float:
     """What the edit writes, over what it replaces (read at call time: the
@@ -116,7 +125,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total += DEPTH * c.depth + CHANGE * min(c.change, 10.0)
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
     total += ODD * c.through_odd + BLIND * facts.blind
-    total += EXPONENT * c.exponent + COUNTS * c.counts
+    total += EXPONENT * c.exponent + COUNTS * c.counts + LAYOUT * facts.layout
     total += UNCERTAIN * (not facts.certain)
     return total
 

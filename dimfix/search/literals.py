@@ -16,6 +16,7 @@ from dimfix.search.names import odd_route
 from dimfix.search.solve import has_reference, refit_terms, settled, settled_terms, solve
 
 BARE = (cst.Name, cst.Attribute, cst.Subscript)
+VIEW = "View"  # the family of a view's size (views.py)
 
 
 def _literal_only(expr) -> bool:
@@ -58,7 +59,9 @@ class DimsProduct:
     """A literal product with another number of factors than the tensor
     flattened into it has dimensions (``28 * 28`` fed 3x32x32) becomes the
     product of those dimensions, ``3 * 32 * 32``: at the call, or where the
-    value is written (``INPUT_DIM = 28 * 28``), never over names."""
+    value is written (``INPUT_DIM = 28 * 28``), never over names. A view's
+    size is one literal too (``x.view(-1, 784)``): what a view flattens is
+    all it can mean, so its dimensions are what the author writes."""
 
     kind = "dims product"
 
@@ -66,14 +69,19 @@ class DimsProduct:
         flattened = task.m.factors  # the tensor flattened into the size (not an RNN's)
         dims = [d for d in flattened if d != 1]
         chain = task.exp.chain()
+        least = 1 if task.m.family == VIEW else 2
         for depth, e in enumerate(chain):
             node = e.bare()
             factors = product_factors(node)
-            if not factors or len(factors) < 2 or len(factors) == len(dims) or len(dims) < 2:
+            if not factors or len(factors) < least or len(factors) == len(dims) or len(dims) < 2:
                 continue
             if not _literal_only(node):
                 continue
-            star = " * " if node.operator.whitespace_before.value else "*"
+            if isinstance(node, cst.BinaryOperation):
+                star = " * " if node.operator.whitespace_before.value else "*"
+            else:
+                star = task.world.spacing(node, cst.Multiply) + "*" \
+                    + task.world.spacing(node, cst.Multiply)
             new = cst.parse_expression(star.join(map(str, dims)))
             yield Candidate(self.kind, {node: new}, node,
                             "" if depth == 0 else (e.label or code_of(node)), "",
@@ -112,7 +120,8 @@ class SolvedLiteral:
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
                 or (origin is not exp and origin.node is lit),
-                agrees=key in agreeing or lit in parts, identity=value == 1 and _scales(lit, world),
+                agrees=key in agreeing or lit in parts or _reduces(lit, world, m),
+                identity=value == 1 and _scales(lit, world),
                 exponent=_exponent(lit, world),
                 counts=m.family == "Tensor" and depth == 0 and not literal_only,
                 change=abs(math.log(value / old)) if old > 0 else math.inf)
@@ -152,6 +161,20 @@ def _scales(lit: cst.Integer, world) -> bool:
     return isinstance(parent, cst.BinaryOperation) and isinstance(
         parent.operator, (cst.Multiply, cst.FloorDivide, cst.Divide, cst.Power)) and (
         parent.right is lit or isinstance(parent.operator, cst.Multiply))
+
+
+def _reduces(lit: cst.Integer, world, m) -> bool:
+    """Is ``lit`` the divisor of ``size // 8`` where it reads as what the trace
+    saw the network do: an input of side 64 arrives as sides of 8 in the
+    tensor flattened into the size? Then the size divided is what is wrong
+    (``cfg["image_size"]`` still 48), and another divisor (6) fits by chance."""
+    _, parents = world.resolver._metadata_of(lit)
+    parent = parents.get(lit)
+    if not (isinstance(parent, cst.BinaryOperation) and parent.right is lit
+            and isinstance(parent.operator, (cst.FloorDivide, cst.Divide))):
+        return False
+    d = int(lit.evaluated_value)
+    return d > 1 and any(s == a * d for s in world.spatial for a in m.factors[1:])
 
 
 def _exponent(lit: cst.Integer, world) -> bool:

@@ -157,6 +157,10 @@ def _why_none(task: Task, assessed) -> Tuple[Optional[cst.CSTNode], str]:
     """Why no candidate may be written, the most telling reason first."""
     world, m, exp, expr = task.world, task.m, task.exp, task.expr
     key = (m.layer_path, m.arg)
+    if m.channels_last:
+        return expr, (f"{m.declared} is the last axis of the input as given: its channels look "
+                      f"last; put them first ({m.channels_last}, or an input shaped so) rather "
+                      f"than make {m.observed} the width")
     if key in world.problems:
         return world.problems[key]  # part of the value comes from outside the file
     reasons = [f.infeasible for _, f in assessed]

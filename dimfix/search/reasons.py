@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 import libcst as cst
 
 from dimfix.exprs import code_of
+from dimfix.follow.syntax import descendants, reads_of
 from dimfix.records import Edit, Mismatch, Unfixable
 from dimfix.rewrite import apply_to
 from dimfix.search.candidate import Outcome, Ranked
@@ -29,10 +30,47 @@ def edit_of(group: Sequence[Mismatch], ranked: Ranked, outcome: Outcome, world) 
     new = apply_to(original, candidate.replacements)
     if not because and not candidate.label \
             and isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
-        because = f"`{code_of(original)}` kept: other uses need it as it is"
+        because = _kept(original, m, outcome, world)
     return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
                 len(group), tried=max(outcome.tried, 1), cost=round(ranked.cost, 3),
                 weighed=outcome.weighed)
+
+
+def _kept(original: cst.CSTNode, m: Mismatch, outcome: Outcome, world) -> str:
+    """Why the name at the call is left as it is and a literal written over it,
+    as far as it is true: other code reads it; or it is read only here and its
+    value is not written where dimfix can follow it, or no edit there gives
+    the size (said only when no candidate there holds at all)."""
+    code = code_of(original)
+    if _read_elsewhere(original, world):
+        return f"`{code}` kept: other uses need it as it is"
+    hit = world.expansions.get((m.layer_path, m.arg))
+    if hit is None or hit[1].subs.get(original) is None:
+        return f"`{code}` is read only here; dimfix cannot follow it to where its value is written"
+    if not any(r.candidate.further for r in outcome.ranked):
+        return f"`{code}` is read only here; no edit where its value is written gives {m.observed}"
+    return ""
+
+
+def _read_elsewhere(node: cst.CSTNode, world) -> bool:
+    """Does code other than ``node`` read the value ``node`` reads: another
+    access of the same binding of a name, another load of ``self.x`` in its
+    class, the same ``cfg.x`` or ``cfg["x"]`` elsewhere in its file?"""
+    scopes, parents = world.resolver._metadata_of(node)
+    if isinstance(node, cst.Name):
+        scope = scopes.get(node)
+        if scope is None:
+            return False
+        return any(access.node is not node for binding in scope[node.value]
+                   for access in binding.references)
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) \
+            and node.value.value == "self":
+        return any(read is not node for read in reads_of(node, scopes, parents))
+    module = next((f.index.module for f in world.resolver.files.values()
+                   if f is not None and node in f.parents), None)
+    code = code_of(node)
+    return module is None or any(n is not node and code_of(n) == code
+                                 for n in descendants(module, type(node)))
 
 
 def refusals(group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str,

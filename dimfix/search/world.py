@@ -21,12 +21,15 @@ class World:
     """The expansions of a trace's constructions, and static facts about them."""
 
     def __init__(self, index: CallIndex, resolver: Resolver, path: str,
-                 editable: Callable[[str], bool], trace: Trace) -> None:
+                 editable: Callable[[str], bool], trace: Trace,
+                 inputs: Sequence[Tuple[int, ...]] = ()) -> None:
         self.index = index
         self.resolver = resolver
         self.path = path
         self.editable = editable
         self.stopped = bool(trace.stopped)
+        # The spatial sizes of the inputs traced (a 2x3x64x64 image's 64s).
+        self.spatial = frozenset(d for shape in inputs for d in shape[2:])
         self.demanded = {(m.layer_path, m.arg) for m in trace.mismatches
                          if m.cause is Cause.NUM_CLASSES}
         self.expansions: Dict[Key, Tuple[Construction, Expansion]] = {}
