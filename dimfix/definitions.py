@@ -143,6 +143,8 @@ def _restore(run: str, text: str, name: str) -> Tuple[Optional[str], int]:
             [stmt.target] if isinstance(stmt, ast.AnnAssign) and stmt.value else []
         if not any(isinstance(t, ast.Name) and t.id == name for t in targets):
             continue
+        if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(stmt.value)):
+            continue  # ``G = G.to(device)``: the statement that built it comes before
         alone = (i == 0 or body[i - 1].end_lineno < stmt.lineno) and \
             (i + 1 == len(body) or body[i + 1].lineno > stmt.end_lineno)
         old, new = _LINES.findall(text), _LINES.findall(run)

@@ -19,7 +19,9 @@ and the facts of the symbolic check (assess.py) add:
                follow, right layers that may follow): verification must judge
     NAMED      a literal where a name in scope, or the trace's structure, says it
     AGREES     a factor that already reads as its dimension of the flattened tensor,
-               or a divisor that reads as the input's reduction to it (64 // 8 = 8)
+               or a divisor that reads as the input's reduction to it (64 // 8 = 8),
+               or a term of a sum that reads as its part of the cat (also where
+               a term's name is written: the default of ``--noise-dim``)
     IDENTITY   a literal solved to 1 in ``x * 1``, ``x // 1``: arithmetic that means nothing
     EXPONENT   a literal in the exponent of ``**`` over a computed size: it counts
                dimensions (``(image_size // patch_size) ** 2``), never a size
@@ -73,6 +75,8 @@ NAMED = 2.0
 # channels; changing it (5.0) is dearer than the image size only tracing judges.
 # origin_config_dict_entry: in ``cfg["image_size"] // 8``, a 64x64 input arrives as
 # 8x8: the 8 reads as the pools' reduction; the image size is changed, not the 8.
+# structure_cat_term_default: ``noise_dim + num_classes + style_dim`` fed 100, 10
+# and 4: the default of --style_dim, not that of --noise_dim (the smaller change).
 AGREES = 5.0
 # script_dataset_vocab: ``hidden_size * 2`` fed hidden_size drops the ``* 2`` (0.5),
 # never writes ``hidden_size * 1`` (as dear as losing the form).

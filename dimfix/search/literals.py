@@ -120,7 +120,8 @@ class SolvedLiteral:
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
                 or (origin is not exp and origin.node is lit),
-                agrees=key in agreeing or lit in parts or _reduces(lit, world, m),
+                agrees=key in agreeing or lit in parts or _reduces(lit, world, m)
+                or _through(stack, parts),
                 identity=value == 1 and _scales(lit, world),
                 exponent=_exponent(lit, world),
                 counts=m.family == "Tensor" and depth == 0 and not literal_only,
@@ -190,6 +191,14 @@ def _exponent(lit: cst.Integer, world) -> bool:
             return not isinstance(parent.left, cst.Integer)
         node, parent = parent, parents.get(parent)
     return False
+
+
+def _through(stack, nodes) -> bool:
+    """Does the literal's value reach the layer through one of ``nodes``
+    (``opt.latent_dim`` of ``opt.latent_dim + opt.n_classes + opt.code_dim``,
+    whose default is the literal)?"""
+    return any(node in nodes for outer, inner in zip(stack, stack[1:])
+               for node, sub in outer.subs.items() if sub is inner)
 
 
 def _sub_key(exp, sub):
