@@ -147,11 +147,17 @@ class WholeLiteral:
             yield Candidate(self.kind, {expr: cst.Integer(str(task.want))}, expr, over=NAME, patch=True)
 
 
+def _passed(stack) -> Iterator[cst.CSTNode]:
+    """The nodes the literal's value passes on its way to the layer, outward:
+    each expansion's node that stands for the next one in ``stack``."""
+    return (node for outer, inner in zip(stack, stack[1:])
+            for node, sub in outer.subs.items() if sub is inner)
+
+
 def _route(stack):
     """The names the literal's value passes on its way to the layer, outward."""
-    return [code_of(node) for outer, inner in zip(stack, stack[1:])
-            for node, sub in outer.subs.items() if sub is inner
-            and isinstance(node, (cst.Name, cst.Attribute))]
+    return [code_of(node) for node in _passed(stack)
+            if isinstance(node, (cst.Name, cst.Attribute))]
 
 
 def _scales(lit: cst.Integer, world) -> bool:
@@ -197,8 +203,7 @@ def _through(stack, nodes) -> bool:
     """Does the literal's value reach the layer through one of ``nodes``
     (``opt.latent_dim`` of ``opt.latent_dim + opt.n_classes + opt.code_dim``,
     whose default is the literal)?"""
-    return any(node in nodes for outer, inner in zip(stack, stack[1:])
-               for node, sub in outer.subs.items() if sub is inner)
+    return any(node in nodes for node in _passed(stack))
 
 
 def _sub_key(exp, sub):

@@ -6,13 +6,12 @@ branch_features`` -> ``inp if ...``) and the list ``len(...)`` counts
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator, List, Optional
 
 import libcst as cst
 
 from dimfix.exprs import Evaluator, code_of, names_in
-from dataclasses import replace
-
 from dimfix.scope import ALL, sequences_holding
 from dimfix.search import cost as weights
 from dimfix.search.candidate import NAME, Candidate, Task
