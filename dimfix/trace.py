@@ -30,7 +30,7 @@ from dimfix.probe import probe, probe_weights, runs
 from dimfix.records import Cause, Construction, Mismatch, Note, Options, Trace
 from dimfix.sites import SiteBook, ignored, recording_sites
 from dimfix.target import default_max_memory, input_bytes, size_text
-from dimfix.views import ViewChecker
+from dimfix.views import ViewChecker, tensor_methods_wrapped
 
 # Below this many bytes of weights a CPU trace is faster than meta's ~1.3 s
 # one-time cost of loading torch's Python meta kernels.
@@ -901,9 +901,8 @@ class _Tracer:
         last dimension) moved: ``embedded.permute(0, 2, 1)`` into each
         ``Conv1d`` of a list reads the embedding's ``embedding_dim``."""
         tracer = self
-        own = {name: torch.Tensor.__dict__.get(name) for name in REORDER}
 
-        def wrap(method):
+        def wrap(method, name):
             def reordered(tensor, *args, **kwargs):
                 out = method(tensor, *args, **kwargs)
                 if out is not tensor and isinstance(out, torch.Tensor) and out.dim() >= 2:
@@ -918,17 +917,8 @@ class _Tracer:
 
             return reordered
 
-        # Restored exactly, as views.py restores its own (methods of TensorBase).
-        for name in REORDER:
-            setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
-        try:
+        with tensor_methods_wrapped(REORDER, wrap):
             yield
-        finally:
-            for name, method in own.items():
-                if method is None:
-                    delattr(torch.Tensor, name)
-                else:
-                    setattr(torch.Tensor, name, method)
 
     @contextlib.contextmanager
     def _watching_functional(self):

@@ -29,6 +29,25 @@ WATCHED = ("view", "reshape", "flatten")
 PARAMS = ("batch", "size")
 
 
+@contextlib.contextmanager
+def tensor_methods_wrapped(names, wrap: Callable[[Callable, str], Callable]) -> Iterator[None]:
+    """``torch.Tensor``'s methods ``names`` replaced by ``wrap(method, name)``
+    while the block runs, then restored exactly: the methods live on
+    ``torch._C.TensorBase``, so the wrappers are set on ``torch.Tensor`` and
+    deleted afterwards, not overwritten."""
+    own = {name: torch.Tensor.__dict__.get(name) for name in names}
+    for name in names:
+        setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name), name))
+    try:
+        yield
+    finally:
+        for name, method in own.items():
+            if method is None:
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, method)
+
+
 class ViewChecker:
     """Finds wrong view sizes; remembers what was flattened, for the Linear after."""
 
@@ -46,19 +65,8 @@ class ViewChecker:
     def watching(self, batch: Optional[int]) -> Iterator[None]:
         self.batch = batch
         self.merges.clear()
-        # Restored exactly: the methods live on torch._C.TensorBase, so the
-        # wrappers are set on torch.Tensor and then deleted, not overwritten.
-        own = {name: torch.Tensor.__dict__.get(name) for name in WATCHED}
-        for name in WATCHED:
-            setattr(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name), name))
-        try:
+        with tensor_methods_wrapped(WATCHED, self._wrap):
             yield
-        finally:
-            for name, method in own.items():
-                if method is None:
-                    delattr(torch.Tensor, name)
-                else:
-                    setattr(torch.Tensor, name, method)
 
     def _wrap(self, method, name):
         checker = self

@@ -127,28 +127,36 @@ def _terms(task: Task, kind: str) -> Iterator[Candidate]:
     expr, m, world = task.expr, task.m, task.world
     if not isinstance(expr, cst.BinaryOperation):
         return
+    site = world.site_constructions(m)
     for node in operands(expr):
-        group = []
-        for c in world.site_constructions(m):
-            key = (c.layer_path, c.arg)
-            if c.required is None or key not in world.expansions:
-                continue
-            c_exp = world.expansions[key][1]
-            old = c_exp.value_of(node)
-            need = solve_node(c_exp, node, old if type(old) is int else None, c.required,
-                              task.base)
-            if need is None or need == old:
-                group = []
-                break
-            group.append(replace(c, required=need))
-        if not group:
+        needs = operand_needs(task, site, node)
+        if not needs or any(need == old for _, need, old in needs):
             continue
+        group = [replace(c, required=need) for c, need, _ in needs]
         found = holding(world, group, m.site.call, expr, ALL)
         if len(found.names) == 1:
             name = found.names[0]
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             because=f"`{name}` holds {group[0].required} at every layer built here",
                             writes=NAME, over=NAME, name_cost=prior_of(found))
+
+
+def operand_needs(task: Task, site, node) -> list:
+    """(construction, what ``node`` must hold there, what it holds) at every
+    layer built at this call whose size reads it; empty where one of them
+    cannot be solved for ``node``."""
+    needs = []
+    for c in site:
+        key = (c.layer_path, c.arg)
+        if c.required is None or key not in task.world.expansions:
+            continue
+        c_exp = task.world.expansions[key][1]
+        old = c_exp.value_of(node)
+        need = solve_node(c_exp, node, old if type(old) is int else None, c.required, task.base)
+        if need is None:
+            return []
+        needs.append((c, need, old))
+    return needs
 
 
 def operands(node, kinds=(cst.Name, cst.Attribute)) -> Iterator[cst.CSTNode]:

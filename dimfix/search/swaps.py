@@ -15,8 +15,7 @@ from dimfix.exprs import Evaluator, code_of, names_in
 from dimfix.scope import ALL, sequences_holding
 from dimfix.search import cost as weights
 from dimfix.search.candidate import NAME, Candidate, Task
-from dimfix.search.names import holding, operands, prior_of
-from dimfix.search.solve import solve_node
+from dimfix.search.names import holding, operand_needs, operands, prior_of
 
 
 class IndexSwap:
@@ -58,21 +57,9 @@ def _subscripts(task: Task):
     if not isinstance(task.expr, cst.BinaryOperation):
         return
     for node in operands(task.expr, cst.Subscript):
-        needs = []
-        for c in site:
-            key = (c.layer_path, c.arg)
-            if c.required is None or key not in world.expansions:
-                continue
-            c_exp = world.expansions[key][1]
-            old = c_exp.value_of(node)
-            need = solve_node(c_exp, node, old if type(old) is int else None, c.required,
-                              task.base)
-            if need is None:
-                needs = []
-                break
-            needs.append((c, need))
+        needs = operand_needs(task, site, node)
         if needs:
-            yield 0, node, 0, needs
+            yield 0, node, 0, [(c, need) for c, need, _ in needs]
 
 
 class MakerExpression:
