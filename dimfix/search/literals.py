@@ -113,9 +113,11 @@ class SolvedLiteral:
             old = int(lit.evaluated_value)
             depth = len(stack) - 1
             key = lit if depth == 0 else _sub_key(exp, stack[1])
+            # The reason line names the value written at the label, whole:
+            # ``self.feat_size img_size // 4 -> img_size // 8``, not ``4 -> 8``.
+            named = (expr if literal_only else lit) if depth == 0 else stack[-1].bare()
             yield Candidate(
-                self.kind, {lit: lit.with_changes(value=str(value))},
-                expr if literal_only else lit,
+                self.kind, {lit: lit.with_changes(value=str(value))}, named,
                 "" if depth == 0 else stack[-1].label,
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=depth == 0 and isinstance(expr, cst.Integer)
