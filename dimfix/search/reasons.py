@@ -32,8 +32,23 @@ def edit_of(group: Sequence[Mismatch], ranked: Ranked, outcome: Outcome, world) 
             and isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
         because = _kept(original, m, outcome, world)
     return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
-                len(group), tried=max(outcome.tried, 1), cost=round(ranked.cost, 3),
-                weighed=outcome.weighed)
+                max(len(group), _fixed_here(m, candidate, world)), tried=max(outcome.tried, 1),
+                cost=round(ranked.cost, 3), weighed=outcome.weighed)
+
+
+def _fixed_here(m: Mismatch, candidate, world) -> int:
+    """The wrong layers built at ``m``'s call, from any call chain (ResNet's
+    ``bn3`` in the blocks of every ``_make_layer`` call: groups of their
+    own), that ``candidate`` makes right."""
+    here = _call(m.site.call)
+    return sum(1 for c, exp in world.expansions.values()
+               if c.arg == m.arg and c.site is not None and _call(c.site.call) == here
+               and c.required is not None and c.required != c.declared
+               and exp.value(candidate.replacements) == c.required)
+
+
+def _call(frame) -> tuple:
+    return frame.path, frame.line, frame.col
 
 
 def _kept(original: cst.CSTNode, m: Mismatch, outcome: Outcome, world) -> str:
