@@ -67,6 +67,10 @@ def _out(con, key: Key, world) -> bool:
     return con.arg.startswith("out_") and key not in world.demanded
 
 
+# Why a candidate may never be written, whatever it fixes: read by rank's refusal.
+OVER_SHARED_PARAMETER = "a literal over a parameter of a function other code calls too"
+
+
 def _forbidden(c: Candidate, task: Task) -> str:
     """Why ``c`` may not be written at all, whatever it fixes."""
     world = task.world
@@ -81,7 +85,7 @@ def _forbidden(c: Candidate, task: Task) -> str:
             return "run time"
     if c.writes != NAME and c.over == NAME and not c.further and _parameter(task) \
             and world.helper_called_elsewhere(task.m, 0):
-        return "a literal over a parameter of a function other code calls too"
+        return OVER_SHARED_PARAMETER
     return ""
 
 

@@ -61,6 +61,7 @@ class Candidate:
     # (a bidirectional RNN's hidden size), and the names it was passed
     # through: an edit that swaps one of them for another name loses that.
     attributed: FrozenSet[cst.CSTNode] = frozenset()
+    holds: str = ""  # what the name it writes holds, where ("64 there"), for a tie's message
 
     @property
     def further(self) -> bool:

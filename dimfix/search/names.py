@@ -78,6 +78,7 @@ def _at_call(task: Task, expr, ranks, kind: str, over: str) -> Iterator[Candidat
     for name in found.names:
         yield Candidate(kind, {expr: cst.parse_expression(name)}, expr,
                         because=f"`{name}` holds {m.observed} at every layer built here",
+                        holds=f"{m.observed} at every layer built here",
                         writes=NAME, over=over, name_cost=prior_of(found))
 
 
@@ -115,6 +116,7 @@ def _outer(task: Task, literal: bool, kind: str) -> Iterator[Candidate]:
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             outer.label or code_of(node), f"`{name}` holds {m.observed} there",
                             bindings, writes=NAME, over=LITERAL if literal else NAME,
+                            holds=f"{m.observed} there",
                             depth=depth, name_cost=prior_of(found),
                             through_odd=odd_route(route, m))
 
@@ -138,6 +140,7 @@ def _terms(task: Task, kind: str) -> Iterator[Candidate]:
             name = found.names[0]
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             because=f"`{name}` holds {group[0].required} at every layer built here",
+                            holds=f"{group[0].required} at every layer built here",
                             writes=NAME, over=NAME, name_cost=prior_of(found))
 
 
@@ -204,7 +207,7 @@ def _inner(task: Task, kind: str) -> Iterator[Candidate]:
             yield Candidate(kind, {node: cst.parse_expression(name)}, node,
                             sub.label or code_of(node), f"`{name}` holds {need} there",
                             tuple(sub.bindings), writes=NAME, over=NAME,
-                            depth=len(sub.chain()), name_cost=prior_of(found))
+                            depth=len(sub.chain()), name_cost=prior_of(found), holds=f"{need} there")
 
 
 def holding(world, constructions, frame, expr, ranks, named: Collection[str] = (),

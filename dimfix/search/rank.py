@@ -10,7 +10,7 @@ from typing import Collection, List, Optional, Sequence, Tuple
 import libcst as cst
 
 from dimfix.exprs import code_of
-from dimfix.search.assess import assess
+from dimfix.search.assess import OVER_SHARED_PARAMETER, assess
 from dimfix.records import Mismatch, Weighed
 from dimfix.search.candidate import LITERAL, NAME, Candidate, Outcome, Ranked, Task
 from dimfix.search.cost import REFUSE, cost, names_it
@@ -137,7 +137,7 @@ def _tie(taken: Sequence[Ranked], want: int) -> Optional[Tuple[cst.CSTNode, str]
 
 
 def _holds(c: Candidate) -> str:
-    return c.because.split(" holds ", 1)[1] if " holds " in c.because else "the size"
+    return c.holds or "the size"
 
 
 def _new(c: Candidate) -> str:
@@ -175,7 +175,7 @@ def _why_none(task: Task, assessed) -> Tuple[Optional[cst.CSTNode], str]:
         return installed, "the value is written in " + (why(found[0]) if found else "another file")
     origin = exp.passthrough()
     code = code_of(expr)
-    helper = next((f.infeasible for _, f in assessed if f.infeasible.startswith("a literal over")), "")
+    helper = next((f.infeasible for _, f in assessed if f.infeasible == OVER_SHARED_PARAMETER), "")
     if helper:
         return expr, (f"`{code}` is a parameter here, and no edit where its value is written "
                       f"gives {m.observed}; {helper} is never written")

@@ -40,7 +40,8 @@ class IndexSwap:
                                 "" if depth == 0 else (e.label or code_of(node)),
                                 f"`{new}` holds what it must at every layer built here",
                                 tuple(b for x in chain[1:depth + 1] for b in x.bindings),
-                                writes=NAME, over=NAME, depth=depth)
+                                writes=NAME, over=NAME, depth=depth,
+                                holds="what it must at every layer built here")
 
 
 def _subscripts(task: Task):
@@ -117,7 +118,8 @@ class ArmSwap:
         for name in found.names:
             yield Candidate(self.kind, {arm: cst.parse_expression(name)}, arm,
                             because=f"`{name}` holds {m.observed} at every layer built here "
-                            "with this arm", writes=NAME, over=NAME, name_cost=prior_of(found))
+                            "with this arm", writes=NAME, over=NAME, name_cost=prior_of(found),
+                            holds=f"{m.observed} at every layer built here with this arm")
 
 
 def _indices(node: cst.Subscript, frame_index: int, needs, world) -> List[str]:
@@ -184,7 +186,8 @@ class LenSwap:
                                 "" if depth == 0 else (e.label or code_of(node)),
                                 f"`{name}` holds {m.observed} items at every layer built here",
                                 tuple(b for x in chain[1:depth + 1] for b in x.bindings),
-                                writes=NAME, over=NAME, depth=depth, name_cost=prior_of(found))
+                                writes=NAME, over=NAME, depth=depth, name_cost=prior_of(found),
+                                holds=f"{m.observed} items at every layer built here")
 
 
 def _len_of_name(node) -> bool:
