@@ -197,10 +197,25 @@ _RECORDING: List[Tuple[SiteBook, Callable[[str], bool]]] = []
 def _wrap_factories() -> Dict[str, object]:
     import torch
 
+    _freeze_device_constructors()
     own = {name: torch.__dict__[name] for name in FACTORIES if name in torch.__dict__}
     for name, fn in own.items():
         setattr(torch, name, _recorded(name, fn))
     return own
+
+
+def _freeze_device_constructors() -> None:
+    """``with torch.device("meta")`` places the factories it finds in a set
+    that torch builds on first use and caches for the life of the process:
+    built while our wrappers stand in ``torch``'s namespace, it holds them,
+    not the factories, and every layer after is built on CPU (a model too big
+    for CPU then fails its meta trace: "Tensor on device cpu is not on the
+    expected device meta"). Built here first, it holds the factories."""
+    try:
+        from torch.utils._device import _device_constructors
+    except ImportError:  # a torch without it has no such cache
+        return
+    _device_constructors()
 
 
 def _unwrap_factories(own: Dict[str, object]) -> None:

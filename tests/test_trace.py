@@ -172,3 +172,25 @@ def test_a_position_table_is_fixed_on_meta_too(tmp_path, cli, meta_first):
     assert run.code == 0, run
     assert "traced on meta" in run.stderr
     assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+
+
+def test_layers_built_for_meta_while_sites_are_recorded_are_on_meta_the_first_time_too():
+    """torch caches the factories ``torch.device("meta")`` places, on first use:
+    cached while dimfix's recording wrappers stood in for them, every layer of
+    the process was built on CPU after (torchvision's densenet161, too big for
+    a CPU trace, failed: "Tensor on device cpu is not on the expected device")."""
+    import torch
+    from torch import nn
+    from torch.utils._device import _device_constructors
+
+    from dimfix.sites import recording_sites
+
+    _device_constructors.cache_clear()  # as in a fresh process
+    try:
+        with recording_sites(lambda path: True), torch.device("meta"):
+            first = nn.Conv2d(3, 8, 3)
+        with torch.device("meta"):
+            after = nn.Linear(4, 4)
+        assert (first.weight.device.type, after.weight.device.type) == ("meta", "meta")
+    finally:
+        _device_constructors.cache_clear()
