@@ -152,7 +152,7 @@ def _alternatives(loc, trace, options, texts, editable, kept) -> Tuple[Alternati
         changed: Dict[str, str] = {}
         notes = []
         for path, new_text in plan.new_texts(alternative).items():
-            old = plan.resolver.file(path).index.module.code
+            old = plan.resolver.file(path).index.text
             if new_text != old and options.format:
                 new_text, note = format_edit(old, new_text, path)
                 notes += [Note(note, _file(path))] if note else []

@@ -22,7 +22,10 @@ MAX_PLAN_BYTES = 2**20
 
 
 class CallIndex(cst.CSTVisitor):
-    """Every Call in a module, by the character position where it starts."""
+    """Every Call in a module, by the character position where it starts, and
+    every node's parent (what libcst's ParentNodeProvider gives, recorded in
+    this walk: that provider's own walk costs as much as the parse and the
+    positions together)."""
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
@@ -40,14 +43,27 @@ class CallIndex(cst.CSTVisitor):
         except cst.ParserSyntaxError as e:
             raise BadSource(f"cannot parse: {e.message}",
                             Position(os.path.abspath(path), e.raw_line, e.raw_column)) from None
+        self.text = text  # what ``module.code`` gives back (libcst round-trips), without a codegen
         self.lines = text.splitlines(keepends=True)
         self.calls: Dict[Tuple[int, int], List[cst.Call]] = {}
+        self.parents: Dict[cst.CSTNode, cst.CSTNode] = {}
+        self._path: List[cst.CSTNode] = []  # the nodes being visited, innermost last
         self.positions = self.wrapper.resolve(PositionProvider)
         self.wrapper.visit(self)
 
     @property
     def module(self) -> cst.Module:
         return self.wrapper.module
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._path:
+            self.parents[node] = self._path[-1]
+        self._path.append(node)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        self._path.pop()
 
     def visit_Call(self, node: cst.Call) -> None:
         start = self.positions[node].start

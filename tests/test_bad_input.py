@@ -1,4 +1,10 @@
-"""Bad input: exit 2, one line on stderr, no traceback, nothing written."""
+"""Bad input: exit 2, one line on stderr, no traceback, nothing written.
+
+The cases run dimfix's click command in this process (the ``cli`` fixture),
+except where the process is what is tested: click's own parse errors, which
+only the console entry point (cli.run) turns into one line, a control case
+through a real interpreter, warnings a fresh interpreter prints, and Ctrl-C.
+"""
 
 import os
 import shutil
@@ -67,6 +73,12 @@ CASES = {
 }
 
 
+# Click's parse errors become one line in cli.run, the console entry point;
+# "missing file" is the control that a real interpreter says the same as the
+# command run in-process.
+PROCESS = {"num-classes not int", "unknown option", "bad --format", "missing file"}
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     path = tmp_path_factory.mktemp("bad")
@@ -82,10 +94,10 @@ def _snapshot(folder):
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_bad_input_is_one_clear_line(case, folder):
+def test_bad_input_is_one_clear_line(case, folder, cli):
     args, message = CASES[case]
     before = _snapshot(folder)
-    run = run_process(args, folder)
+    run = run_process(args, folder) if case in PROCESS else cli(args, folder)
     assert run.code == 2, run
     lines = run.stderr.splitlines()
     assert len(lines) == 1, run
@@ -96,8 +108,8 @@ def test_bad_input_is_one_clear_line(case, folder):
     assert _snapshot(folder) == before
 
 
-def test_verbose_shows_the_traceback(folder):
-    run = run_process(["bad_models.py::RaisesInForward", "--input", "1x4", "--verbose"], folder)
+def test_verbose_shows_the_traceback(folder, cli):
+    run = cli(["bad_models.py::RaisesInForward", "--input", "1x4", "--verbose"], folder)
     assert run.code == 2
     assert "Traceback" in run.stderr
     assert run.stderr.splitlines()[-1].startswith("dimfix: error: ")
@@ -130,8 +142,8 @@ def test_ctrl_c_during_the_trace_writes_nothing(folder):
     assert _running(target) == [], "a child outlived the interrupt"
 
 
-def test_a_model_raising_keyboard_interrupt_is_the_models_error(folder):
-    run = run_process(["bad_models.py::Interrupted", "--input", "1x4"], folder)
+def test_a_model_raising_keyboard_interrupt_is_the_models_error(folder, cli):
+    run = cli(["bad_models.py::Interrupted", "--input", "1x4"], folder)
     assert run.code == 2, run
     assert run.stderr.strip() == ("dimfix: error: bad_models.py:64: in forward: the model's code "
                                   "raised KeyboardInterrupt")

@@ -1,6 +1,11 @@
 """Issue 13: the rough edges of everyday use (CI, pre-commit, editors), one
 test per item. The real pre-commit run is in test_pre_commit.py, the API in
-test_api.py."""
+test_api.py.
+
+Items about what the command does run dimfix's click command in this process
+(the ``cli`` fixture); a real ``python -m dimfix`` where the process is the
+point: stdin mode, escape codes into a pipe, shell completion.
+"""
 
 import os
 import subprocess
@@ -56,18 +61,18 @@ def stdin(args, cwd, text):
 
 # 1 -------------------------------------------------------------------------------------------
 
-def test_1_named_files_without_models_pass_and_force_exclude_applies_the_config(project):
+def test_1_named_files_without_models_pass_and_force_exclude_applies_the_config(project, cli):
     (project / "utils").mkdir()
     (project / "utils" / "mathy.py").write_text("def square(x):\n    return x * x\n")
-    run = run_process(["utils/mathy.py", "--check"], project)  # as the hook names it
+    run = cli(["utils/mathy.py", "--check"], project)  # as the hook names it
     assert run.code == 0, run
     (project / "legacy.py").write_text(MARKED)
     (project / "pyproject.toml").write_text('[tool.dimfix]\nexclude = ["legacy.py"]\n')
-    run = run_process(["legacy.py", "utils/mathy.py", "--check", "--force-exclude"], project)
+    run = cli(["legacy.py", "utils/mathy.py", "--check", "--force-exclude"], project)
     assert run.code == 0, run
-    run = run_process(["legacy.py", "--check"], project)  # named without the flag: checked
+    run = cli(["legacy.py", "--check"], project)  # named without the flag: checked
     assert run.code == 1, run
-    run = run_process(["."], project)  # a folder with nothing marked is still an error
+    run = cli(["."], project)  # a folder with nothing marked is still an error
     assert run.code == 2, run
 
 
@@ -91,12 +96,12 @@ def test_2_stdin_input_without_a_name_uses_the_one_model_with_file_exit_codes(pr
 
 # 3 -------------------------------------------------------------------------------------------
 
-def test_3_timeout_is_reported_as_given_and_a_fast_neighbour_keeps_its_fix(project):
+def test_3_timeout_is_reported_as_given_and_a_fast_neighbour_keeps_its_fix(project, cli):
     (project / "models").mkdir()
     both = "import time\n\nimport torch.nn as nn\n" + model("Slow", sleep=True) + model("Fast")
     (project / "models" / "both.py").write_text(both)
     (project / "models" / "other.py").write_text("import torch.nn as nn\n" + model("Other"))
-    run = run_process(["models", "--timeout", "3", "--jobs", "2"], project)
+    run = cli(["models", "--timeout", "3", "--jobs", "2"], project)
     assert run.code == 2, run
     assert "models/both.py::Slow: error: timed out after 3 s (--timeout)" in run.stderr, run
     assert "Fast: error" not in run.stderr
@@ -117,7 +122,7 @@ def test_4_color_forces_escape_codes_into_a_pipe(project):
 
 # 5 -------------------------------------------------------------------------------------------
 
-def test_5_files_and_models_come_in_sorted_order(project):
+def test_5_files_and_models_come_in_sorted_order(project, cli):
     from dimfix.config import ModelSpec
     from dimfix.discover import discover
 
@@ -126,43 +131,43 @@ def test_5_files_and_models_come_in_sorted_order(project):
     jobs, _ = discover([str(project / "b.py"), str(project / "a.py")], ModelSpec("", ""))
     assert [os.path.basename(j.path) for j in jobs] == ["a.py", "b.py"]
     assert [m.name for m in jobs[0].models] == ["Alpha", "Zed"]
-    run = run_process(["b.py", "a.py", "--format", "lines", "--check"], project)
+    run = cli(["b.py", "a.py", "--format", "lines", "--check"], project)
     where = [line.split(": DIM")[0] for line in run.stdout.splitlines()]
     assert where == ["a.py:20:28", "a.py:9:28", "b.py:20:28", "b.py:9:28"], run  # Alpha, Zed
 
 
 # 6 -------------------------------------------------------------------------------------------
 
-def test_6_exclude_is_relative_to_the_current_folder(project):
+def test_6_exclude_is_relative_to_the_current_folder(project, cli):
     models = project / "mypkg" / "models"
     models.mkdir(parents=True)
     (models / "net.py").write_text(MARKED)
-    run = run_process(["mypkg", "--exclude", "mypkg/models/*", "--check"], project)
+    run = cli(["mypkg", "--exclude", "mypkg/models/*", "--check"], project)
     assert run.code == 2 and "no models found" in run.stderr, run  # nothing left
-    run = run_process(["mypkg", "--exclude", "models/*", "--check"], project)  # as before
+    run = cli(["mypkg", "--exclude", "models/*", "--check"], project)  # as before
     assert run.code == 2 and "no models found" in run.stderr, run
 
 
 # 7 -------------------------------------------------------------------------------------------
 
-def test_7_lines_format_puts_a_failed_model_at_the_line_it_names(project):
+def test_7_lines_format_puts_a_failed_model_at_the_line_it_names(project, cli):
     (project / "net.py").write_text(NET.replace("return self.b(self.a(x))",
                                                 "raise ValueError('boom')"))
-    run = run_process(["net.py::Net", "--input", "2x10", "--format", "lines"], project)
+    run = cli(["net.py::Net", "--input", "2x10", "--format", "lines"], project)
     assert run.code == 2, run
     assert run.stdout.startswith("net.py:11:1: DIM003 Net: net.py:11: in forward:"), run
 
 
 # 8 -------------------------------------------------------------------------------------------
 
-def test_8_a_mistyped_keyword_input_and_model_name_are_named(project):
+def test_8_a_mistyped_keyword_input_and_model_name_are_named(project, cli):
     text = NET.replace("forward(self, x)", "forward(self, text)").replace("self.a(x)", "self.a(text)")
     (project / "net.py").write_text(text + "\n\ndef make():\n    return Net()\n\n\ninst = Net()\n")
-    run = run_process(["net.py::Net", "--input", "txt=2x10"], project)
+    run = cli(["net.py::Net", "--input", "txt=2x10"], project)
     assert run.code == 2, run
     assert run.stderr == ("dimfix: error: --input txt=...: Net.forward takes no argument 'txt' "
                           "(it takes: text)\n")
-    run = run_process(["net.py::Nett", "--input", "2x10"], project)
+    run = cli(["net.py::Nett", "--input", "2x10"], project)
     assert run.code == 2 and "(models in it: Net, make(), inst)" in run.stderr, run
 
 

@@ -17,7 +17,7 @@ import os
 from typing import Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import ParentNodeProvider, ScopeProvider
+from libcst.metadata import ScopeProvider
 from libcst.metadata.scope_provider import Assignment
 
 from dimfix.exprs import MISSING, Evaluator
@@ -37,9 +37,8 @@ class _File:
 
     def __init__(self, index: CallIndex) -> None:
         self.index = index
-        # Resolved together: libcst walks the tree once for both.
-        found = index.wrapper.resolve_many([ScopeProvider, ParentNodeProvider])
-        self.scopes, self.parents = found[ScopeProvider], found[ParentNodeProvider]
+        self.scopes = index.wrapper.resolve(ScopeProvider)
+        self.parents = index.parents
         self.attribute_reads: Optional[Dict[str, List[cst.CSTNode]]] = None  # attr -> reads
 
 

@@ -338,7 +338,8 @@ class World:
                 continue
             if path not in self._callers:
                 counts: Dict[str, int] = {}
-                for call in descendants(f.index.module, cst.Call):
+                # The file's index holds every Call already: no walk of the module.
+                for call in (c for calls in f.index.calls.values() for c in calls):
                     func = call.func
                     callee = func.value if isinstance(func, cst.Name) else \
                         func.attr.value if isinstance(func, cst.Attribute) else None
