@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import FIXTURES, copy_case
+from conftest import copy_case
 
 
 def _listing(folder):
