@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict, Iterator, List, Optional, Sequence
 
+from dimfix.families import keeps_width
 from dimfix.records import Mismatch
 from dimfix.search.candidate import LITERAL, NAME, Candidate, Key, Task
 
@@ -82,6 +83,8 @@ def _root(world, m: Mismatch) -> Optional[Key]:
             return None
         if len(con.producer) != 2:
             return key
+        if not keeps_width(con.kind):
+            return None  # the trace named a layer that makes another width by its input
         key = tuple(con.producer)
     return None
 
@@ -101,5 +104,6 @@ def _needs(world, root: Key, old: int, want: int) -> Optional[Dict[Key, int]]:
             if not isinstance(con.required, int) or con.required % old:
                 return None
             needs[key] = con.required // old * want
-            todo.append(key)
+            if keeps_width(con.kind):
+                todo.append(key)  # a norm: the layers after it are fed the width too
     return needs
