@@ -61,7 +61,7 @@ def assess(c: Candidate, task: Task) -> Facts:
         else:
             return Facts(infeasible=f"{key[0]} {key[1]} would be {value}, not {required}")
     if needs:
-        fed = _fed(needs, {key: exp.value(trial) for key, _, exp in reached}, world)
+        fed = _fed(needs, base, trial, world)
         if isinstance(fed, str):
             return Facts(infeasible=fed)
         fixes, knock_ons, reshapes = len(fed), fed - group.own, True
@@ -78,19 +78,21 @@ def assess(c: Candidate, task: Task) -> Facts:
     return facts
 
 
-def _fed(needs, values, world):
+def _fed(needs, base, trial, world):
     """The layers a producer's new out width fixes (``needs`` less the out
-    argument itself, ``values`` what the edit makes of those it reaches), or
-    why it cannot be the fix: a layer built right for the old width, or one
-    built for a third, would be wrong after it."""
+    argument itself; what each declares with the earlier groups' edits,
+    ``base``, and with this one, ``trial``), or why it cannot be the fix: a
+    layer built right for the old width, or one built for a third, would be
+    wrong after it."""
     fixed = set()
     for key, want in needs.items():
         con = world.built[key]
         if con.producer == () or con.required is None:
             continue  # the out argument itself, or a layer that never ran
-        now = values.get(key, con.declared)
+        hit = world.expansions.get(key)
+        was, now = (hit[1].value(base), hit[1].value(trial)) if hit else (con.declared,) * 2
         if now == want:
-            fixed |= {key} if con.declared != con.required else set()
+            fixed |= {key} if was != con.required else set()
         else:
             return f"{key[0]} {key[1]} would be fed {want}, not {now}"
     return frozenset(fixed)

@@ -54,9 +54,9 @@ class ProducerOut:
         needs = _needs(world, root, old, want)
         if needs is None:
             return
-        agree = [k for k, w in needs.items() if k != root and world.built[k].declared == w
-                 and world.built[k].declared != world.built[k].required]
-        if len(agree) < AGREE or not task.own <= set(agree):
+        agree = [k for k, w in needs.items()
+                 if k != root and _now(world, k, task.base) == w != world.built[k].required]
+        if _votes(world, agree) < AGREE or not task.own <= set(agree):
             return
         names = ", ".join(f"{p} {a}" for p, a in agree)
         subject = Mismatch(root[0], con.kind, con.kind, root[1], old, want,
@@ -70,6 +70,27 @@ class ProducerOut:
                     continue  # a literal over a name other code may read: refused
                 yield replace(c, kind=f"{self.kind} {c.kind}", subject=subject, within=sub,
                               needs=pinned)
+
+
+def _now(world, key: Key, base) -> int:
+    """What ``key`` declares with the edits chosen before (``base``) in place."""
+    hit = world.expansions.get(key)
+    return hit[1].value(base) if hit is not None else world.built[key].declared
+
+
+def _votes(world, agree: List[Key]) -> int:
+    """How many separately written values the agreeing layers read: two that
+    read one value (``dim=embed_dim * 3`` passed to a norm and an attention)
+    are one mistake, not two layers agreeing; a value dimfix cannot follow
+    is no evidence."""
+    groups: List[frozenset] = []
+    for key in agree:
+        reach = world.reach.get(key)
+        if reach is None:
+            continue
+        joined = [g for g in groups if g & reach]
+        groups = [g for g in groups if not g & reach] + [reach.union(*joined)]
+    return len(groups)
 
 
 def _root(world, m: Mismatch) -> Optional[Key]:
