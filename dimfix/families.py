@@ -49,6 +49,9 @@ class Family:
     out_arg: Optional[str] = None  # the parameter holding the output size
     out_dim: int = -1  # where that size shows in the output tensor
     resize_out: Optional[Callable[[nn.Module, int], str]] = None
+    # The output has the width of the input its check reads (a norm): the
+    # layer that made that input made the width after it too.
+    keeps: bool = False
 
     def declared_out(self, module: nn.Module) -> int:
         return int(getattr(module, self.out_arg))
@@ -257,16 +260,20 @@ FAMILIES: Dict[str, Family] = {
         Family("ConvTranspose", (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
                (Check("in_channels", _channels(_spatial), _attr("in_channels")),), _conv_resize),
         Family("BatchNorm", (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
-               (Check("num_features", _dim1, _attr("num_features")),), _batchnorm_resize),
+               (Check("num_features", _dim1, _attr("num_features")),), _batchnorm_resize,
+               keeps=True),
         Family("InstanceNorm", (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d),
                (Check("num_features", _channels(_instance_spatial), _attr("num_features")),),
-               _rebuild),
+               _rebuild, keeps=True),
         Family("GroupNorm", (nn.GroupNorm,), (Check("num_channels", _dim1, _attr("num_channels")),),
-               _divisible_by(lambda m: m.num_groups, "num_groups", "num_channels")),
+               _divisible_by(lambda m: m.num_groups, "num_groups", "num_channels"),
+               keeps=True),
         Family("LayerNorm", (nn.LayerNorm,) + _RMS_NORM,
-               (Check("normalized_shape", _trailing, _layer_norm_declared),), _rebuild),
+               (Check("normalized_shape", _trailing, _layer_norm_declared),), _rebuild,
+               keeps=True),
         Family("PReLU", (nn.PReLU,), (Check("num_parameters", _dim1, _attr("num_parameters")),),
-               lambda m, c, r: _rebuild(m, c, r) if m.num_parameters != 1 else ({}, "")),
+               lambda m, c, r: _rebuild(m, c, r) if m.num_parameters != 1 else ({}, ""),
+               keeps=True),
         Family("Bilinear", (nn.Bilinear,),
                (Check("in1_features", _last(0), _attr("in1_features")),
                 Check("in2_features", _last(1), _attr("in2_features"), 1)), _rebuild),
@@ -284,6 +291,12 @@ FAMILIES: Dict[str, Family] = {
 }
 
 _BY_TYPE: Dict[type, Optional[Family]] = {}
+
+
+def keeps_width(kind: str) -> bool:
+    """Does the layer class named ``kind`` (a Construction's) put out the width
+    it is fed, by its family (``BatchNorm2d``: yes; ``ConvTranspose2d``: no)?"""
+    return any(f.keeps and kind in {c.__name__ for c in f.classes} for f in FAMILIES.values())
 
 
 def family_of(module: nn.Module) -> Optional[Family]:

@@ -89,6 +89,9 @@ class Construction:
     arg: str = ""
     kind: str = ""  # the layer's class name
     params: Tuple[str, ...] = ()  # the constructor's parameters, in order
+    # (layer path, argument) of what made the tensor this argument's check
+    # read, right or wrong (see Mismatch.producer); empty for an out size.
+    producer: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

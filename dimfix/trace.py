@@ -187,6 +187,9 @@ class _Tracer:
         # that keep the shape (weakly); the operands of an op that raised; the
         # (layer, argument, size) the trace already asked for after one.
         self.widths: Dict[int, Tuple[weakref.ref, nn.Module, str]] = {}
+        # (id of a layer, argument) -> what made the tensor its check read, at
+        # its first call, right or wrong: see Construction.producer.
+        self.fed: Dict[Tuple[int, str], Tuple[str, ...]] = {}
         self.operands = Operands()
         self.blamed: set = set()
         self.blamed_sites: set = set()  # (site key, argument) of the layers blamed
@@ -325,6 +328,8 @@ class _Tracer:
             if observed is None:
                 continue
             first.setdefault(check.arg, observed)
+            if (id(module), check.arg) not in self.fed and check.input < len(args):
+                self.fed[(id(module), check.arg)] = self._maker(args[check.input], observed)
             declared = check.declared(module)
             if observed != declared:
                 changes[check.arg], before[check.arg] = observed, declared
@@ -1048,7 +1053,8 @@ class _Tracer:
                     required = declared if ran else None
                 out.append(
                     Construction(path, declared, required, site, arg,
-                                 type(module).__name__, _params(type(module)))
+                                 type(module).__name__, _params(type(module)),
+                                 self.fed.get((id(module), arg), ()))
                 )
         for layer, _ in self.tables:
             made, kind, declared, required = self.tables[(layer, _)]

@@ -28,6 +28,7 @@ WEIGHTS = [
     ("COUNTS", "table_vit_image_size", "`32` -> `64`", 0.0),
     ("AGREES", "origin_config_dict_entry", "`96` -> `64`", 0.0),
     ("LAYOUT", "layout_channels_last", None, 0.0),
+    ("OUTVOTED", "producer_tutorial_pasted_block", "`32` -> `64`", 0.0),
 ]
 
 

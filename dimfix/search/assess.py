@@ -20,7 +20,16 @@ def assess(c: Candidate, task: Task) -> Facts:
     (a default that sizes a decoder too): then wrong layers it leaves are
     knock-ons and right ones it changes may follow what now arrives; the
     trace of the edited text judges both. An edit that breaks more than twice
-    the layers it fixes is no fix at all."""
+    the layers it fixes is no fix at all.
+
+    An edit of the out size of the layer that made the arriving tensor
+    (``c.needs``: search/producer.py) is checked for the task of that out
+    argument (``c.within``): every construction it reaches must take the
+    width ``needs`` gives it (or stay as it is), and so must every layer the
+    producer feeds, whether the edit reaches its argument or the new width
+    reaches it as the arriving tensor."""
+    group = task
+    task = c.within or task
     world = task.world
     why = _forbidden(c, task)
     if why:
@@ -28,26 +37,34 @@ def assess(c: Candidate, task: Task) -> Facts:
     base = task.base
     trial = {**base, **c.replacements}
     touched = set(c.replacements)
+    needs = dict(c.needs)
     affected = [(key, con, exp) for key, (con, exp) in world.expansions.items()
                 if touched & world.reach[key]]
-    reached = [(key, con, exp) for key, con, exp in affected if con.required is not None]
+    reached = [(key, con, exp) for key, con, exp in affected
+               if needs.get(key, con.required) is not None]
     further = c.further
-    follows = {key for key, con, exp in reached if further and _out(con, key, world)}
+    follows = {key for key, con, exp in reached
+               if further and not needs and _out(con, key, world)}
     reshapes = any(exp.value(trial) != exp.value(base) for key, con, exp in reached
                    if key in follows)
     fixes, breaks, knock_ons = 0, 0, set()
     for key, con, exp in reached:
         if key in follows:
             continue
-        value = exp.value(trial)
-        if value == con.required:
-            fixes += con.required != con.declared
+        value, required = exp.value(trial), needs.get(key, con.required)
+        if value == required:
+            fixes += required != con.declared
         elif reshapes and key not in task.own and con.declared != con.required:
             knock_ons.add(key)
-        elif further and con.required == con.declared:
+        elif further and con.required == con.declared and not needs:
             breaks += 1  # a right layer whose input may follow the edit too
         else:
-            return Facts(infeasible=f"{key[0]} {key[1]} would be {value}, not {con.required}")
+            return Facts(infeasible=f"{key[0]} {key[1]} would be {value}, not {required}")
+    if needs:
+        fed = _fed(needs, base, trial, world)
+        if isinstance(fed, str):
+            return Facts(infeasible=fed)
+        fixes, knock_ons, reshapes = len(fed), fed - group.own, True
     if breaks > 2 * fixes:
         return Facts(infeasible=f"it changes {breaks} right layers to fix {fixes}")
     shared = any(world.shared(n) for n in touched)
@@ -55,10 +72,30 @@ def assess(c: Candidate, task: Task) -> Facts:
     unseen = any(not all(world.resolver.is_accounted(r) for r in b.references)
                  for b in bindings)
     facts = Facts(fixes, breaks, frozenset(knock_ons), reshapes, unseen,
-                  len(reached) < len(affected), shared, layout=bool(task.m.channels_last))
+                  len(reached) < len(affected), shared, layout=bool(group.m.channels_last))
     if world.stopped:
         return _after_error(c, facts)
     return facts
+
+
+def _fed(needs, base, trial, world):
+    """The layers a producer's new out width fixes (``needs`` less the out
+    argument itself; what each declares with the earlier groups' edits,
+    ``base``, and with this one, ``trial``), or why it cannot be the fix: a
+    layer built right for the old width, or one built for a third, would be
+    wrong after it."""
+    fixed = set()
+    for key, want in needs.items():
+        con = world.built[key]
+        if con.producer == () or con.required is None:
+            continue  # the out argument itself, or a layer that never ran
+        hit = world.expansions.get(key)
+        was, now = (hit[1].value(base), hit[1].value(trial)) if hit else (con.declared,) * 2
+        if now == want:
+            fixed |= {key} if was != con.required else set()
+        else:
+            return f"{key[0]} {key[1]} would be fed {want}, not {now}"
+    return frozenset(fixed)
 
 
 def _out(con, key: Key, world) -> bool:

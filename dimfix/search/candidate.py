@@ -62,6 +62,13 @@ class Candidate:
     # through: an edit that swaps one of them for another name loses that.
     attributed: FrozenSet[cst.CSTNode] = frozenset()
     holds: str = ""  # what the name it writes holds, where ("64 there"), for a tie's message
+    # An edit of the out size of the layer that made the arriving tensor
+    # (search/producer.py): that layer's mismatch as it would read, the task
+    # of its out argument the edit was proposed for, and the width each
+    # argument must take after it (the out size; the layers it feeds).
+    subject: Optional[object] = None
+    within: Optional[object] = None
+    needs: Tuple[Tuple[Key, int], ...] = ()
 
     @property
     def further(self) -> bool:
@@ -133,6 +140,10 @@ class Facts:
     # The model's input arrives with its channels last (Mismatch.channels_last):
     # the width is right, the input's axes are not in the order the layer reads.
     layout: bool = False
+    # Another edit, of the out size of the layer that made the arriving
+    # tensor, fixes more of the layers it feeds than this one: they agree
+    # with each other, the producer is the odd one (search/producer.py).
+    outvoted: bool = False
 
     @property
     def certain(self) -> bool:
@@ -143,7 +154,8 @@ class Facts:
         parts = [f"fixes {self.fixes}"]
         parts += [f"breaks {self.breaks}"] if self.breaks else []
         parts += [f"{len(self.knock_ons)} knock-on(s)"] if self.knock_ons else []
-        for flag in ("reshapes", "unseen", "unknown", "shared", "named", "blind", "layout"):
+        for flag in ("reshapes", "unseen", "unknown", "shared", "named", "blind", "layout",
+                     "outvoted"):
             parts += [flag] if getattr(self, flag) else []
         return ", ".join(parts)
 

@@ -31,6 +31,9 @@ and the facts of the symbolic check (assess.py) add:
                says it counts something else (``ngpu``): the name is the mistake
     LAYOUT     the model's input arrives with its channels last (its last axis is
                the size declared): a permute is the fix, any width as dear as refusing
+    OUTVOTED   the layers the producer of the arriving tensor feeds agree on a width
+               it does not put out, and another edit (of its out size) fixes more
+               of them: this one makes them follow the producer's mistake
     BLIND      in a trace stopped by an error, a shared value changed that layers
                never reached may need as it is: a last resort before refusing
     DEPTH      per expansion between the layer's argument and the edit
@@ -105,6 +108,12 @@ EXPONENT = 3.0
 # table_vit_image_size: ``torch.randn(1, num_patches + 1, dim)`` needs 65 for a
 # 64x64 image: the ``+ 1`` of the class token (0.04) is dearer than ``image_size``.
 COUNTS = 3.0
+# producer_tutorial_pasted_block: ``Conv2d(32, 32)`` pasted, then ``BatchNorm2d(64)`` and
+# ``Conv2d(64, 128)``: the conv's out 32 -> 64 (2.0: UNCERTAIN, verification judges what
+# follows) before bn2's 64 -> 32 (0.007) and conv3's after it. Below REFUSE less the
+# dearest own edit, so the layers' own edits stay the fallback when it does not verify
+# (producer_residual_pinned_by_skip).
+OUTVOTED = 2.5
 REFUSE = 6.0
 # layout_channels_last: an ECG fed as (batch, time, leads) to ``Conv1d(n_leads, ...)``:
 # ``n_leads = 12`` -> 500 (0.1) would make the time axis the channels; refused, with
@@ -130,6 +139,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
     total += ODD * c.through_odd + BLIND * facts.blind
     total += EXPONENT * c.exponent + COUNTS * c.counts + LAYOUT * facts.layout
+    total += OUTVOTED * facts.outvoted
     total += UNCERTAIN * (not facts.certain)
     return total
 

@@ -16,15 +16,18 @@ from dimfix.search.candidate import LITERAL, NAME, Candidate, Outcome, Ranked, T
 from dimfix.search.cost import REFUSE, cost, names_it
 from dimfix.search.literals import DimsProduct, RefitProduct, SolvedLiteral, WholeLiteral
 from dimfix.search.names import NameForLiteral, NameInExpression, NameSwap
+from dimfix.search.producer import ProducerOut
 from dimfix.search.solve import opaque
 from dimfix.search.structure import BidirectionalSum, CatParts, PartCount
 from dimfix.search.swaps import ArmSwap, IndexSwap, LenSwap, MakerExpression
 from dimfix.search.tuples import tuple_outcome
 from dimfix.source import display_path
 
-GENERATORS = (RefitProduct(), DimsProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
-              IndexSwap(), ArmSwap(), LenSwap(), MakerExpression(), NameInExpression(), CatParts(),
-              BidirectionalSum(), PartCount(), WholeLiteral())
+OWN = (RefitProduct(), DimsProduct(), SolvedLiteral(), NameForLiteral(), NameSwap(),
+       IndexSwap(), ArmSwap(), LenSwap(), MakerExpression(), NameInExpression(), CatParts(),
+       BidirectionalSum(), PartCount(), WholeLiteral())
+# The producer's out size is edited by the same generators, for its own argument.
+GENERATORS = OWN + (ProducerOut(OWN),)
 SHOWN = 5  # candidates -v lists per fix
 _EPSILON = 1e-9
 
@@ -63,9 +66,14 @@ def weigh(group: Sequence[Mismatch], world, base, deferred: Collection) -> Outco
     # size, where both are written) swapped for another that holds the same
     # number: the structure says otherwise.
     attributed = set().union(*(c.attributed for c, f in assessed if not f.infeasible))
+    # The layers the producer's out size feeds agree on a width: an edit that
+    # fixes fewer of them than the producer's edit makes them follow its mistake.
+    fed = max((f.fixes for c, f in assessed if c.needs and not f.infeasible), default=0)
     ranked: List[Ranked] = []
     for c, facts in assessed:
         if not facts.infeasible:
+            if not c.needs and facts.fixes < fed:
+                facts = replace(facts, outvoted=True)
             if literal_maker and c.over == LITERAL and not c.further:
                 facts = replace(facts, named=names_it(c))
             elif not names_it(c) and (named & set(c.replacements) or parted and _a_part(c, m)):

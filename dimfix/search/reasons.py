@@ -19,10 +19,10 @@ from dimfix.search.candidate import Outcome, Ranked
 def edit_of(group: Sequence[Mismatch], ranked: Ranked, outcome: Outcome, world) -> Edit:
     """The Edit for ``ranked``, taken for ``group``: the new text of the whole
     edited expression, where it is and why this form."""
-    m = group[0]
     candidate = ranked.candidate
+    m = candidate.subject or group[0]  # a producer's out size: its own line
     because = candidate.because
-    if ranked.facts.knock_ons:
+    if ranked.facts.knock_ons and candidate.subject is None:
         shown = ", ".join(f"{p} {a}" for p, a in sorted(ranked.facts.knock_ons))
         because = f"{shown} follows, as traced"
     path, line, col = world.resolver.position(candidate.node)
@@ -32,8 +32,8 @@ def edit_of(group: Sequence[Mismatch], ranked: Ranked, outcome: Outcome, world) 
             and isinstance(original, (cst.Name, cst.Attribute, cst.Subscript)):
         because = _kept(original, m, outcome, world)
     return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
-                max(len(group), _fixed_here(m, candidate, world)), tried=max(outcome.tried, 1),
-                cost=round(ranked.cost, 3), weighed=outcome.weighed)
+                1 if candidate.subject else max(len(group), _fixed_here(m, candidate, world)),
+                tried=max(outcome.tried, 1), cost=round(ranked.cost, 3), weighed=outcome.weighed)
 
 
 def _fixed_here(m: Mismatch, candidate, world) -> int:

@@ -48,6 +48,14 @@ class World:
         self._spacing: Dict[tuple, str] = {}
         self._reads: Dict[cst.CSTNode, Set[str]] = {}
         self._expand(trace.constructions)
+        # Every traced argument, and the arguments each producer fed (see
+        # Construction.producer): search/producer.py follows a width through them.
+        self.built: Dict[Key, Construction] = {}
+        self.fed_by: Dict[Key, List[Key]] = {}
+        for c in trace.constructions:
+            self.built.setdefault((c.layer_path, c.arg), c)
+            if len(c.producer) == 2 and c.producer != (c.layer_path, c.arg):
+                self.fed_by.setdefault(tuple(c.producer), []).append((c.layer_path, c.arg))
         for c in trace.makers:
             self.layers.setdefault(c.layer_path, c)
         self._mark_suspects(trace.mismatches)
