@@ -355,6 +355,7 @@ class _Tracer:
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
                          producer=self._maker(tensor, value),
+                         axes=tuple(int(d) for d in tensor.shape[1:]),
                          channels_last=_channels_last(module, tensor, before[arg], value)
                          if as_given and tensor is x else "")
 
@@ -986,7 +987,8 @@ class _Tracer:
         return self.skipped[id(module)]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last=""):
+                blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last="",
+                axes=()):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -1017,6 +1019,7 @@ class _Tracer:
                 sources=sources,
                 producer=producer,
                 cause=cause,
+                axes=axes,
                 channels_last=channels_last,
             )
         )

@@ -47,6 +47,10 @@ class Candidate:
     # The value reaches an input size through a name that says it never holds
     # a width (``Discriminator(ngpu)`` -> ``Conv2d(ngpu, ...)``).
     through_odd: bool = False
+    # A literal that reaches an input size unchanged through a name other than
+    # the one the layer that made the tensor was sized by, in the same run
+    # (``Conv1d(seq_len, ...)`` after ``Embedding(vocab_size, emb_dim)``).
+    renamed: bool = False
     # A new expression at the layer's own call over a name or arithmetic whose
     # value is written elsewhere: the symptom patched, not the cause fixed.
     patch: bool = False

@@ -29,6 +29,11 @@ and the facts of the symbolic check (assess.py) add:
                for a class token): it counts entries, the configuration sets the size
     ODD        also for a literal that reaches an input size through a name that
                says it counts something else (``ngpu``): the name is the mistake
+    RENAMED    a literal that reaches an input size unchanged through a name other
+               than the one the layer that made the tensor was sized by, in the
+               same run, and that is the size of another axis of that tensor
+               (``Conv1d(seq_len, ...)`` fed 4x128x64 by ``Embedding(vocab, emb_dim)``):
+               right for its name, the name is the mistake; it costs what swapping it does
     LAYOUT     the model's input arrives with its channels last (its last axis is
                the size declared): a permute is the fix, any width as dear as refusing
     BLIND      in a trace stopped by an error, a shared value changed that layers
@@ -105,6 +110,12 @@ EXPONENT = 3.0
 # table_vit_image_size: ``torch.randn(1, num_patches + 1, dim)`` needs 65 for a
 # 64x64 image: the ``+ 1`` of the class token (0.04) is dearer than ``image_size``.
 COUNTS = 3.0
+# scope_name_of_maker_embedding, scope_reads_other_name: ``nn.Conv1d(seq_len, ...)``
+# fed 4x128x64 by ``nn.Embedding(vocab_size, emb_dim)``: ``seq_len`` -> ``emb_dim``
+# (1.0) before the default ``seq_len=64`` -> 128 (0.1 + 1.0), which would make the
+# sequence's length hold the embedding's width. (origin_kwargs_dict_built: 100 is
+# no axis of what arrives; the dict's ``head_chs=100`` -> 96 stays first.)
+RENAMED = SWAP
 REFUSE = 6.0
 # layout_channels_last: an ECG fed as (batch, time, leads) to ``Conv1d(n_leads, ...)``:
 # ``n_leads = 12`` -> 500 (0.1) would make the time axis the channels; refused, with
@@ -128,7 +139,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total = _base(c) + c.name_cost
     total += DEPTH * c.depth + CHANGE * min(c.change, 10.0)
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
-    total += ODD * c.through_odd + BLIND * facts.blind
+    total += ODD * c.through_odd + RENAMED * c.renamed + BLIND * facts.blind
     total += EXPONENT * c.exponent + COUNTS * c.counts + LAYOUT * facts.layout
     total += UNCERTAIN * (not facts.certain)
     return total
