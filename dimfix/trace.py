@@ -649,7 +649,7 @@ class _Tracer:
     def _remember_width(self, module, family, args, output, out: Optional[str]) -> None:
         """Note the layer with an out size that made ``output``'s width, through
         layers that keep the shape (``bn2(conv2(x))``: conv2)."""
-        arg = out or (family.out_arg if family is not None else None)
+        arg = out or (family.out_arg if family is not None else SIZED_BY.get(type(module)))
         if arg:
             self.widths[id(output)] = (weakref.ref(output), module, arg)
             return
@@ -711,7 +711,9 @@ class _Tracer:
             note = family.resize_out(layer, want)
             self._record(layer, family, arg, declared, want, why, (), note)
             return True
-        _, declared = self.out_args[id(layer)]
+        # A layer with weights of its own, or an embedding (its width is what
+        # it makes: ``torch.mul(self.label_emb(labels), noise)``).
+        _, declared = self.out_args.get(id(layer), (arg, getattr(layer, arg, None)))
         self._rebuild(layer, {arg: want})
         self.out_args[id(layer)] = (arg, want)
         self.probed[(id(layer), arg)] = (layer, arg, declared, want)
