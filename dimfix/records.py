@@ -125,6 +125,10 @@ class Mismatch:
     # with (``outplanes`` in ``conv2 = Conv2d(planes, outplanes)`` before ``bn2``).
     producer: Tuple[str, ...] = ()
     cause: Cause = Cause.INPUT
+    # The axes of the tensor that arrives, after the batch's (128x64 of 4x128x64),
+    # where a layer's input size is checked: a declared size one of them has
+    # is right for another axis (the sequence length read as the channels).
+    axes: Tuple[int, ...] = ()
     # The tensor is the model's input as given, the size declared is its last
     # axis and the size arriving its axis 1: its channels look last (an ECG's
     # (batch, time, leads) fed to Conv1d(n_leads)). The permute that would put

@@ -360,6 +360,7 @@ class _Tracer:
                          _arrives(tensor, factors if first_check else ()),
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
                          producer=self._maker(tensor, value),
+                         axes=tuple(int(d) for d in tensor.shape[1:]),
                          channels_last=_channels_last(module, tensor, before[arg], value)
                          if as_given and tensor is x else "")
 
@@ -653,7 +654,7 @@ class _Tracer:
     def _remember_width(self, module, family, args, output, out: Optional[str]) -> None:
         """Note the layer with an out size that made ``output``'s width, through
         layers that keep the shape (``bn2(conv2(x))``: conv2)."""
-        arg = out or (family.out_arg if family is not None else None)
+        arg = out or (family.out_arg if family is not None else SIZED_BY.get(type(module)))
         if arg:
             self.widths[id(output)] = (weakref.ref(output), module, arg)
             return
@@ -715,7 +716,9 @@ class _Tracer:
             note = family.resize_out(layer, want)
             self._record(layer, family, arg, declared, want, why, (), note)
             return True
-        _, declared = self.out_args[id(layer)]
+        # A layer with weights of its own, or an embedding (its width is what
+        # it makes: ``torch.mul(self.label_emb(labels), noise)``).
+        _, declared = self.out_args.get(id(layer), (arg, getattr(layer, arg, None)))
         self._rebuild(layer, {arg: want})
         self.out_args[id(layer)] = (arg, want)
         self.probed[(id(layer), arg)] = (layer, arg, declared, want)
@@ -981,7 +984,8 @@ class _Tracer:
         return self.skipped[id(module)]
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
-                blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last=""):
+                blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last="",
+                axes=()):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -1012,6 +1016,7 @@ class _Tracer:
                 sources=sources,
                 producer=producer,
                 cause=cause,
+                axes=axes,
                 channels_last=channels_last,
             )
         )

@@ -20,6 +20,8 @@ WEIGHTS = [
     ("AGREES", "origin_dcgan_img_size", "`28` -> `32`", 0.0),
     ("IDENTITY", "cuda_if_available", "`dim * 2` -> `dim`", 0.0),
     ("ODD", "scope_global_dcgan_nc", "`ngpu` -> `nc`", 0.0),
+    ("RENAMED", "scope_reads_other_name", "`max_len` -> `embedding_dim`", 0.0),
+    ("RENAMED", "scope_name_of_maker_embedding", "`seq_len` -> `emb_dim`", 0.0),
     ("NAME_FOR_LITERAL", "scope_config_field", "`768` -> `config.hidden_size`", 2.5),
     ("MAKER", "swap_maker_expression_over_name", "`d_v` -> `n_head * d_v`", -0.2),
     ("AGREES", "literal_sum_term_agrees", "`32` -> `64`", 0.0),

@@ -169,6 +169,14 @@ class Resolver(Calls, Objects, Imports):
                  or enclosing(parents, node, (cst.For, cst.While)) is not None]
         if not found:
             return None
+        # ``[DecoderLayer(d_model) for _ in ...]``: ``d_model`` is a parameter of
+        # the function the comprehension runs in, passed by that function's
+        # caller. (A local it reads stays a leaf: in a trace stopped by an
+        # error, a loop's local followed to a default offers the default as a
+        # blind fix for a knock-on; origin_inner_name_product.)
+        if self._in_comprehension(node, site, i) and all(
+                isinstance(a.node, cst.Param) for a in found):
+            i += 1
         if len(found) > 1:
             found = dominating(found, node, parents) or found
         if len(found) > 1:
@@ -355,6 +363,14 @@ class Resolver(Calls, Objects, Imports):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _in_comprehension(self, node, site, i) -> bool:
+        """Is ``node`` read by frame i running a comprehension (Python 3.11
+        gives each its own frame) inside the function frame i + 1 runs, whose
+        names it reads?"""
+        frame = site.chain[i]
+        return frame.function in _COMPREHENSION_FRAMES and i + 1 < len(site.chain) \
+            and site.chain[i + 1].path == frame.path and self._in_frame_function(node, site, i + 1)
+
     def _in_frame_function(self, node, site, i) -> bool:
         func = enclosing(self._parents(site, i), node, cst.FunctionDef)
         if func is None:  # a module's statement, run by the module's own frame
@@ -387,6 +403,9 @@ class Resolver(Calls, Objects, Imports):
             reads = reads_of(target, scopes, parents)
             return all(self.is_accounted(r, seen) for r in reads)
         return False
+
+
+_COMPREHENSION_FRAMES = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
 
 
 def _disagrees(followed: object, held: object) -> bool:

@@ -29,6 +29,11 @@ and the facts of the symbolic check (assess.py) add:
                for a class token): it counts entries, the configuration sets the size
     ODD        also for a literal that reaches an input size through a name that
                says it counts something else (``ngpu``): the name is the mistake
+    RENAMED    a literal that reaches an input size unchanged through a name other
+               than the one the layer that made the tensor was sized by, in the
+               same run, and that is the size of another axis of that tensor
+               (``Conv1d(seq_len, ...)`` fed 4x128x64 by ``Embedding(vocab, emb_dim)``):
+               right for its name, the name is the mistake; it costs what swapping it does
     LAYOUT     the model's input arrives with its channels last (its last axis is
                the size declared): a permute is the fix, any width as dear as refusing
     OUTVOTED   the layers the producer of the arriving tensor feeds agree on a width
@@ -114,6 +119,12 @@ COUNTS = 3.0
 # dearest own edit, so the layers' own edits stay the fallback when it does not verify
 # (producer_residual_pinned_by_skip).
 OUTVOTED = 2.5
+# scope_name_of_maker_embedding, scope_reads_other_name: ``nn.Conv1d(seq_len, ...)``
+# fed 4x128x64 by ``nn.Embedding(vocab_size, emb_dim)``: ``seq_len`` -> ``emb_dim``
+# (1.0) before the default ``seq_len=64`` -> 128 (0.1 + 1.0), which would make the
+# sequence's length hold the embedding's width. (origin_kwargs_dict_built: 100 is
+# no axis of what arrives; the dict's ``head_chs=100`` -> 96 stays first.)
+RENAMED = SWAP
 REFUSE = 6.0
 # layout_channels_last: an ECG fed as (batch, time, leads) to ``Conv1d(n_leads, ...)``:
 # ``n_leads = 12`` -> 500 (0.1) would make the time axis the channels; refused, with
@@ -137,7 +148,7 @@ def cost(c: Candidate, facts: Facts) -> float:
     total = _base(c) + c.name_cost
     total += DEPTH * c.depth + CHANGE * min(c.change, 10.0)
     total += AGREES * c.agrees + IDENTITY * c.identity + NAMED * facts.named
-    total += ODD * c.through_odd + BLIND * facts.blind
+    total += ODD * c.through_odd + RENAMED * c.renamed + BLIND * facts.blind
     total += EXPONENT * c.exponent + COUNTS * c.counts + LAYOUT * facts.layout
     total += OUTVOTED * facts.outvoted
     total += UNCERTAIN * (not facts.certain)

@@ -11,6 +11,7 @@ from typing import Iterator
 import libcst as cst
 
 from dimfix.exprs import code_of, names_in, product_factors, refit_product
+from dimfix.records import Cause
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.names import odd_route
 from dimfix.search.solve import has_reference, refit_terms, settled, settled_terms, solve
@@ -116,12 +117,13 @@ class SolvedLiteral:
             # The reason line names the value written at the label, whole:
             # ``self.feat_size img_size // 4 -> img_size // 8``, not ``4 -> 8``.
             named = (expr if literal_only else lit) if depth == 0 else stack[-1].bare()
+            passthrough = depth == 0 and isinstance(expr, cst.Integer) \
+                or (origin is not exp and origin.node is lit)
             yield Candidate(
                 self.kind, {lit: lit.with_changes(value=str(value))}, named,
                 "" if depth == 0 else stack[-1].label,
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
-                passthrough=depth == 0 and isinstance(expr, cst.Integer)
-                or (origin is not exp and origin.node is lit),
+                passthrough=passthrough, renamed=passthrough and _renamed(stack, world, m),
                 agrees=key in agreeing or lit in parts or _reduces(lit, world, m)
                 or _through(stack, parts),
                 identity=value == 1 and _scales(lit, world),
@@ -152,7 +154,12 @@ class WholeLiteral:
 def _passed(stack) -> Iterator[cst.CSTNode]:
     """The nodes the literal's value passes on its way to the layer, outward:
     each expansion's node that stands for the next one in ``stack``."""
-    return (node for outer, inner in zip(stack, stack[1:])
+    return (node for _, node in _passed_in(stack))
+
+
+def _passed_in(stack) -> Iterator[tuple]:
+    """(expansion, node) for each node of ``_passed``: where it is read."""
+    return ((outer, node) for outer, inner in zip(stack, stack[1:])
             for node, sub in outer.subs.items() if sub is inner)
 
 
@@ -160,6 +167,28 @@ def _route(stack):
     """The names the literal's value passes on its way to the layer, outward."""
     return [code_of(node) for node in _passed(stack)
             if isinstance(node, (cst.Name, cst.Attribute))]
+
+
+def _renamed(stack, world, m) -> bool:
+    """Does the literal's value reach an input size unchanged through a name
+    other than the one the layer that made the arriving tensor was sized by,
+    where that layer was built in the same run, and is it a size that tensor
+    has on another axis (``nn.Conv1d(seq_len, ...)`` fed 4x128x64 by
+    ``nn.Embedding(vocab_size, emb_dim)``: 64 is the sequence's length)? Then
+    the literal is right for its name, and the name is the mistake. (A value
+    the tensor has nowhere is the value written wrong: timm's ``head_chs=100``
+    in a variant's dict, beside ``num_features=96``.)"""
+    if m.cause is not Cause.INPUT or m.declared not in m.axes:
+        return False
+    other = False
+    for outer, node in _passed_in(stack):
+        if outer.frame is None or not isinstance(node, (cst.Name, cst.Attribute)):
+            continue
+        named = world.maker_names(m, outer.frame)
+        if code_of(node) in named:
+            return False  # the producer's own name: the value written for it is wrong
+        other = other or bool(named)
+    return other
 
 
 def _scales(lit: cst.Integer, world) -> bool:
