@@ -24,7 +24,7 @@ WEIGHTS = [
     ("RENAMED", "scope_name_of_maker_embedding", "`seq_len` -> `emb_dim`", 0.0),
     ("NAME_FOR_LITERAL", "scope_config_field", "`768` -> `config.hidden_size`", 2.5),
     ("MAKER", "swap_maker_expression_over_name", "`d_v` -> `n_head * d_v`", -0.2),
-    ("AGREES", "literal_sum_term_agrees", "`32` -> `64`", 0.0),
+    ("AGREES", "literal_sum_term_agrees", "`128 + 32` -> `128 + 64`", 0.0),
     ("AGREES", "structure_cat_term_default", "`5` -> `4`", 0.0),
     ("EXPONENT", "table_vit_image_size", "`32` -> `64`", 0.0),
     ("COUNTS", "table_vit_image_size", "`32` -> `64`", 0.0),
