@@ -26,12 +26,19 @@ def format_edit(old: str, new: str, path: str) -> Tuple[str, str]:
     """
     if "\r" in old:
         return new, "mixed line endings: changed lines left unformatted"
-    ranges = changed_lines(old, new)
+    changes = _changes(old, new)
+    ranges = [(j1 + 1, j2) for _, _, j1, j2 in changes if j2 > j1]
     if not ranges:
         return new, ""
-    if _black_config(path) is None and not _was_formatted(old, _old_ranges(old, new), path):
-        return new, ""
+    # Black parses the whole file each time (~0.25 s for 2300 lines): an edit
+    # black leaves as it is needs no second run to learn whether the old
+    # statements were formatted (the answer is ``new`` either way).
     formatted, note = format_ranges(new, ranges, path)
+    if not note and formatted == new:
+        return new, ""
+    if _black_config(path) is None and not _was_formatted(
+            old, [(i1 + 1, i2) for i1, i2, _, _ in changes if i2 > i1], path):
+        return new, ""
     if note or formatted == new:
         return new, note
     if not _confined(new, formatted, ranges):
@@ -42,10 +49,6 @@ def format_edit(old: str, new: str, path: str) -> Tuple[str, str]:
 def changed_lines(old: str, new: str) -> List[Tuple[int, int]]:
     """1-based inclusive line ranges of ``new`` that differ from ``old``."""
     return [(j1 + 1, j2) for _, _, j1, j2 in _changes(old, new) if j2 > j1]
-
-
-def _old_ranges(old: str, new: str) -> List[Tuple[int, int]]:
-    return [(i1 + 1, i2) for i1, i2, _, _ in _changes(old, new) if i2 > i1]
 
 
 def _changes(old: str, new: str):

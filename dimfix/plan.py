@@ -57,7 +57,7 @@ class Plan:
 
     def new_texts(self, alternative: Optional[Alternative] = None) -> Dict[str, str]:
         """The new text of every file ``alternative`` (the first) changes, by absolute path."""
-        from dimfix.rewrite import apply_edits
+        from dimfix.rewrite import splice_edits
 
         replacements = (alternative or self.alternatives[0]).replacements
         out = {}
@@ -66,7 +66,7 @@ class Plan:
                 continue
             mine = {n: r for n, r in replacements.items() if n in f.index.positions}
             if mine:
-                out[path] = apply_edits(f.index.module, mine)
+                out[path] = splice_edits(f.index, mine)
         return out
 
 
