@@ -65,10 +65,10 @@ def test_an_edit_that_does_not_verify_is_not_written(tmp_path, cli, monkeypatch)
 
     folder = _case(tmp_path)
     before = (folder / "broken.py").read_bytes()
-    real = dimfix.rewrite.apply_edits
+    real = dimfix.rewrite.splice_edits
     monkeypatch.setattr(
-        dimfix.rewrite, "apply_edits",
-        lambda module, repl: real(module, repl).replace("16 * 16", "16 * 15"),
+        dimfix.rewrite, "splice_edits",
+        lambda index, repl: real(index, repl).replace("16 * 16", "16 * 15"),
     )
     run = cli((folder / "args").read_text().split(), folder)
     assert run.code == 2, run
