@@ -181,6 +181,9 @@ class Edit:
     tried: int = 0  # candidate edits the planner weighed, this one included
     cost: float = 0.0  # what the search's cost function gave this edit
     weighed: Tuple[Weighed, ...] = ()  # the cheapest candidates weighed, this one included
+    # Layer arguments (layer path, argument) it makes right without changing
+    # them: those a producer's out size feeds (search/producer.py).
+    covers: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def reason(self) -> str:

@@ -64,12 +64,13 @@ def document(fix: FileFix, model: ModelFix) -> dict:
     from dimfix.source import display_path
 
     table = model.table if isinstance(model.table, Table) else Table()
-    fixed = {(e.mismatch.layer_path, e.mismatch.arg) for e in model.edits}
+    fixed = {(e.mismatch.layer_path, e.mismatch.arg): e for e in model.edits}
     cannot = {(u.mismatch.layer_path, u.mismatch.arg): u for u in model.unfixable}
+    follows = {key: e for e in model.edits for key in e.covers}
     rows, in_rows = [], set()
     for r in table.rows:
-        rows.append(_row(r, fixed, cannot, model.problem is not None))
-        in_rows.update((r.layer, c.arg) for c in r.changes)
+        rows.append(_row(r, fixed, cannot, follows, model.problem is not None))
+        in_rows.update((r.layer, c["argument"]) for c in rows[-1]["changes"])
     others = []
     for e in model.edits:
         if (e.mismatch.layer_path, e.mismatch.arg) not in in_rows:
@@ -97,7 +98,7 @@ def document(fix: FileFix, model: ModelFix) -> dict:
     }
 
 
-def _row(r: Row, fixed, cannot, failed: bool) -> dict:
+def _row(r: Row, fixed, cannot, follows, failed: bool) -> dict:
     status, reasons = "ok", []
     for c in r.changes:
         key = (r.layer, c.arg)
@@ -106,8 +107,18 @@ def _row(r: Row, fixed, cannot, failed: bool) -> dict:
             reasons.append(cannot[key].reason)
         elif key in fixed and status == "ok":
             status = "fixed"
+        elif key in follows and status == "ok":
+            status = "follows"  # right as written, once the layer before is fixed
+            m = follows[key].mismatch
+            reasons.append(f"{m.layer_path} {m.arg} {_v(m.declared)} -> {_v(m.observed)}")
         elif key not in fixed and status != "cannot-fix":
             status = "not-fixed"  # resized to trace on; its fix did not verify
+    changes = [{"argument": c.arg, "old": _plain(c.old), "new": _plain(c.new)} for c in r.changes]
+    for (layer, arg), e in fixed.items():  # an out size the trace never resized
+        if layer == r.layer and status == "ok" and all(c.arg != arg for c in r.changes):
+            status = "fixed"
+            changes.append({"argument": arg, "old": _plain(e.mismatch.declared),
+                            "new": _plain(e.mismatch.observed)})
     if r.ignored and r.changes:
         status = "ignored"  # '# dimfix: ignore': neither fixed nor reported
     if r.raised:
@@ -117,8 +128,7 @@ def _row(r: Row, fixed, cannot, failed: bool) -> dict:
         "declared": {a: _plain(v) for a, v in r.declared},
         "input": [list(s) for s in r.inputs], "output": [list(s) for s in r.outputs],
         "params": r.params, "status": status,
-        "changes": [{"argument": c.arg, "old": _plain(c.old), "new": _plain(c.new)}
-                    for c in r.changes],
+        "changes": changes,
         "reason": "; ".join(reasons) or None,
         "after_fix": r.after_fix,
         "line": r.start.line if r.start else None,
@@ -209,6 +219,8 @@ def _cells(r: dict, innermost: str = "") -> dict:
         status = f"fixed: {changes}"
     elif status == "cannot-fix":
         status = f"cannot fix: {changes}: {r['reason']}"
+    elif status == "follows":
+        status = f"right once {r['reason']}"
     elif status == "not-fixed":
         status = f"wrong, not fixed: {changes}"
     elif status == "ignored":

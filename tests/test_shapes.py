@@ -31,6 +31,20 @@ def test_table_goes_through_every_mismatch(cli, tmp_path):
     assert (case / "broken.py").read_bytes() == before
 
 
+def test_a_producers_fix_marks_it_fixed_and_the_layers_it_feeds_right_once_made(cli, tmp_path):
+    case = copy_case("producer_tutorial_pasted_block", tmp_path)
+    run = cli(["--shapes", "--format", "json", *(case / "args").read_text().split()], case)
+    assert run.code == 1, run
+    rows = {r["layer"]: r for r in json.loads(run.stdout)["models"][0]["rows"]}
+    assert rows["conv2"]["status"] == "fixed"
+    assert rows["conv2"]["changes"] == [{"argument": "out_channels", "old": 32, "new": 64}]
+    for layer in ("bn2", "conv3"):
+        assert (rows[layer]["status"], rows[layer]["reason"]) == (
+            "follows", "conv2 out_channels 32 -> 64")
+    run = cli(["--shapes", *(case / "args").read_text().split()], case)
+    assert run.stdout.count("= right once conv2 out_channels 32 -> 64") == 2, run
+
+
 def test_cannot_fix_status_and_clean_exit(cli, tmp_path):
     case = copy_case("origin_config_dict_unfixable", tmp_path)
     run = cli(["--shapes", *(case / "args").read_text().split()], case)

@@ -33,7 +33,8 @@ def edit_of(group: Sequence[Mismatch], ranked: Ranked, outcome: Outcome, world) 
         because = _kept(original, m, outcome, world)
     return Edit(m, line, col, code_of(new), path, code_of(original), candidate.label, because,
                 1 if candidate.subject else max(len(group), _fixed_here(m, candidate, world)),
-                tried=max(outcome.tried, 1), cost=round(ranked.cost, 3), weighed=outcome.weighed)
+                tried=max(outcome.tried, 1), cost=round(ranked.cost, 3), weighed=outcome.weighed,
+                covers=tuple(k for k, _ in candidate.needs if k != (m.layer_path, m.arg)))
 
 
 def _fixed_here(m: Mismatch, candidate, world) -> int:
