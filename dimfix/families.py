@@ -293,10 +293,14 @@ FAMILIES: Dict[str, Family] = {
 _BY_TYPE: Dict[type, Optional[Family]] = {}
 
 
+# The class names of the layers whose family keeps the width it is fed.
+_KEEPS = frozenset(c.__name__ for f in FAMILIES.values() if f.keeps for c in f.classes)
+
+
 def keeps_width(kind: str) -> bool:
     """Does the layer class named ``kind`` (a Construction's) put out the width
     it is fed, by its family (``BatchNorm2d``: yes; ``ConvTranspose2d``: no)?"""
-    return any(f.keeps and kind in {c.__name__ for c in f.classes} for f in FAMILIES.values())
+    return kind in _KEEPS
 
 
 def family_of(module: nn.Module) -> Optional[Family]:
