@@ -121,6 +121,7 @@ class Child:
         self.captured, self.dropped = bytearray(), 0
         self.pid = -1
         self.worker, self.token = None, None
+        self.reaped, self.status = False, None  # see _reap
         self.conn, child_conn = Pipe(duplex=False)
         try:
             if worker is not None:
@@ -281,14 +282,22 @@ class Child:
                 pass
 
     def _reap(self, block: bool) -> Optional[int]:
-        """The child's wait status (its worker reaps a child it forked)."""
+        """The child's wait status (its worker reaps a child it forked); once
+        known, kept: a second ask (``_end`` after ``_death``) must not wait for
+        a report the worker sent once."""
+        if self.reaped:
+            return self.status
         if self.worker is not None:
-            return self.worker.status(self.token) if block else None
-        try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return None
-        return status if pid else None
+            status = self.worker.status(self.token) if block else None
+        else:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, None
+            status = status if pid else None
+        self.reaped = block or status is not None
+        self.status = status
+        return status
 
     def _end(self) -> None:
         # The user's code may have left processes of its own in the group,

@@ -283,3 +283,33 @@ def test_language_server_keeps_the_worker_until_a_dependency_changes(package):
     kept, after = asyncio.run(body())
     assert kept == 1  # open and two saves: the worker's one import
     assert after == 2  # stem.py changed on disk: a fresh worker imported it again
+
+
+def _segfault():  # runs in the step's child
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_child_that_dies_is_reaped_once_and_nothing_waits_for_a_second_report(monkeypatch,
+                                                                                 tmp_path):
+    """The worker reports a child's end once: dimfix reads it when the child
+    dies without a result and must not wait for it again as it closes the
+    child (a segfaulting model took 5 s more, the report's timeout)."""
+    from dimfix.errors import ErrorKind
+    from dimfix.isolate import Child
+    from dimfix.steps import Limits
+    from dimfix.worker import Worker
+
+    worker = Worker(str(tmp_path), None)
+    asked = []
+    status = worker.status
+    monkeypatch.setattr(worker, "status", lambda token, timeout=5.0: asked.append(token)
+                        or status(token, timeout))
+    try:
+        child = Child(_segfault, (), Limits(30), worker=worker)
+        result = child.wait()
+        child.close()
+    finally:
+        worker.close()
+    assert result.problem.kind is ErrorKind.CRASHED
+    assert "SIGSEGV" in result.problem.message
+    assert child.token is not None and asked == [child.token]
