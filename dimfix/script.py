@@ -177,17 +177,17 @@ def definitions_only(text: str, newline: Optional[str] = "\n") -> ScriptPlan:
     del newline
     tree = ast.parse(text)
     lines = _Lines(text)
-    planner = _Planner(lines)
-    planner.block(tree.body)
-    if len(planner.skipped) == planner.main_guards and not planner.rewritten:
+    walk = _KeepOrSkip(lines)
+    walk.block(tree.body)
+    if len(walk.skipped) == walk.main_guards and not walk.rewritten:
         # nothing but `if __name__ == "__main__":`, which an import skips anyway
         return ScriptPlan(text, (), False, ())
     new_text = lines.render()
     return ScriptPlan(
         new_text,
-        tuple(sorted(planner.skipped)),
+        tuple(sorted(walk.skipped)),
         True,
-        tuple(sorted(planner.rewritten)),
+        tuple(sorted(walk.rewritten)),
     )
 
 
@@ -288,7 +288,11 @@ class _Lines:
 # The keep/skip rule
 
 
-class _Planner:
+class _KeepOrSkip:
+    """Walks a script's statements and decides, for each, whether an import
+    for dimfix keeps it (definitions, configuration, the model's instance) or
+    skips it (training, I/O): the rule above, as state over one pass."""
+
     def __init__(self, lines: _Lines) -> None:
         self.lines = lines
         self.known: set[str] = set()  # names bound by kept statements
@@ -642,7 +646,7 @@ def _is_main_guard(test: ast.expr) -> bool:
     return len(names) == 1 and len(main) == 1
 
 
-def _is_plain_data(cls: ast.ClassDef, planner: _Planner) -> bool:
+def _is_plain_data(cls: ast.ClassDef, planner: _KeepOrSkip) -> bool:
     """A class whose instantiation only stores its arguments, and whose
     instances run no code of the file: a ``@dataclass`` with no bases, a
     ``NamedTuple`` or an ``Enum``, with no methods at all (a method, property or
