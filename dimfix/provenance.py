@@ -83,6 +83,20 @@ class Provenance:
         if hit is not None and hit[0]() is x and x.shape == output.shape:
             self.widths[id(output)] = (weakref.ref(output), hit[1], hit[2])
 
+    def _last_axis_maker(self, tensor, size: int) -> str:
+        """The path of the layer that made ``tensor``, through layers that keep
+        its shape, with its width ``size`` on the last axis (an Embedding's, a
+        Linear's output); "" when no layer did."""
+        hit = self.widths.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
+        if hit is None or hit[0]() is not tensor or tensor.dim() < 3:
+            return ""
+        layer, arg = hit[1], hit[2]
+        family = family_of(layer)
+        out_dim = family.out_dim if family is not None else -1
+        if out_dim % tensor.dim() != tensor.dim() - 1 or getattr(layer, arg, None) != size:
+            return ""
+        return self._path(layer)
+
     def _width_maker(self, tensor, scope: str, dim: int) -> Optional[Tuple[nn.Module, str]]:
         """The layer with an out size, inside the module at ``scope``, that made
         ``tensor``'s width at ``dim``: as remembered, else the last one there

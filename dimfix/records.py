@@ -134,6 +134,10 @@ class Mismatch:
     # (batch, time, leads) fed to Conv1d(n_leads)). The permute that would put
     # them first (``x.permute(0, 2, 1)``); empty otherwise.
     channels_last: str = ""
+    # The same for a tensor a layer made with the declared width on its last
+    # axis (an Embedding's output fed to Conv1d(emb_dim)): that layer's path.
+    # Empty for the input as given.
+    channels_last_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -362,8 +362,21 @@ class _Tracer(Provenance):
                          factors if first_check else (), arg_note, *self._parts(tensor, value),
                          producer=self._maker(tensor, value),
                          axes=tuple(int(d) for d in tensor.shape[1:]),
-                         channels_last=_channels_last(module, tensor, before[arg], value)
-                         if as_given and tensor is x else "")
+                         **self._layout(module, tensor, before[arg], value,
+                                        as_given and tensor is x))
+
+    def _layout(self, module, tensor, declared, observed, given: bool) -> dict:
+        """``channels_last`` (and ``channels_last_from``) of the mismatch of a conv
+        fed ``tensor``: the model's input as ``given``, or the output of a layer
+        that put the declared width on its last axis (an Embedding before a
+        Conv1d whose author forgot ``x.transpose(1, 2)``)."""
+        if given:
+            return {"channels_last": _channels_last(module, tensor, declared, observed)}
+        made = self._last_axis_maker(tensor, declared)
+        if not made:
+            return {}
+        return {"channels_last": _channels_last(module, tensor, declared, observed, made=True),
+                "channels_last_from": made}
 
     def _check_ids(self, module, x) -> None:
         """Token ids given as floats (``--input 4x20`` for an ``nn.Embedding``):
@@ -770,7 +783,7 @@ class _Tracer(Provenance):
 
     def _record(self, module, family, arg, declared, observed, why, factors, note, parts=(),
                 blocks=(), sources=(), producer=(), cause=Cause.INPUT, channels_last="",
-                axes=()):
+                channels_last_from="", axes=()):
         if self._ignored(module):
             return
         path = self._path(module)
@@ -802,7 +815,8 @@ class _Tracer(Provenance):
                 producer=producer,
                 cause=cause,
                 axes=axes,
-                channels_last=channels_last,
+                channels_last=channels_last if channels_last else "",
+                channels_last_from=channels_last_from if channels_last else "",
             )
         )
 
@@ -949,18 +963,19 @@ def _params(kind: type) -> Tuple[str, ...]:
     return _PARAMS[kind]
 
 
-def _channels_last(module, x, declared, observed) -> str:
-    """The permute that puts the last axis of ``x``, the input as given, at axis
-    1, when a conv declares that axis's size and is fed axis 1's, which (with
-    two sides or more) is also another side: channels last (``8x500x12`` to
-    ``Conv1d(12, ...)``: ``x.permute(0, 2, 1)``; ``2x32x32x3`` to ``Conv2d(3, ...)``);
-    else ""."""
+def _channels_last(module, x, declared, observed, made: bool = False) -> str:
+    """The permute that puts the last axis of ``x`` at axis 1, when a conv
+    declares that axis's size and is fed axis 1's: channels last (``8x500x12``
+    to ``Conv1d(12, ...)``: ``x.permute(0, 2, 1)``; ``2x32x32x3`` to
+    ``Conv2d(3, ...)``); else "". For the input as given, axis 1 must (with two
+    sides or more) also be another side; for a tensor a layer ``made`` with its
+    width last, that layer says where the channels are."""
     kernel = getattr(module, "kernel_size", None)
     if not isinstance(kernel, tuple) or x.dim() != len(kernel) + 2:
         return ""
     if int(x.shape[-1]) != declared or int(x.shape[1]) != observed or declared == observed:
         return ""
-    if x.dim() > 3 and observed not in [int(d) for d in x.shape[2:-1]]:
+    if not made and x.dim() > 3 and observed not in [int(d) for d in x.shape[2:-1]]:
         return ""  # 2x3x32x32 to Conv2d(32): 3 reads as channels, not as a side of 32x32
     order = (0, x.dim() - 1, *range(1, x.dim() - 1))
     return f"x.permute({', '.join(map(str, order))})"

@@ -165,6 +165,10 @@ def _why_none(task: Task, assessed) -> Tuple[Optional[cst.CSTNode], str]:
     """Why no candidate may be written, the most telling reason first."""
     world, m, exp, expr = task.world, task.m, task.exp, task.expr
     key = (m.layer_path, m.arg)
+    if m.channels_last and m.channels_last_from:
+        return expr, (f"{m.declared} is the last axis of what {m.channels_last_from} puts out: "
+                      f"its channels look last; put them first ({m.channels_last} before "
+                      f"{m.layer_path}) rather than make {m.observed} the width")
     if m.channels_last:
         return expr, (f"{m.declared} is the last axis of the input as given: its channels look "
                       f"last; put them first ({m.channels_last}, or an input shaped so) rather "
