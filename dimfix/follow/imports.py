@@ -59,7 +59,10 @@ class Imports:
 def dict_entry(mapping: Expansion, key_node: cst.BaseExpression, key: object) -> Optional[Expansion]:
     """The value a dict literal holds for ``key``, as written: the last entry
     with that constant key, unless an entry after it might hold the key too
-    (``**other``, a key that is not a literal)."""
+    (``**other``, a key that is not a literal); or the keyword argument
+    ``key=`` of ``dict(...)``, which no other argument can override."""
+    if isinstance(mapping.node, cst.Call):
+        return _dict_keyword(mapping, key_node, key)
     hit = None
     for element in mapping.node.elements:
         if isinstance(element, cst.DictElement) and isinstance(
@@ -72,6 +75,19 @@ def dict_entry(mapping: Expansion, key_node: cst.BaseExpression, key: object) ->
         return None
     label = f"{mapping.label}[{code_of(key_node)}]" if mapping.label else "dict entry"
     return Expansion(hit.value, "element", label, mapping.local_values, mapping.global_values,
+                     mapping.bindings, path=mapping.path)
+
+
+def _dict_keyword(mapping: Expansion, key_node, key: object) -> Optional[Expansion]:
+    call = mapping.node
+    if not (isinstance(call.func, cst.Name) and call.func.value == "dict"
+            and mapping.global_values.get("dict", dict) is dict and isinstance(key, str)):
+        return None
+    kw = next((a for a in call.args if a.keyword is not None and a.keyword.value == key), None)
+    if kw is None:
+        return None
+    label = f"{mapping.label}[{code_of(key_node)}]" if mapping.label else "dict entry"
+    return Expansion(kw.value, "element", label, mapping.local_values, mapping.global_values,
                      mapping.bindings, path=mapping.path)
 
 

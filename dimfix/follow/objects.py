@@ -58,6 +58,8 @@ class Objects:
         the parser's ``default=``)."""
         frame = site.chain[i]
         obj = frame.local_values.get(node.value.value, MISSING)
+        if obj is MISSING:  # ``cfg = Config(...)`` at module level
+            obj = frame.global_values.get(node.value.value, MISSING)
         if obj is MISSING or type(obj) in _PLAIN or inspect.isclass(obj) \
                 or inspect.ismodule(obj) or type(obj).__module__.split(".")[0] in _NOT_CONFIGS:
             return None
@@ -68,10 +70,15 @@ class Objects:
         if _is_parse_args(call):
             return self._parser_default(call, node, site, j, depth)
         param = self._field_param(type(obj), node.attr.value)
-        if param is None:
-            return None
-        func, name = param
         binding = Binding(code_of(node), self._field_reads(site.chain[i].path, node.attr.value))
+        if param is None:
+            arg = self._keyword_kept(call, node.attr.value, obj, site.chain[j], at_module)
+            if arg is None:
+                return None
+            return self._expand(arg, site, j, "call-site",
+                                f"argument {node.attr.value} of {callee(call)}()",
+                                (binding,), depth, at_module)
+        func, name = param
         if func is None:  # a dataclass or NamedTuple: its fields are the parameters, in order
             found, why = find_argument(call, _record_fields(type(obj)), name)
             if found is None:
@@ -83,6 +90,21 @@ class Objects:
             return None
         return self._expand(arg, site, j, "call-site", f"argument {name} of {callee(call)}()",
                             (binding,), depth, at_module)
+
+    @staticmethod
+    def _keyword_kept(call: cst.Call, attr: str, obj, frame, at_module: bool):
+        """The keyword argument ``attr=`` of ``call``, when the object it built
+        holds that argument's value as ``obj.<attr>``: a namespace whose
+        constructor keeps its keywords as attributes, with no source that says
+        so (``SimpleNamespace(img_size=96)``, ``argparse.Namespace(...)``, a dict
+        subclass that turns keys into attributes)."""
+        kw = next((a for a in call.args if a.keyword is not None and a.keyword.value == attr), None)
+        held = getattr(obj, attr, MISSING)
+        if kw is None or type(held) is not int:
+            return None
+        given = Evaluator({} if at_module else frame.local_values, frame.global_values).value(
+            kw.value)
+        return kw.value if type(given) is int and given == held else None
 
     def _class_default(self, cls: type, name: str, why: str, site, i, depth,
                        binding) -> Optional[Expansion]:
@@ -159,7 +181,10 @@ class Objects:
             i += 1  # ``[Block(cnf.dim) for _ in ...]``: ``cnf`` is its function's
         value = assigned_value(parents, target)
         if isinstance(value, cst.Call):
-            return (value, i, False) if self._in_frame_function(target, site, i) else None
+            if self._in_frame_function(target, site, i):
+                return value, i, False
+            # ``cfg = Config(img_size=96)`` at import, read in a function of the module
+            return (value, i, True) if is_module_scope(found[0]) else None
         if isinstance(value, cst.Subscript) and len(value.slice) == 1 \
                 and isinstance(value.slice[0].slice, cst.Index):
             frame = site.chain[i]

@@ -1,7 +1,7 @@
 """Following a value read out of a sequence to the element written there:
 ``dims[i]`` by a known index, a loop variable over a list (``for a, b in
 zip(dims, dims[1:])``, ``enumerate``) by the iteration it was read in, and
-``cfg["key"]`` of a dict literal by its key."""
+``cfg["key"]`` of a dict literal (or of ``dict(key=...)``) by its key."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Sequences:
         values = {} if module_level else frame.local_values
         key_node = node.slice[0].slice.value
         if isinstance(key_node, cst.SimpleString):  # ``cfg["image_size"]`` of a dict literal
-            mapping = self._sequence(node.value, site, i, depth, module_level, (cst.Dict,))
+            mapping = self._sequence(node.value, site, i, depth, module_level, (cst.Dict, cst.Call))
             return dict_entry(mapping, key_node, key_node.evaluated_value) if mapping else None
         seq = self._sequence(node.value, site, i, depth, module_level)
         if seq is None:
