@@ -33,19 +33,29 @@ class RefitProduct:
 
     def propose(self, task: Task) -> Iterator[Candidate]:
         expr = task.expr
+        chain = task.exp.chain()  # the argument, and what a bare name there stands for
+        origin = chain[-1]
         for dims in task.dims[:1]:
             if _literal_only(expr):
                 factors = product_factors(expr)
                 refit = refit_product(factors, dims) if factors else None
             elif isinstance(expr, cst.BinaryOperation):
                 refit = refit_terms(expr, task.exp, dims)
+            elif isinstance(origin.node, cst.BinaryOperation) and not _literal_only(origin.node):
+                # ``flat = 128 * (IMG_SIZE // 4) * (IMG_SIZE // 4)``; ``Linear(flat, ...)``
+                refit = refit_terms(origin.node, origin, dims)
+                if refit:
+                    yield Candidate(self.kind, refit, origin.node, origin.label or code_of(expr),
+                                    bindings=tuple(b for x in chain[1:] for b in x.bindings),
+                                    depth=len(chain) - 1, agrees=self._reduces(refit, task))
+                continue
             else:
                 refit = None
             if not refit:
                 continue
             ones = any(int(r.evaluated_value) == 1 for r in refit.values()
                        if isinstance(r, cst.Integer))
-            yield Candidate(self.kind, refit, expr, identity=ones)
+            yield Candidate(self.kind, refit, expr, identity=ones, agrees=self._reduces(refit, task))
             if ones and _literal_only(expr):
                 # ``512 * 7 * 7`` fed 512x1x1: the factors of 1 mean nothing, drop them.
                 kept = [f for f in product_factors(expr) if f not in refit
@@ -54,6 +64,15 @@ class RefitProduct:
                     product = " * ".join(code_of(refit.get(f, f)) for f in kept)
                     yield Candidate(self.kind, {expr: cst.parse_expression(product)}, expr,
                                     over=ARITHMETIC, drops=True)
+
+
+    @staticmethod
+    def _reduces(refit, task: Task) -> bool:
+        """Does the refit change a divisor that reads as what the network does
+        to the input (``img_size // 8`` with a 128 input arriving as 16x16)?
+        Then the size divided is what is wrong, as for one literal solved."""
+        return any(_reduces(lit, task.world, task.m) for lit in refit
+                   if isinstance(lit, cst.Integer))
 
 
 class DimsProduct:
@@ -103,7 +122,11 @@ class SolvedLiteral:
         expr = task.expr
         literal_only = _literal_only(expr)
         origin = exp.passthrough()
-        agreeing = set().union(*(settled(exp, dims) for dims in task.dims))
+        # Factors that read as their dimensions of the flattened tensor: in the
+        # argument, or in the product a bare name there stands for
+        # (``flat = 32 * (n_mels // 4) * ...``; ``Linear(flat, ...)``).
+        agreeing = set().union(*(settled(e, dims) for dims in task.dims
+                                 for e in {id(exp): exp, id(origin): origin}.values()))
         # The terms of the sum the value is written as (here or where a caller
         # passed it) that already read as a part of the cat that arrives.
         parts = settled_terms(origin, m.parts)
@@ -114,6 +137,7 @@ class SolvedLiteral:
             old = int(lit.evaluated_value)
             depth = len(stack) - 1
             key = lit if depth == 0 else _sub_key(exp, stack[1])
+            inner = _key_in(origin, stack, lit) if origin is not exp else None
             # The reason line names the value written at the label, whole:
             # ``self.feat_size img_size // 4 -> img_size // 8``, not ``4 -> 8``.
             named = (expr if literal_only else lit) if depth == 0 else stack[-1].bare()
@@ -124,7 +148,8 @@ class SolvedLiteral:
                 "" if depth == 0 else stack[-1].label,
                 writes=LITERAL, over=LITERAL, depth=depth, through_odd=odd_route(_route(stack), m),
                 passthrough=passthrough, renamed=passthrough and _renamed(stack, world, m),
-                agrees=key in agreeing or lit in parts or _reduces(lit, world, m)
+                agrees=key in agreeing or inner in agreeing or lit in parts
+                or _reduces(lit, world, m)
                 or _through(stack, parts),
                 identity=value == 1 and _scales(lit, world),
                 exponent=_exponent(lit, world),
@@ -235,6 +260,15 @@ def _through(stack, nodes) -> bool:
     (``opt.latent_dim`` of ``opt.latent_dim + opt.n_classes + opt.code_dim``,
     whose default is the literal)?"""
     return any(node in nodes for node in _passed(stack))
+
+
+def _key_in(origin, stack, lit):
+    """The node of ``origin`` (an expansion in ``stack``) that holds ``lit``:
+    ``lit`` itself, or the sub-expression it is reached through."""
+    k = next((k for k, e in enumerate(stack) if e is origin), None)
+    if k is None:
+        return None
+    return lit if k == len(stack) - 1 else _sub_key(origin, stack[k + 1])
 
 
 def _sub_key(exp, sub):

@@ -165,18 +165,35 @@ def refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Rep
                     continue
                 literals = [k for k in range(a, b) if isinstance(terms[k], cst.Integer)]
                 if len(literals) != 1:
-                    break
+                    inner = _solved_inside(exp, terms[a], values[a], dim) if b - a == 1 else None
+                    if inner is None:
+                        break
+                    changes[a] = inner
+                    continue
                 k = literals[0]
                 rest = product // values[k]
                 if dim % rest:
                     break
-                changes[k] = dim // rest
+                changes[k] = (terms[k], dim // rest)
             else:
                 if best is None or len(changes) < len(best):
                     best = changes
     if not best:
         return None
-    return {terms[k]: terms[k].with_changes(value=str(v)) for k, v in best.items()}
+    return {lit: lit.with_changes(value=str(v)) for lit, v in best.values()}
+
+
+def _solved_inside(exp: Expansion, term, value: int, dim: int):
+    """(the one literal of ``term``, the value that makes ``term`` give
+    ``dim``): ``(IMG_SIZE // 4)`` fed 8 of a 64 image -> (4, 8). None when the
+    term holds no literal or several, or none solves it."""
+    literals = [n for n in descendants(term) if isinstance(n, cst.Integer)]
+    whole = exp.value()
+    if len(literals) != 1 or not isinstance(term, cst.BinaryOperation) or whole is None \
+            or (whole * dim) % value:
+        return None
+    v = solve(exp, literals[0], whole * dim // value, {})
+    return (literals[0], v) if v is not None and exp.value_of(term) is not None else None
 
 
 def _width(term) -> int:
