@@ -39,7 +39,9 @@ class NameForLiteral:
 class NameSwap:
     """A name written where another belongs: at the call (``out_chs`` for
     ``in_chs``), further out where a caller passed it on (``Block(in_chs=out_chs)``),
-    or inside arithmetic (``4 * dim`` where ``dim`` is the wrong name)."""
+    or inside arithmetic, at the call or where a caller wrote it (``4 * dim``
+    where ``dim`` is the wrong name; ``Layer(in_ch + in_ch * growth)`` in a
+    loop, where ``i`` belongs)."""
 
     kind = "name swap"
 

@@ -24,7 +24,8 @@ class IndexSwap:
     arithmetic (``hidden_dims[0]*4`` -> ``hidden_dims[-1]*4``), where a caller
     wrote it, or a loop's index off by one (``hidden_dims[i]`` ->
     ``hidden_dims[i + 1]``). Of several such j, the one the layer that made
-    the arriving tensor was sized by comes first."""
+    the arriving tensor was sized by comes first, and so does its spelling
+    of one element (``widths[1]`` rather than ``widths[-1]`` of a pair)."""
 
     kind = "index swap"
 
