@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import types
 from dataclasses import dataclass, replace
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from dimfix.records import Construction, Frame
 
@@ -75,6 +75,27 @@ def names_holding(constructions: Sequence[Construction], exclude: Iterable[str] 
         return replace(_best_ranked(odd), odd=True) if odd else Found(())
     nearby = {n: r for n, r in best.items() if n in set(prefer)}
     return _best_ranked(nearby or best)
+
+
+def names_giving(frame: Frame, gives: Callable[[str], bool], exclude: Iterable[str] = (),
+                 counters: Iterable[str] = ()) -> Found:
+    """Names visible at ``frame`` for which ``gives(name)`` holds (the caller
+    checks what an expression becomes with the name in it, at every
+    construction), best rank only; the loop ``counters`` named are
+    candidates too. Names that say they count something other than a width
+    only where no other name gives it, as in names_holding."""
+    excluded, allowed = set(exclude), set(counters)
+    best: Dict[str, int] = {}
+    odd: Dict[str, int] = {}
+    for name, rank in _candidates(frame):
+        if name.split(".")[0] in excluded or name in excluded \
+                or (_counter(name) and name not in allowed):
+            continue
+        if gives(name):
+            (best if width_like(name) or name in allowed else odd)[name] = rank
+    if not best:
+        return replace(_best_ranked(odd), odd=True) if odd else Found(())
+    return _best_ranked(best)
 
 
 def sequences_of_length(constructions: Sequence[Construction], length: int,

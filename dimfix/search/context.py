@@ -47,6 +47,18 @@ def of_call(call: cst.Call, parents) -> Tuple[Set[str], Set[str]]:
     return used, leftovers - {name for loop in loops for name in _targets(loop)}
 
 
+def loop_variables(call: cst.Call, parents) -> Set[str]:
+    """The variables of the ``for`` loops ``call`` runs in, inside its
+    function: what differs from one layer built there to the next."""
+    found: Set[str] = set()
+    node = parents.get(call)
+    while node is not None and not isinstance(node, cst.FunctionDef):
+        if isinstance(node, cst.For):
+            found |= _targets(node)
+        node = parents.get(node)
+    return found
+
+
 def iterated(call: cst.Call, parents) -> Set[str]:
     """Names the function holding ``call`` loops over (``for x in NAME``,
     ``zip(NAME, ...)``, ``enumerate(NAME)``, comprehensions too)."""

@@ -13,7 +13,7 @@ import libcst as cst
 
 from dimfix.exprs import code_of, names_in
 from dimfix.records import Cause
-from dimfix.scope import ALL, FOR_LITERALS, Found, names_holding, never_a_width
+from dimfix.scope import ALL, FOR_LITERALS, Found, names_giving, names_holding, never_a_width
 from dimfix.search.candidate import ARITHMETIC, LITERAL, NAME, Candidate, Task
 from dimfix.search.context import first_word
 from dimfix.search.solve import passed_names, solve_node
@@ -39,7 +39,9 @@ class NameForLiteral:
 class NameSwap:
     """A name written where another belongs: at the call (``out_chs`` for
     ``in_chs``), further out where a caller passed it on (``Block(in_chs=out_chs)``),
-    or inside arithmetic (``4 * dim`` where ``dim`` is the wrong name)."""
+    or inside arithmetic, at the call or where a caller wrote it (``4 * dim``
+    where ``dim`` is the wrong name; ``Layer(in_ch + in_ch * growth)`` in a
+    loop, where ``i`` belongs)."""
 
     kind = "name swap"
 
@@ -49,6 +51,7 @@ class NameSwap:
             yield from _outer(task, literal=False, kind=self.kind)
         yield from _terms(task, self.kind)
         yield from _inner(task, self.kind)
+        yield from _caller_terms(task, self.kind)
 
 
 class NameInExpression:
@@ -142,6 +145,44 @@ def _terms(task: Task, kind: str) -> Iterator[Candidate]:
                             because=f"`{name}` holds {group[0].required} at every layer built here",
                             holds=f"{group[0].required} at every layer built here",
                             writes=NAME, over=NAME, name_cost=prior_of(found))
+
+
+def _caller_terms(task: Task, kind: str) -> Iterator[Candidate]:
+    """A name among the terms of arithmetic a caller wrote, which reaches the
+    layer unchanged through parameters (a dense block's loop building
+    ``Layer(in_ch + i * growth)``), swapped for the name in that caller's
+    scope with which the arithmetic gives what every layer built through it
+    must have. Each construction is evaluated with its own values: a loop's
+    variable differs from one layer to the next, so no one value is sought,
+    and the variables of the loops the call runs in are candidates too."""
+    exp, m, world = task.exp, task.m, task.world
+    chain = exp.chain()
+    outer, arith = chain[-1], chain[-1].bare()
+    if len(chain) < 2 or outer.frame is None or not isinstance(arith, cst.BinaryOperation):
+        return
+    frame = m.site.chain[outer.frame]
+    _, leftovers = world.context(frame)
+    suspect = {n for p, q, n in world.suspect if (p, q) == (frame.path, frame.qualname)}
+    exclude = [*names_in(arith), *leftovers, *suspect]
+    for node in operands(arith):
+        keys = [(c, (c.layer_path, c.arg)) for c in world.site_constructions(m)
+                if c.required is not None and node in world.reach.get((c.layer_path, c.arg), ())]
+        if not keys or any(key not in world.expansions for _, key in keys):
+            continue
+
+        def gives(name: str, node=node, keys=keys) -> bool:
+            trial = {**task.base, node: cst.parse_expression(name)}
+            return all(world.expansions[key][1].value(trial) == c.required for c, key in keys)
+
+        found = names_giving(frame, gives, exclude, world.loop_variables(frame))
+        if len(found.names) == 1:
+            name = found.names[0]
+            yield Candidate(kind, {node: cst.parse_expression(name)}, node,
+                            outer.label or code_of(node),
+                            f"with `{name}` it gives what every layer built there needs",
+                            tuple(b for e in chain[1:] for b in e.bindings), writes=NAME,
+                            over=NAME, depth=len(chain) - 1, name_cost=prior_of(found),
+                            holds="what every layer built there needs")
 
 
 def operand_needs(task: Task, site, node) -> list:

@@ -7,7 +7,7 @@ branch_features`` -> ``inp if ...``) and the list ``len(...)`` counts
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import libcst as cst
 
@@ -24,7 +24,8 @@ class IndexSwap:
     arithmetic (``hidden_dims[0]*4`` -> ``hidden_dims[-1]*4``), where a caller
     wrote it, or a loop's index off by one (``hidden_dims[i]`` ->
     ``hidden_dims[i + 1]``). Of several such j, the one the layer that made
-    the arriving tensor was sized by comes first."""
+    the arriving tensor was sized by comes first, and so does its spelling
+    of one element (``widths[1]`` rather than ``widths[-1]`` of a pair)."""
 
     kind = "index swap"
 
@@ -32,7 +33,10 @@ class IndexSwap:
         m, world, chain = task.m, task.world, task.exp.chain()
         for depth, node, frame, needs in _subscripts(task):
             named = world.maker_names(m, frame)
-            fits = _indices(node, frame, needs, world)
+            # One element has two spellings (``[1]`` and ``[-1]`` of a pair):
+            # the one the maker was sized by is the author's.
+            fits = [next((x for x in spellings if x in named), spellings[0])
+                    for spellings in _indices(node, frame, needs, world)]
             preferred = [new for new in fits if new in named]
             for new in preferred or fits:
                 e = chain[depth]
@@ -122,16 +126,17 @@ class ArmSwap:
                             holds=f"{m.observed} at every layer built here with this arm")
 
 
-def _indices(node: cst.Subscript, frame_index: int, needs, world) -> List[str]:
+def _indices(node: cst.Subscript, frame_index: int, needs, world) -> List[Tuple[str, ...]]:
     """The other index expressions of ``node`` whose element is what each
     construction needs, in the frame that reads it: another literal (counted
     from the end if the author counted so, or ``-1`` for the last where ``0``
-    was written), or the loop's index moved by one or two (``i + 1``)."""
+    was written; then the count from the start follows as a second
+    spelling), or the loop's index moved by one or two (``i + 1``)."""
     if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index) or not needs:
         return []
     index = node.slice[0].slice.value
     literal = Evaluator().integer(index)
-    fits: Optional[set] = None
+    fits: Optional[dict] = None  # spelling -> the other spellings of its element
     for c, need in needs:
         frame = c.site.chain[frame_index]
         ev = Evaluator(frame.local_values, frame.global_values)
@@ -141,15 +146,20 @@ def _indices(node: cst.Subscript, frame_index: int, needs, world) -> List[str]:
             return []
         n = len(seq)
         if literal is not None:
-            here = {_literal(j, n, literal) for j in range(n) if j != at % n and seq[j] == need}
+            here = {_literal(j, n, literal): {str(j)} - {_literal(j, n, literal)}
+                    for j in range(n) if j != at % n and seq[j] == need}
         else:
             space = world.spacing(node, cst.Add)
-            here = {_shifted(index, d, space) for d in (-2, -1, 1, 2)
+            here = {_shifted(index, d, space): set() for d in (-2, -1, 1, 2)
                     if 0 <= at + d < n and seq[at + d] == need}
-        fits = here if fits is None else fits & here
-    return sorted(code_of(node.with_changes(slice=[node.slice[0].with_changes(
+        fits = here if fits is None else {x: fits[x] & here[x] for x in fits.keys() & here.keys()}
+    return sorted(tuple(_with_index(node, new) for new in (x, *sorted(fits[x])))
+                  for x in fits or ())
+
+
+def _with_index(node: cst.Subscript, new: str) -> str:
+    return code_of(node.with_changes(slice=[node.slice[0].with_changes(
         slice=node.slice[0].slice.with_changes(value=cst.parse_expression(new)))]))
-        for new in fits or ())
 
 
 def _literal(j: int, n: int, written: int) -> str:

@@ -312,6 +312,11 @@ class World:
             self.contexts[call] = context.of_call(call, f.parents)
         return self.contexts[call]
 
+    def loop_variables(self, frame) -> set:
+        """The variables of the loops ``frame``'s call runs in (context.py)."""
+        call, f = self.call_of(frame)
+        return context.loop_variables(call, f.parents) if call is not None else set()
+
     def iterated(self, m: Mismatch) -> set:
         call, f = self.call_of(m.site.call)
         return context.iterated(call, f.parents) if call is not None else set()
