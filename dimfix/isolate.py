@@ -370,6 +370,9 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
         sys.stderr = open(2, "w", buffering=1, errors="replace", closefd=False)
         sys.dont_write_bytecode = True  # nothing may appear beside the user's files
         _hide_gpus()
+        from dimfix.nodynamo import install
+
+        install()  # a meta trace without importing torch._dynamo (0.7 s): nodynamo.py
         if "torch" in sys.modules:
             # OpenMP's thread pool does not survive fork: a parent that ran
             # parallel CPU work (an editor's server, a notebook calling the API)

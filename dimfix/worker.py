@@ -325,10 +325,12 @@ def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
         os.closerange(keep + 1, _max_fd())
         sys.dont_write_bytecode = True
         from dimfix.isolate import _hide_gpus, warm
+        from dimfix.nodynamo import install as install_stand_in
         from dimfix.preload import mtimes, preload
 
         warm()
         _hide_gpus()  # user modules imported here see no GPU, as in each child
+        install_stand_in()  # as in each child, before the package may import it
         if root is None:  # a spare: dimfix says which project once it knows
             try:
                 _, _, (root, package) = _receive(sock)
