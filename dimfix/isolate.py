@@ -89,12 +89,20 @@ def _warm_meta() -> None:
 def _warm_planning() -> None:
     import black  # noqa: F401
     import libcst  # noqa: F401
-    import torch
 
     import dimfix.draft  # noqa: F401
     import dimfix.formatting  # noqa: F401
     import dimfix.plan  # noqa: F401
     import dimfix.rewrite  # noqa: F401
+
+    warm_tracing()
+
+
+def warm_tracing() -> None:
+    """What every step's child needs, a draft's or a verification's: dimfix's
+    tracer and torch's first CPU op."""
+    import torch
+
     import dimfix.shapes  # noqa: F401
     import dimfix.trace  # noqa: F401
     from dimfix.build import threads
