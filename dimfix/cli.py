@@ -380,8 +380,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point: click's usage errors become one line and exit 2; SIGINT,
     SIGTERM and SIGHUP end the children and say what was written (exit 130,
     143, 129); stdout that closes or fills up is no traceback."""
-    from dimfix.spare import own_torch_cache
-    from dimfix.worker import become_subreaper, start_spare
+    from dimfix.worker import become_subreaper, own_torch_cache, start_spare
 
     # A run is short and builds few cycles; the collector walking torch's
     # objects costs 0.2-0.5 s (bench/latency.py).

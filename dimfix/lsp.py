@@ -268,8 +268,7 @@ def main(argv: Optional[list] = None) -> None:
     except ImportError:
         sys.stderr.write("dimfix-lsp: error: needs pygls: pip install 'dimfix[lsp]'\n")
         sys.exit(2)
-    from dimfix.spare import own_torch_cache
-    from dimfix.worker import become_subreaper
+    from dimfix.worker import become_subreaper, own_torch_cache
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")

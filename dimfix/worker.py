@@ -32,8 +32,6 @@ import time
 from multiprocessing.connection import wait
 from typing import Dict, List, Optional, Set, Tuple
 
-from dimfix.spare import take_forked
-
 _HEADER = struct.Struct("!Q")
 READY = 60.0  # seconds a worker may take to import torch and the package, at least
 STARTED = 10.0  # seconds a ready worker may take to fork a step's child
@@ -51,11 +49,17 @@ class Worker:
         """A worker for the project at ``root`` (importing ``package``); with
         ``root`` None, a spare that imports torch and waits to be ``adopt``-ed."""
         self.root, self.package = root, package
-        forked = take_forked() if root is None else None
-        if forked is not None:  # the spare the entry point forked (spare.py)
-            pid, ours = forked[0], socket.socket(fileno=forked[1])
-        else:
-            pid, ours = _fork(root, package)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker
+                ours.close()
+                _serve(theirs, root, package, signals)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, signals)
+        theirs.close()
         self.pid = pid
         _WORKER_PIDS.add(pid)
         self.sock = ours
@@ -158,22 +162,6 @@ class Worker:
         except ChildProcessError:
             pass
         self.sock.close()
-
-
-def _fork(root: Optional[str], package: Optional[str]) -> Tuple[int, socket.socket]:
-    """Fork a worker for ``root``: its pid and dimfix's end of its socket."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    signals = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the worker
-            ours.close()
-            _serve(theirs, root, package, signals)
-    finally:
-        if pid != 0:
-            signal.pthread_sigmask(signal.SIG_SETMASK, signals)
-    theirs.close()
-    return pid, ours
 
 
 _SPARE: List[Worker] = []  # at most one worker forked before its project was known
@@ -292,17 +280,28 @@ def _children() -> List[int]:
     return pids
 
 
+def own_torch_cache() -> None:
+    """torch puts a cache folder in $TMPDIR (``torchinductor_<user>``) on first
+    use of its meta kernels: give it one of dimfix's own instead, removed when
+    this process exits (unless the user chose one)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="dimfix-torch-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(folder, "inductor")
+    home = os.getpid()
+    atexit.register(lambda: os.getpid() == home and shutil.rmtree(folder, ignore_errors=True))
+
+
 def die_with_parent() -> None:  # pragma: no cover - runs in a child
     """SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG)."""
     parent = os.getppid()
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent or parent == 1:  # the parent died before the call
         os._exit(1)
-
-
-def serve_forked(fd: int, held) -> None:  # pragma: no cover - the worker process
-    """The spare the entry point forked (spare.py) becomes a worker."""
-    _serve(socket.socket(fileno=fd), None, None, held)
 
 
 def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
