@@ -23,6 +23,7 @@ only, which exit when the step or the run ends.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import sys
 import types
