@@ -89,12 +89,20 @@ def _warm_meta() -> None:
 def _warm_planning() -> None:
     import black  # noqa: F401
     import libcst  # noqa: F401
-    import torch
 
     import dimfix.draft  # noqa: F401
     import dimfix.formatting  # noqa: F401
     import dimfix.plan  # noqa: F401
     import dimfix.rewrite  # noqa: F401
+
+    warm_tracing()
+
+
+def warm_tracing() -> None:
+    """What every step's child needs, a draft's or a verification's: dimfix's
+    tracer and torch's first CPU op."""
+    import torch
+
     import dimfix.shapes  # noqa: F401
     import dimfix.trace  # noqa: F401
     from dimfix.build import threads
@@ -370,6 +378,9 @@ def _child_main(fn, args, conn: Connection, capture: int, limits: Limits,
         sys.stderr = open(2, "w", buffering=1, errors="replace", closefd=False)
         sys.dont_write_bytecode = True  # nothing may appear beside the user's files
         _hide_gpus()
+        from dimfix.nodynamo import install
+
+        install()  # a meta trace without importing torch._dynamo (0.7 s): nodynamo.py
         if "torch" in sys.modules:
             # OpenMP's thread pool does not survive fork: a parent that ran
             # parallel CPU work (an editor's server, a notebook calling the API)

@@ -325,10 +325,12 @@ def _serve(sock: socket.socket, root: Optional[str], package: Optional[str],
         os.closerange(keep + 1, _max_fd())
         sys.dont_write_bytecode = True
         from dimfix.isolate import _hide_gpus, warm
+        from dimfix.nodynamo import install as install_stand_in
         from dimfix.preload import mtimes, preload
 
         warm()
         _hide_gpus()  # user modules imported here see no GPU, as in each child
+        install_stand_in()  # as in each child, before the package may import it
         if root is None:  # a spare: dimfix says which project once it knows
             try:
                 _, _, (root, package) = _receive(sock)
@@ -392,9 +394,18 @@ def _reaping(sock: socket.socket, tokens: Dict[int, int]):  # pragma: no cover -
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-def _warm_libraries() -> None:  # pragma: no cover - the worker process
-    import black  # noqa: F401
+def _warm_tracing() -> None:  # pragma: no cover - the worker process
+    from dimfix.isolate import warm_tracing
+
+    warm_tracing()
+
+
+def _warm_libcst() -> None:  # pragma: no cover - the worker process
     import libcst  # noqa: F401
+
+
+def _warm_black() -> None:  # pragma: no cover - the worker process
+    import black  # noqa: F401
 
 
 def _warm_dimfix() -> None:  # pragma: no cover - the worker process
@@ -403,7 +414,10 @@ def _warm_dimfix() -> None:  # pragma: no cover - the worker process
     warm(plan=True)
 
 
-_WARM_STEPS = (_warm_libraries, _warm_dimfix)
+# First what every child needs (a verification's too), then what drafts
+# need, a piece at a time: a request that arrives during a piece waits for
+# it (libcst's import alone takes 0.15-0.4 s).
+_WARM_STEPS = (_warm_tracing, _warm_libcst, _warm_black, _warm_dimfix)
 
 
 def _fork_step(fn, args, limits, fds, sock) -> int:  # pragma: no cover - the worker
