@@ -116,6 +116,8 @@ class Positions(Mapping):
         self.parents = parents
 
     def __getitem__(self, node: cst.CSTNode) -> CodeRange:
+        if node not in self:  # another file's node: no positions to compute
+            raise KeyError(node)
         return self.units.positions(self.unit_of(node))[node]
 
     def __contains__(self, node: object) -> bool:
