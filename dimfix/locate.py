@@ -11,10 +11,10 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from dimfix.errors import BadSource, Position
 from dimfix.records import Frame
+from dimfix.units import Positions, Units
 
 # libcst's time grows faster than a file's size (bench/parse_size.py, 2 busy
 # cores: 1 MiB parsed with positions ~60 s, 2 MiB ~130 s, 5 MiB ~190 s to parse
@@ -23,11 +23,12 @@ MAX_PLAN_BYTES = 2**20
 
 
 class CallIndex:
-    """Every Call in a module, by the character position where it starts, and
-    every node's parent (what libcst's ParentNodeProvider gives, recorded in
-    one walk of our own: that provider's walk costs as much as the parse and
-    the positions together, and a libcst visitor, which rebuilds every node it
-    passes, ~5x ours: 0.4 s on timm's resnet.py)."""
+    """Every Call in a module, found by the character position where it starts,
+    and every node's parent (what libcst's ParentNodeProvider gives, recorded
+    in one walk of our own: that provider's walk costs as much as the parse
+    and the positions together, and a libcst visitor, which rebuilds every
+    node it passes, ~5x ours: 0.4 s on timm's resnet.py). Positions are
+    computed per top-level statement as they are asked for (units.py)."""
 
     def __init__(self, text: str, path: str) -> None:
         super().__init__()
@@ -37,37 +38,47 @@ class CallIndex:
                             "(its parser, libcst, takes minutes on a file over 1 MiB); "
                             "nothing written", Position(os.path.abspath(path)))
         try:
-            # Nothing else holds the freshly parsed module: no copy is needed
-            # (libcst's default deep copy costs as much as the parse).
-            self.wrapper = MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True)
+            self.module = cst.parse_module(text)
         except cst.ParserSyntaxError as e:
             raise BadSource(f"cannot parse: {e.message}",
                             Position(os.path.abspath(path), e.raw_line, e.raw_column)) from None
         self.text = text  # what ``module.code`` gives back (libcst round-trips), without a codegen
         self.lines = text.splitlines(keepends=True)
-        self.calls: Dict[Tuple[int, int], List[cst.Call]] = {}
         self.parents: Dict[cst.CSTNode, cst.CSTNode] = {}
-        self.positions = self.wrapper.resolve(PositionProvider)
+        # Each top-level statement's Calls, outermost first; all of them.
+        self.unit_calls: Dict[cst.CSTNode, List[cst.Call]] = {}
+        self.all_calls: List[cst.Call] = []
+        # Top-level statements that bind module names from inside (``global x``
+        # in a function, ``(x := ...)`` in a module-level value): scopes.py
+        # never leaves them out.
+        self.binding_units: set = set()
+        self.units = Units(self.module, text)
+        self.positions = Positions(self.units, self.parents)
+        self._calls: Dict[Tuple[int, int], List[cst.Call]] = {}
+        self._indexed: set = set()  # units whose Calls are in ``_calls``
         self._walk()
-
-    @property
-    def module(self) -> cst.Module:
-        return self.wrapper.module
 
     def _walk(self) -> None:
         """Every node below the module, parents before children (so the calls
         starting at one place come outermost first, as a libcst visitor has
-        them): its parent, and where each Call starts. A node's children are
-        the nodes in its dataclass fields, as libcst visits them."""
-        stack: List[Tuple[cst.CSTNode, cst.CSTNode]] = [(self.module, None)]
-        parents, calls, positions = self.parents, self.calls, self.positions
+        them): its parent, and the Calls of each top-level statement. A node's
+        children are the nodes in its dataclass fields, as libcst visits them."""
+        module = self.module
+        stack: List[Tuple[cst.CSTNode, cst.CSTNode, cst.CSTNode]] = [(module, None, None)]
+        parents, unit_calls, all_calls = self.parents, self.unit_calls, self.all_calls
+        binding = (cst.Global, cst.NamedExpr)
         while stack:
-            node, parent = stack.pop()
+            node, parent, unit = stack.pop()
             if parent is not None:
                 parents[node] = parent
-            if type(node) is cst.Call:
-                start = positions[node].start
-                calls.setdefault((start.line, start.column), []).append(node)
+                if parent is module:
+                    unit = node
+            kind = type(node)
+            if kind is cst.Call:
+                unit_calls.setdefault(unit, []).append(node)
+                all_calls.append(node)
+            elif kind in binding:
+                self.binding_units.add(unit)
             children = []
             for name in _fields(type(node)):
                 value = getattr(node, name)
@@ -75,13 +86,27 @@ class CallIndex:
                     children.append(value)
                 elif isinstance(value, (tuple, list)):
                     children += [v for v in value if isinstance(v, cst.CSTNode)]
-            stack += [(child, node) for child in reversed(children)]
+            stack += [(child, node, unit) for child in reversed(children)]
+
+    def _calls_at(self, line: int) -> Dict[Tuple[int, int], List[cst.Call]]:
+        """Calls by start, of the top-level statement spanning ``line`` (of
+        every statement where that is not known)."""
+        k = self.units.at_line(line)
+        wanted = self.module.body if k is None else [self.module.body[k]]
+        for unit in wanted:
+            if unit in self._indexed:
+                continue
+            self._indexed.add(unit)
+            for node in self.unit_calls.get(unit, ()):
+                start = self.positions[node].start
+                self._calls.setdefault((start.line, start.column), []).append(node)
+        return self._calls
 
     def find(self, frame: Frame) -> Optional[cst.Call]:
         """The Call that ``frame`` was executing, or None."""
         start = (frame.line, self.char_col(frame.line, frame.col))
         end = (frame.end_line, self.char_col(frame.end_line, frame.end_col))
-        candidates = self.calls.get(start, [])
+        candidates = self._calls_at(frame.line).get(start, [])
         for node in candidates:
             pos = self.positions[node].end
             if (pos.line, pos.column) == end:

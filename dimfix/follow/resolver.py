@@ -17,7 +17,6 @@ import os
 from typing import Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 import libcst as cst
-from libcst.metadata import ScopeProvider
 from libcst.metadata.scope_provider import Assignment
 
 from dimfix.exprs import MISSING, Evaluator
@@ -25,6 +24,7 @@ from dimfix.follow.calls import Calls
 from dimfix.follow.expansion import Binding, Expansion
 from dimfix.follow.imports import Imports
 from dimfix.follow.objects import MAX_DEPTH, Objects
+from dimfix.follow.scopes import Scopes
 from dimfix.follow.sequences import Sequences
 from dimfix.follow.syntax import (assigned_value, assignments, binds_after, dominating,
                                   enclosing, enclosing_loop, is_call_to, is_module_scope,
@@ -38,7 +38,7 @@ class _File:
 
     def __init__(self, index: CallIndex) -> None:
         self.index = index
-        self.scopes = index.wrapper.resolve(ScopeProvider)
+        self.scopes = Scopes(index)
         self.parents = index.parents
         self.attribute_reads: Optional[Dict[str, List[cst.CSTNode]]] = None  # attr -> reads
 
@@ -60,6 +60,18 @@ class Resolver(Calls, Objects, Imports, Sequences):
         self.traversed: Set[cst.CSTNode] = set()
         self.field_params: Dict[tuple, object] = {}  # (class, attr) -> _field_param
         self.why: str = ""
+        self.expected: Dict[str, Set[int]] = {}  # path -> lines of frames (see expect)
+
+    def expect(self, sites) -> None:
+        """The lines the frames of ``sites`` ran, by file: the statements
+        holding them get their scopes in one pass, not one more each time the
+        expansion reaches one (follow/scopes.py)."""
+        for site in sites:
+            for frame in site.chain:
+                self.expected.setdefault(os.path.abspath(frame.path), set()).add(frame.line)
+        for path, f in self.files.items():
+            if f is not None:
+                f.scopes.expect(self.expected.get(path, ()))
 
     def file(self, path: str) -> Optional[_File]:
         """The parsed file at ``path`` (as it is on disk), or None."""
@@ -70,6 +82,7 @@ class Resolver(Calls, Objects, Imports, Sequences):
 
                 text = self.texts[path] if path in self.texts else read_source(path).text
                 self.files[path] = _File(CallIndex(text, path))
+                self.files[path].scopes.expect(self.expected.get(path, ()))
             except Exception:  # an unreadable helper file: its values stay opaque
                 self.files[path] = None
         return self.files[path]

@@ -47,6 +47,7 @@ class World:
         self._callers: Dict[str, Dict[str, int]] = {}  # path -> callee name -> calls
         self._spacing: Dict[tuple, str] = {}
         self._reads: Dict[cst.CSTNode, Set[str]] = {}
+        resolver.expect(c.site for c in trace.constructions if c.site is not None)
         self._expand(trace.constructions)
         # Every traced argument, and the arguments each producer fed (see
         # Construction.producer): search/producer.py follows a width through them.
@@ -352,7 +353,7 @@ class World:
             if path not in self._callers:
                 counts: Dict[str, int] = {}
                 # The file's index holds every Call already: no walk of the module.
-                for call in (c for calls in f.index.calls.values() for c in calls):
+                for call in f.index.all_calls:
                     func = call.func
                     callee = func.value if isinstance(func, cst.Name) else \
                         func.attr.value if isinstance(func, cst.Attribute) else None
