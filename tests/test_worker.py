@@ -313,3 +313,41 @@ def test_a_child_that_dies_is_reaped_once_and_nothing_waits_for_a_second_report(
     assert result.problem.kind is ErrorKind.CRASHED
     assert "SIGSEGV" in result.problem.message
     assert child.token is not None and asked == [child.token]
+
+
+SIZED = '''\
+import torch.nn as nn
+
+WIDTH = int(open("width.txt").read())  # relative to the working folder, as scripts do
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(WIDTH + 1, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_one_worker_serves_loose_scripts_and_each_child_runs_where_its_caller_is(monkeypatch,
+                                                                                 tmp_path):
+    """A loose script's worker imports nothing of its project, so one serves
+    them all; a step's child runs in the caller's working folder of the
+    moment, as a child forked from the caller would, not the worker's."""
+    from dimfix.api import fix_file
+    from dimfix.driver import WORKERS
+
+    found = []
+    for width in (6, 10):
+        folder = tmp_path / f"w{width}"
+        folder.mkdir()
+        (folder / "width.txt").write_text(str(width))
+        (folder / "net.py").write_text(SIZED)
+        monkeypatch.chdir(folder)
+        fix = fix_file(str(folder / "net.py"), inputs=[f"2x{width}"], name="Net",
+                       exec_module=True, timeout=60)
+        found.append([(e.mismatch.declared, e.mismatch.observed) for e in fix.edits])
+        found.append(len([k for k in WORKERS.by_project if k[1] is None]))
+    assert found == [[(7, 6)], 1, [(11, 10)], 1]
