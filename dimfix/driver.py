@@ -30,10 +30,9 @@ Observer = Callable[[FixSession, StepResult], None]
 
 
 class Workers:
-    """This process's warm workers (worker.py), one per package and one for
-    every loose script: kept between runs (a batch's files, the language
-    server's saves), replaced when a file one imported changed on disk, at
-    most ``MAX`` of them."""
+    """This process's warm workers (worker.py), one per project: kept between
+    runs (a batch's files, the language server's saves), replaced when a file
+    one imported changed on disk, at most ``MAX`` of them."""
 
     MAX = 4
 
@@ -47,10 +46,7 @@ class Workers:
         from dimfix.load import Location
 
         loc = Location.of(path)
-        package = loc.module.split(".")[0] if loc.in_package else None
-        # A loose script's worker imports nothing of its own (preload.py
-        # imports packages): one serves every loose script, whatever its folder.
-        key = (loc.root if package else None, package)
+        key = (loc.root, loc.module.split(".")[0] if loc.in_package else None)
         worker = self.by_project.get(key)
         if worker is not None and worker.stale(loc.path):
             worker.close()
@@ -58,9 +54,9 @@ class Workers:
         if worker is None:
             worker = take_spare()
             if worker is not None:
-                worker.adopt(loc.root, package)
+                worker.adopt(*key)
             else:
-                worker = Worker(loc.root, package)
+                worker = Worker(*key)
             self.by_project[key] = worker
             while len(self.by_project) > self.MAX:
                 self.by_project.popitem(last=False)[1].close()

@@ -11,13 +11,9 @@ dimfix itself still never imports user code; the worker is user-code land
 like any child, dies with dimfix (the parent-death signal) and with its
 socket.
 
-A loose script (no package) has nothing for its worker to import: one worker
-serves every loose script, whatever its folder (driver.Workers), and each
-child runs in dimfix's working folder of the moment, not the worker's.
-
 The protocol, over a Unix socket pair: dimfix sends ``("run", token, fn,
-args, limits, cwd)`` with the child's result pipe and capture file as passed
-file descriptors; the worker answers ``("started", token, pid)`` and, once the
+args, limits)`` with the child's result pipe and capture file as passed file
+descriptors; the worker answers ``("started", token, pid)`` and, once the
 child ended, ``("exited", token, wait_status)``.
 """
 
@@ -105,8 +101,7 @@ class Worker:
         self.tokens += 1
         token = self.tokens
         try:
-            payload = pickle.dumps(("run", token, fn, args, limits, _cwd()),
-                                   pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(("run", token, fn, args, limits), pickle.HIGHEST_PROTOCOL)
         except Exception as e:
             raise WorkerGone(f"cannot send the step ({e})") from None
         try:
@@ -167,15 +162,6 @@ class Worker:
         except ChildProcessError:
             pass
         self.sock.close()
-
-
-def _cwd() -> Optional[str]:
-    """This process's working folder, where a step's child runs (a model may
-    open a file relative to it), as a child forked from here would."""
-    try:
-        return os.getcwd()
-    except OSError:  # removed: the child stays where the worker is
-        return None
 
 
 _SPARE: List[Worker] = []  # at most one worker forked before its project was known
@@ -387,10 +373,10 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
             continue
         warming = itertools.chain([step] if step else [], warming)
         try:
-            (kind, token, fn, args, limits, cwd), fds = _receive(sock, with_fds=True)
+            (kind, token, fn, args, limits), fds = _receive(sock, with_fds=True)
         except (EOFError, OSError):
             return  # dimfix is gone
-        pid = _fork_step(fn, args, limits, fds, sock, cwd)
+        pid = _fork_step(fn, args, limits, fds, sock)
         tokens[pid] = token
         _watch(pid)
         for fd in fds:
@@ -435,7 +421,7 @@ def _warm_dimfix() -> None:  # pragma: no cover - the worker process
 _WARM_STEPS = (_warm_libraries, _warm_dimfix)
 
 
-def _fork_step(fn, args, limits, fds, sock, cwd) -> int:  # pragma: no cover - the worker
+def _fork_step(fn, args, limits, fds, sock) -> int:  # pragma: no cover - the worker
     from multiprocessing.connection import Connection
 
     from dimfix.isolate import _child_main
@@ -448,11 +434,6 @@ def _fork_step(fn, args, limits, fds, sock, cwd) -> int:  # pragma: no cover - t
             os.close(fd)
         _EXITS.clear()
         die_with_parent()
-        if cwd is not None:
-            try:
-                os.chdir(cwd)
-            except OSError:
-                pass  # removed since: where the worker is, as a fork would be
         _child_main(fn, args, Connection(fds[0], readable=False), fds[1], limits, held)
     return pid
 
