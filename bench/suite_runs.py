@@ -47,6 +47,7 @@ def main() -> None:
     from conftest import cases
     from test_fixtures import Runs, _invoke
 
+    from dimfix.driver import WORKERS
     from dimfix.isolate import warm
 
     warm(plan=True, meta=True)
@@ -60,6 +61,7 @@ def main() -> None:
             before = _usage()
             for mode in ("write", "dry_json", "check", "check_fixed", "shapes", "api", "lsp"):
                 getattr(runs, mode)
+            WORKERS.close()  # a worker's children count once it is reaped
             after = _usage()
             d = [a - b for a, b in zip(after, before)]
             d[6] -= 1  # the read of /proc/loadavg is no process
