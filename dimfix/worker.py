@@ -358,9 +358,12 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
     warming = iter(_WARM_STEPS)
     while True:
         step = next(warming, None)
-        ready = wait([sock], 0.05 if tokens or step else None)
+        # A child's end wakes the loop through its pidfd: dimfix waits for the
+        # report of it after every step. Without one, the loop polls.
+        polling = step is not None or any(pid not in _EXITS for pid in tokens)
+        ready = wait([sock, *_EXITS.values()], 0.05 if polling else None)
         _reap(sock, tokens)
-        if not ready:
+        if sock not in ready:
             if step is not None:
                 # Idle before the first step, or while it runs: load what the
                 # next steps need, a piece at a time (the socket is read
@@ -377,9 +380,21 @@ def _loop(sock: socket.socket) -> None:  # pragma: no cover - the worker process
             return  # dimfix is gone
         pid = _fork_step(fn, args, limits, fds, sock)
         tokens[pid] = token
+        _watch(pid)
         for fd in fds:
             os.close(fd)
         _send(sock, ("started", token, pid))
+
+
+_EXITS: Dict[int, int] = {}  # in the worker: pid of a step's child -> its pidfd
+
+
+def _watch(pid: int) -> None:  # pragma: no cover - the worker process
+    """Open a pidfd for ``pid``: readable once it ended (Linux 5.3)."""
+    try:
+        _EXITS[pid] = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pass  # the loop polls for it
 
 
 @contextlib.contextmanager
@@ -429,6 +444,9 @@ def _fork_step(fn, args, limits, fds, sock) -> int:  # pragma: no cover - the wo
     pid = os.fork()
     if pid == 0:
         sock.close()
+        for fd in _EXITS.values():  # its siblings' ends are the worker's business
+            os.close(fd)
+        _EXITS.clear()
         die_with_parent()
         _child_main(fn, args, Connection(fds[0], readable=False), fds[1], limits, held)
     return pid
@@ -443,6 +461,8 @@ def _reap(sock: socket.socket, tokens: Dict[int, int]) -> None:  # pragma: no co
         if not pid:
             return
         token = tokens.pop(pid, None)
+        if pid in _EXITS:
+            os.close(_EXITS.pop(pid))
         if token is not None:
             kill_orphans(set(tokens))  # what that step left running (setsid)
             _send(sock, ("exited", token, status))
