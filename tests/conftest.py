@@ -11,17 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
 
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: two workers more than cores. A test spends much of its time
-    waiting (on a child's fork, its exit, its timeout, a language server's
-    answer), and with one worker per core a core idles meanwhile (about 19% of
-    the time on 2 cores); the CPU the extra workers cost is one warm-up each.
-    PYTEST_XDIST_AUTO_NUM_WORKERS, when set, decides as xdist's own hook does."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None
-    return len(os.sched_getaffinity(0)) + 2
-
-
 def cases():
     """Fixture pairs: every folder under fixtures/ with an ``args`` file."""
     return sorted(p.parent.name for p in FIXTURES.glob("*/args"))
