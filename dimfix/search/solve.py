@@ -186,14 +186,18 @@ def refit_terms(expr: cst.BinaryOperation, exp: Expansion, dims) -> Optional[Rep
 def _solved_inside(exp: Expansion, term, value: int, dim: int):
     """(the one literal of ``term``, the value that makes ``term`` give
     ``dim``): ``(IMG_SIZE // 4)`` fed 8 of a 64 image -> (4, 8). None when the
-    term holds no literal or several, or none solves it."""
+    term holds no literal or several, or only an exponent's (``side ** 2``
+    counts dimensions), or none solves it. ``exp`` is the product of the terms,
+    so scaling the whole by ``dim / value`` scales this term alone."""
     literals = [n for n in descendants(term) if isinstance(n, cst.Integer)]
+    exponents = {n.right for n in descendants(term)
+                 if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Power)}
     whole = exp.value()
-    if len(literals) != 1 or not isinstance(term, cst.BinaryOperation) or whole is None \
-            or (whole * dim) % value:
+    if len(literals) != 1 or literals[0] in exponents or not isinstance(term, cst.BinaryOperation) \
+            or whole is None or (whole * dim) % value:
         return None
     v = solve(exp, literals[0], whole * dim // value, {})
-    return (literals[0], v) if v is not None and exp.value_of(term) is not None else None
+    return (literals[0], v) if v is not None else None
 
 
 def _width(term) -> int:
