@@ -59,7 +59,7 @@ def main() -> None:
         for case in chosen:
             runs = Runs(case, Path(tmp) / case, _invoke)
             before = _usage()
-            for mode in ("write", "dry_json", "check", "check_fixed", "shapes", "api", "lsp"):
+            for mode in ("write", "check_json", "check_fixed", "shapes", "api", "lsp"):
                 getattr(runs, mode)
             WORKERS.close()  # a worker's children count once it is reaped
             after = _usage()

@@ -83,7 +83,9 @@ def test_2_stdin_input_without_a_name_uses_the_one_model_with_file_exit_codes(pr
     code, out, err = stdin(["--stdin-filename", "net.py", "--input", "2x10", "--check"],
                            project, NET)
     assert code == 1 and "b (Linear) in_features 30 -> 20" in err, err
-    assert run_process(["net.py", "--input", "2x10", "--check"], project).code == 1
+    run = run_process(["net.py", "--input", "2x10", "--check"], project)
+    assert run.code == 1 and run.stdout == "" and "in_features 30 -> 20" in run.stderr, run
+    assert (project / "net.py").read_text() == NET  # --check writes nothing
     code, out, err = stdin(["--stdin-filename", "net.py", "--input", "2x10", "--diff"],
                            project, NET)
     assert code == 0, err

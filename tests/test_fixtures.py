@@ -1,9 +1,13 @@
 """Fixtures are the spec: run dimfix on each broken.py (or broken.ipynb) and compare bytes.
 
 Each case's runs are made once and shared by the assertions on them
-(``Runs``): the CLI in write mode, in ``--dry-run --format json`` and
-``--check`` on an untouched copy, ``--check`` again on the fixed copy; the
-library API, the language server's check and ``--shapes`` on the broken file.
+(``Runs``): the CLI in write mode, in ``--check --format json`` on an
+untouched copy, ``--check`` again on the fixed copy; the library API, the
+language server's check and ``--shapes`` on the broken file. (``--dry-run``
+prints the same JSON document with another exit code, and ``--check``'s text
+output is the write run's; both are tested on their own in test_everyday,
+test_properties and test_rough_edges, not once per case: each run of a case
+is a whole pipeline.)
 The parity tests require the four front ends to find the same edits and the
 same refusals; ``reasons`` (when a case has the file) holds the exact reason
 lines.
@@ -96,19 +100,12 @@ class Runs:
         return self._once("write", make)
 
     @property
-    def dry_json(self):
+    def check_json(self):
         def make():
-            folder = self._copy("dry")
+            folder = self._copy("check")
             before = _stamps(folder, self.case)
-            run = self.invoke(self.args + ["--dry-run", "--format", "json"], folder)
+            run = self.invoke(self.args + ["--check", "--format", "json"], folder)
             return folder, before, run
-        return self._once("dry", make)
-
-    @property
-    def check(self):
-        def make():
-            folder, before, _ = self.dry_json
-            return self.invoke(self.args + ["--check"], folder)
         return self._once("check", make)
 
     @property
@@ -200,14 +197,11 @@ def test_one_reason_line_per_fix(case, runs):
 
 
 @_parametrize()
-def test_dry_run_and_check_touch_nothing(case, runs):
-    folder, before, dry = runs.dry_json
-    assert _stamps(folder, case) == before
-    assert dry.code == _exit(case), dry
-    check = runs.check
+def test_check_touches_nothing(case, runs):
+    folder, before, check = runs.check_json
     assert _stamps(folder, case) == before
     assert check.code == (1 if _pending(case) else _exit(case)), check
-    assert check.stdout == ""
+    assert json.loads(check.stdout)["exit_code"] == check.code
 
 
 @_parametrize()
@@ -222,9 +216,9 @@ def test_second_run_finds_nothing_to_fix(case, runs):
 # -- parity: the CLI, the API, the language server and --shapes agree --------------------------
 
 
-def _cli_found(dry):
+def _cli_found(check):
     """(fixes, refusals, failures) of the CLI's JSON document."""
-    doc = json.loads(dry.stdout)
+    doc = json.loads(check.stdout)
     fixes, refusals, failures = set(), set(), set()
     for model in doc["models"]:
         for f in model["fixes"]:
@@ -312,22 +306,22 @@ def _lsp(args, folder):
 
 @_parametrize()
 def test_the_api_finds_what_the_cli_finds(case, runs):
-    _, _, dry = runs.dry_json
-    cli_fixes, cli_refusals, cli_failures = _cli_found(dry)
+    _, _, check = runs.check_json
+    cli_fixes, cli_refusals, cli_failures = _cli_found(check)
     fixes, refusals, failures = runs.api
     assert (fixes, refusals, failures) == (cli_fixes, cli_refusals, cli_failures)
 
 
 @_parametrize()
 def test_the_language_server_finds_what_the_cli_finds(case, runs):
-    _, _, dry = runs.dry_json
-    assert runs.lsp == _cli_found(dry)
+    _, _, check = runs.check_json
+    assert runs.lsp == _cli_found(check)
 
 
 @_parametrize()
 def test_the_shape_table_marks_what_the_cli_fixes(case, runs):
-    _, _, dry = runs.dry_json
-    cli_fixes, cli_refusals, cli_failures = _cli_found(dry)
+    _, _, check = runs.check_json
+    cli_fixes, cli_refusals, cli_failures = _cli_found(check)
     shapes = runs.shapes
     assert shapes.code == (2 if cli_failures else 1 if cli_fixes or cli_refusals else 0), shapes
     doc = json.loads(shapes.stdout)
