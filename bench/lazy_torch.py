@@ -3,7 +3,7 @@
 dimfix does not do it (prints figures and evidence; not a test).
 
 The idea (issue 24, small `--check` <= 0.6x): the warm worker's own `import torch` is
-the floor of a small run, and ~0.4 s of it is torch._meta_registrations, torch.export
+the floor of a small run, and 0.3-0.45 s of it is torch._meta_registrations, torch.export
 and torch.nested, which `torch/__init__.py` binds with `from torch import ...` without
 reading their attributes. A finder on sys.meta_path can leave them unexecuted until
 first attribute access (`install`, `complete` below). Subcommands, each in fresh
