@@ -139,7 +139,7 @@ class _ZeroPages:
         if size:
             self.memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             with contextlib.suppress(AttributeError, OSError):  # huge pages: fewer faults
-                pass
+                self.memory.madvise(mmap.MADV_HUGEPAGE)
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         """A zeroed CPU tensor of ``t``'s shape and dtype."""
