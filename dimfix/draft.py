@@ -55,6 +55,9 @@ class Draft:
     # verifies them in this order and takes the first that holds.
     alternatives: Tuple[Alternative, ...] = ()
     table: object = None  # shapes.Table of every module call, when the session observes
+    # What the pass in train mode met at the batch given (trace.notes), for
+    # verification, which runs train mode at the doubled batch only.
+    train_notes: Tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Check:
     output: Tuple[int, ...] = ()  # the output shape the fix must keep
     kept: Tuple[Tuple[str, str, int], ...] = ()
     wrong: int = 0
+    train_notes: Tuple[Note, ...] = ()  # the draft's (Draft.train_notes)
 
 
 def draft_step(path: str, texts: Mapping[str, str], options: Options, observe: bool = False):
@@ -131,7 +135,7 @@ def draft_fix(path: str, texts: Mapping[str, str], options: Options) -> Draft:
     first = alternatives[0]
     draft = Draft(first.texts, first.edits, first.unfixable, loading.notes + first.notes,
                   trace.device, trace.output, kept=first.kept, wrong=len(wrong),
-                  alternatives=alternatives)
+                  alternatives=alternatives, train_notes=trace.notes)
     if trace.stopped is not None:
         if not draft.texts:
             raise trace.stopped.error()  # nothing to fix first: the error stands
@@ -207,21 +211,32 @@ def verify_fix(path: str, texts: Mapping[str, str], checks: Sequence[Check]) -> 
     notes = []
     for check in checks:
         options = check.options
+        doubling = _batched(options)
         try:
             target = find_model(module, options.name, loc.path)
-            trace = trace_model(target, options, is_user_file)
+            # Train mode at the doubled batch: the doubled batch's check of
+            # train-only branches, in the pass the trace makes anyway.
+            trace = trace_model(target, options, is_user_file, train=2 if doubling else 1)
         except DimfixError as e:
             raise _unverified(e) from e
         left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(check.allowed)
         if left:
             detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
+            # Found only in train mode at the doubled batch: at the batch given,
+            # the draft's train pass planned this fix.
+            if left <= set(trace.train_doubled):
+                raise _depends_on_batch(detail)
             raise VerifyFailed(
                 f"fix did not verify: still wrong after the edit: {detail}; nothing written")
         _check_output(options, check.output, trace.output)
         _check_kept(check.kept, check.wrong, trace.constructions)
-        notes.extend(trace.notes)
-        if trace.device != "meta":  # on meta a second trace costs seconds; skipped
+        if trace.device != "meta" and doubling:  # on meta a second trace costs seconds
+            # What train mode met at the batch given is the draft's to say, as
+            # before train mode ran at the doubled batch here.
+            notes.extend(check.train_notes)
             notes.extend(_check_doubled_batch(target, options, is_user_file, check.allowed))
+        else:
+            notes.extend(trace.notes)
     return tuple(notes)
 
 
@@ -257,26 +272,33 @@ def _check_kept(kept, wrong: int, constructions) -> None:
             f"(e.g. {changed[0][0]} {changed[0][1]}) to fix {wrong}; nothing written")
 
 
+def _batched(options: Options) -> bool:
+    """Whether every input has a batch dimension, which verification doubles."""
+    return not options.unbatched and all(len(s.shape) >= 2 for s in options.inputs)
+
+
 def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tuple[Note, ...]:
-    """Trace once more with the batch doubled: a size that fits only batch 1
-    (``x.view(-1)`` folding the batch into the features) is no fix."""
+    """Trace once more with the batch doubled, in eval mode (verify_fix's trace
+    ran train mode at this batch): a size that fits only batch 1 (``x.view(-1)``
+    folding the batch into the features) is no fix."""
     from dimfix.trace import trace_model
 
-    if options.unbatched or not all(len(s.shape) >= 2 for s in options.inputs):
-        return ()
     doubled = replace(options, inputs=tuple(replace(s, shape=(s.shape[0] * 2, *s.shape[1:]))
                                             for s in options.inputs))
     try:
-        trace = trace_model(target, doubled, is_user_file)
+        trace = trace_model(target, doubled, is_user_file, train=0)
     except ModelRaised as e:
         return (Note(f"with the batch doubled the model raised: {e.message} (not checked)",
                      e.where),)
     left = {(m.layer_path, m.arg) for m in trace.mismatches} - set(allowed)
     if left:
-        detail = ", ".join(f"{p} {a}" for p, a in sorted(left))
-        raise VerifyFailed(f"fix did not verify: with the batch doubled, {detail} no longer fits: "
-                           "the size depends on the batch size; nothing written")
+        raise _depends_on_batch(", ".join(f"{p} {a}" for p, a in sorted(left)))
     return ()
+
+
+def _depends_on_batch(detail: str) -> VerifyFailed:
+    return VerifyFailed(f"fix did not verify: with the batch doubled, {detail} no longer fits: "
+                        "the size depends on the batch size; nothing written")
 
 
 def _import(loc: Location, texts: Mapping[str, str], loading: Loading, names: Sequence[str]):

@@ -155,6 +155,9 @@ class Trace:
     # The size argument of layers outside the families that make a width (an
     # embedding's embedding_dim): the producer a mismatch may name; never checked.
     makers: Tuple[Construction, ...] = ()
+    # (layer path, argument) the pass in train mode found wrong at a larger
+    # batch than the input's (trace.py's ``train``): not a size the edit left wrong.
+    train_doubled: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -352,7 +352,8 @@ def _check(fix: ModelFix, draft):
     from dimfix.draft import Check
 
     allowed = tuple((u.mismatch.layer_path, u.mismatch.arg) for u in fix.unfixable)
-    return Check(fix.options, allowed, draft.output_shape, draft.kept, draft.wrong)
+    return Check(fix.options, allowed, draft.output_shape, draft.kept, draft.wrong,
+                 draft.train_notes)
 
 
 def _after_rounds(draft, again):

@@ -63,13 +63,15 @@ def observing(observer):
 
 
 def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
-                book: Optional[SiteBook] = None) -> Trace:
-    """Trace ``target`` (class, factory or instance) on ``options.inputs``."""
+                book: Optional[SiteBook] = None, train: int = 1) -> Trace:
+    """Trace ``target`` (class, factory or instance) on ``options.inputs``. The
+    pass in train mode runs with the batch ``train`` times as large in a trace
+    on CPU (verification's, draft.py), and not at all with ``train`` 0."""
     if isinstance(target, nn.Module):
         unwrap(target)
         book = book or SiteBook()
         book.bind_tensors(target)
-        return _Tracer(target, options, book, "cpu", is_user_file).run()
+        return _Tracer(target, options, book, "cpu", is_user_file, train).run()
     try:
         with recording_sites(is_user_file) as meta_book, no_init():
             model = build(target, options, "meta")
@@ -80,16 +82,16 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
         with recording_sites(is_user_file) as cpu_book:
             model = build(target, options, "cpu")
         cpu_book.bind_tensors(model)
-        return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
+        return _Tracer(model, options, cpu_book, "cpu", is_user_file, train).run()
     size = nbytes(model)
     if size <= CPU_TRACE_BYTES and not has_lazy(model):
         materialize(model)
         with threads(1):  # tiny ops: one thread is faster, and steady under load
-            return _Tracer(model, options, meta_book, "cpu", is_user_file).run()
+            return _Tracer(model, options, meta_book, "cpu", is_user_file, train).run()
     try:
         if has_lazy(model):  # Lazy* layers take their size from a real first input
             raise ModelRaised("it has Lazy* layers")
-        return _Tracer(model, options, meta_book, "meta", is_user_file).run()
+        return _Tracer(model, options, meta_book, "meta", is_user_file, train).run()
     except ModelRaised as on_meta:
         limit = options.max_memory or default_max_memory()
         need = size + sum(input_bytes(spec) for spec in options.inputs)
@@ -102,7 +104,7 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     with recording_sites(is_user_file) as cpu_book:
         model = build(target, options, "cpu")
     cpu_book.bind_tensors(model)
-    return _Tracer(model, options, cpu_book, "cpu", is_user_file).run()
+    return _Tracer(model, options, cpu_book, "cpu", is_user_file, train).run()
 
 
 def _check_forward(model: nn.Module, args, kwargs) -> None:
@@ -139,8 +141,13 @@ class _Tracer(Provenance):
     """One model, one device: run forward passes until nothing changes."""
 
     def __init__(self, model: nn.Module, options: Options, book: SiteBook, device: str,
-                 is_user_file: Callable[[str], bool]):
+                 is_user_file: Callable[[str], bool], train: int = 1):
         self.model = model
+        # The batch of the train pass, as a multiple of the input's; 0: no train
+        # pass. On meta a pass costs seconds: there it keeps the input's batch.
+        self.train = train if device != "meta" or train == 0 else 1
+        self.scale = 1  # the batch of the pass running, as a multiple of the input's
+        self.train_doubled: Tuple[Tuple[str, str], ...] = ()
         self.is_user_file = is_user_file
         self.guess = ""  # set once a layer had to be resized by a guess
         self.options = options
@@ -228,16 +235,19 @@ class _Tracer(Provenance):
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
-        notes = self._train_pass()
+        notes = self._train_pass() if self.train else ()
         return Trace(tuple(self.mismatches), self._constructions(), self.device, notes, shape,
-                     makers=self._makers())
+                     makers=self._makers(), train_doubled=self.train_doubled)
 
     def _train_pass(self) -> Tuple[Note, ...]:
         """One more pass in train mode: branches taken only in training (an
         auxiliary head, ``if self.training: ...``) must fit too. The hooks
         resize what they see before each layer runs, so what the model raises
-        after them is not a declared size (BatchNorm at batch 1, say)."""
+        after them is not a declared size (BatchNorm at batch 1, say). At a
+        larger batch (``self.train``) it is also verification's check that no
+        size in a train-only branch depends on the batch."""
         self.model.train()
+        self.scale, found = self.train, len(self.mismatches)
         try:
             self._forward()
         except ModelRaised as e:
@@ -245,6 +255,10 @@ class _Tracer(Provenance):
                          "traced clean)", e.where),)
         finally:
             self.model.eval()
+            self.scale = 1
+            if self.train > 1:
+                self.train_doubled = tuple((m.layer_path, m.arg)
+                                           for m in self.mismatches[found:])
         return ()
 
     # -- one forward pass -----------------------------------------------------
@@ -302,7 +316,8 @@ class _Tracer(Provenance):
         for spec in self.options.inputs:
             dtype = getattr(torch, spec.dtype)
             make = torch.empty if self.device == "meta" else torch.zeros
-            t = make(spec.shape, dtype=dtype, device=self.device)
+            shape = (spec.shape[0] * self.scale, *spec.shape[1:]) if self.scale > 1 else spec.shape
+            t = make(shape, dtype=dtype, device=self.device)
             if spec.name:
                 kwargs[spec.name] = t
             else:

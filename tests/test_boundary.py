@@ -300,3 +300,12 @@ def test_the_guards_step_aside_when_told(tmp_path, cli):
     assert run.code == 0 and "scores (Linear) out_features 5 -> 3" in run.stderr, run
     assert "box (Linear)" not in run.stderr, run  # the regressor keeps its 4 outputs
     assert "box" not in run.stdout.replace("self.box", "")
+
+
+@pytest.mark.parametrize("name", ["FoldsTheBatch", "FoldsTheBatchInTraining"])
+def test_a_size_that_fits_one_batch_only_is_not_written(folder, cli, name):
+    before = _listing(folder)
+    run = cli([f"modes.py::{name}", "--input", "1x8"], folder)
+    assert run.code == 2, run
+    assert "with the batch doubled" in run.stderr and "depends on the batch size" in run.stderr
+    assert _listing(folder) == before

@@ -32,9 +32,15 @@ class Scopes:
     def __init__(self, index: CallIndex) -> None:
         self.index = index
         module = index.module
-        # Statements that bind or run at module level in ways a cut would lose.
+        # Statements that bind or run at module level in ways a cut would lose;
+        # and one-line statements (imports, config constants): next to nothing
+        # to analyse, and a fix follows its sizes to them one name at a time,
+        # each name one more run of the provider over every kept statement.
+        spans = index.units.spans
         self.kept: Set[int] = {k for k, u in enumerate(module.body)
-                               if u in index.binding_units or not _cuttable(u)}
+                               if u in index.binding_units or not _cuttable(u)
+                               or (spans is not None and isinstance(u, cst.SimpleStatementLine)
+                                   and spans[k][0] == spans[k][2])}
         self.closed: Set[str] = set()  # names whose every reader is kept
         self._analysed: Optional[frozenset] = None
         self._scopes: Dict[cst.CSTNode, object] = {}
