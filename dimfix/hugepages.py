@@ -21,6 +21,11 @@ from __future__ import annotations
 import sys
 from typing import Iterator, Tuple
 
+try:  # here, not in collapse(): it may run in a thread while another forks
+    import ctypes
+except ImportError:  # pragma: no cover - a Python built without it
+    ctypes = None
+
 _MADV_COLLAPSE = 25
 _RESIDENT = 0.9  # of a mapping, for it to be worth collapsing
 
@@ -28,17 +33,15 @@ _RESIDENT = 0.9  # of a mapping, for it to be worth collapsing
 def collapse() -> int:
     """Collapse this process's resident anonymous memory into huge pages; the
     bytes collapsed (0 where the kernel cannot)."""
-    if not sys.platform.startswith("linux"):
+    if ctypes is None or not sys.platform.startswith("linux"):
         return 0
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         madvise = libc.madvise
         madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         huge = _huge_page_size()
         ranges = list(_resident_anonymous())
-    except (OSError, ValueError, AttributeError, ImportError):
+    except (OSError, ValueError, AttributeError):
         return 0
     done = 0
     for start, end in ranges:

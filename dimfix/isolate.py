@@ -43,9 +43,7 @@ def warm(plan: bool = False, meta: bool = False) -> None:
     with ``plan``, also what drafting needs (libcst, black, dimfix's stages,
     torch's first CPU op): worth it when more than one child will be forked;
     with ``meta``, torch's Python meta kernels too (~1.3 s on first use), for a
-    process that forks many children (the language server, a test session),
-    which then freezes what it loaded and moves it into huge pages (~0.6 s),
-    so that each fork is cheap.
+    process that forks many children (the language server, a test session).
 
     The caller's environment is left as it was: children hide GPUs from the
     model themselves (_hide_gpus), so a notebook that calls the API keeps CUDA.
@@ -68,15 +66,20 @@ def warm(plan: bool = False, meta: bool = False) -> None:
                 _warm_planning()
             if meta and "meta" not in _warmed:
                 _warm_meta()
-                # A process that forks many children: what it loaded is never
-                # garbage, so its collector need not walk (and write) it, and
-                # its memory goes into huge pages, so that each fork and each
-                # child's exit is cheap (~18 -> ~4 ms; hugepages.py).
-                gc.freeze()
-                collapse()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
     _warmed.update(wanted)
+
+
+def settle() -> None:
+    """For a process that forks many children, once it is warm: what it loaded
+    is never garbage, so its collector need not walk (and write) those
+    objects, whose pages the children share; and its memory goes into huge
+    pages (~0.6 s), so that each fork and each child's exit costs ~4 ms, not
+    ~18 (hugepages.py). Imports nothing: it may run in a thread while
+    another forks."""
+    gc.freeze()
+    collapse()
 
 
 def _warm_meta() -> None:

@@ -60,16 +60,20 @@ class _Warming:
         return self
 
     def _run(self) -> None:
+        from dimfix.isolate import settle
+
         try:
             warm_server()
         finally:  # a failed warm-up leaves the imports to the first check
             self.done.set()
+        # Then, while the first check may already run: cheap forks for the
+        # rest of the session (settle imports nothing).
+        settle()
 
     async def ready(self) -> None:
         self.start()  # a client that never sent 'initialized'
         if not self.done.is_set():
             await asyncio.get_running_loop().run_in_executor(None, self.done.wait)
-        self.thread.join()
 
 
 def make_server(warming: Optional[_Warming] = None):

@@ -61,7 +61,8 @@ def run_process(args, cwd, env=None):
 @pytest.fixture(scope="session", autouse=True)
 def warm_children():
     """Every test's children fork from this process: load torch, libcst, black
-    and torch's meta kernels once here, as the language server does."""
-    from dimfix.isolate import warm
+    and torch's meta kernels once here, and settle, as the language server does."""
+    from dimfix.isolate import settle, warm
 
     warm(plan=True, meta=True)
+    settle()
