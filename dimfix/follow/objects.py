@@ -16,7 +16,7 @@ from dimfix.exprs import MISSING, Evaluator, code_of
 from dimfix.follow.expansion import Binding, Expansion
 from dimfix.follow.syntax import (add_argument_default, assigned_value, assignments,
                                   attribute_reads, bound_argument, callee, class_attribute_uses,
-                                  descendants, enclosing, enclosing_loop, is_module_scope,
+                                  enclosing, enclosing_loop, is_module_scope,
                                   loop_iterable)
 from dimfix.locate import find_argument
 
@@ -152,7 +152,7 @@ class Objects:
             return ()
         if f.attribute_reads is None:
             f.attribute_reads = {}
-            for n in descendants(f.index.module, cst.Attribute):
+            for n in f.index.nodes(cst.Attribute):
                 f.attribute_reads.setdefault(n.attr.value, []).append(n)
         return tuple(f.attribute_reads.get(attr, ()))
 
@@ -257,7 +257,7 @@ def _class_node(cls: type, read):
     f = read(path) if path else None
     if f is None:
         return None
-    named = [n for n in descendants(f.index.module, cst.ClassDef) if n.name.value == cls.__name__]
+    named = [n for n in f.index.nodes(cst.ClassDef) if n.name.value == cls.__name__]
     if not named:
         return None
     return f, min(named, key=lambda n: abs(f.index.positions[n].start.line - line))

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 import libcst as cst
 
 from dimfix.exprs import code_of
-from dimfix.follow.syntax import descendants, reads_of
+from dimfix.follow.syntax import reads_of
 from dimfix.records import Edit, Mismatch, Unfixable
 from dimfix.rewrite import apply_to
 from dimfix.search.candidate import Outcome, Ranked
@@ -82,11 +82,11 @@ def _read_elsewhere(node: cst.CSTNode, world) -> bool:
     if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) \
             and node.value.value == "self":
         return any(read is not node for read in reads_of(node, scopes, parents))
-    module = next((f.index.module for f in world.resolver.files.values()
-                   if f is not None and node in f.parents), None)
+    index = next((f.index for f in world.resolver.files.values()
+                  if f is not None and node in f.parents), None)
     code = code_of(node)
-    return module is None or any(n is not node and code_of(n) == code
-                                 for n in descendants(module, type(node)))
+    return index is None or any(n is not node and code_of(n) == code
+                                for n in index.nodes(type(node)))
 
 
 def refusals(group: Sequence[Mismatch], node: Optional[cst.CSTNode], why: str,

@@ -264,7 +264,7 @@ class World:
             return " "
         key = (found[0], operator)
         if key not in self._spacing:
-            uses = [n for n in descendants(f.index.module, cst.BinaryOperation)
+            uses = [n for n in f.index.nodes(cst.BinaryOperation)
                     if isinstance(n.operator, operator)]
             tight = sum(1 for n in uses if not n.operator.whitespace_before.value)
             self._spacing[key] = "" if tight > len(uses) - tight else " "
@@ -278,7 +278,7 @@ class World:
         if f is None:
             return False
         last = 0
-        for n in descendants(f.index.module, cst.BinaryOperation):
+        for n in f.index.nodes(cst.BinaryOperation):
             if not isinstance(n.operator, cst.Multiply):
                 continue
             for lit, other, sign in ((n.right, n.left, 1), (n.left, n.right, -1)):
