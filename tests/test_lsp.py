@@ -44,8 +44,17 @@ class Server:
 
     def __init__(self, root: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.session = Session(root)
-        self.loop.run_until_complete(self.session.start())
+        try:
+            self.session = self.loop.run_until_complete(self._start(root))
+        except BaseException:
+            self.loop.close()
+            raise
+
+    @staticmethod
+    async def _start(root: Path) -> Session:
+        session = Session(root)  # made in the loop, as its asyncio.Condition expects
+        await session.start()
+        return session
 
     def close(self) -> None:
         try:
