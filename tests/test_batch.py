@@ -1,4 +1,10 @@
-"""Batch runs: discovery, isolation, machine output, editors."""
+"""Batch runs: discovery, isolation, machine output, editors.
+
+Most tests run dimfix's click command in this process (the ``cli`` fixture):
+the models run in forked children either way. A real ``python -m dimfix``
+stays where the process is the point: stdin mode, and a batch whose models
+hang and end their process (the real exit status and summary).
+"""
 
 import json
 import re
@@ -78,8 +84,8 @@ def project(tmp_path):
     return tmp_path
 
 
-def test_folder_fixes_every_marked_model_in_one_combined_edit(project):
-    run = run_process(["models"], project)
+def test_folder_fixes_every_marked_model_in_one_combined_edit(project, cli):
+    run = cli(["models"], project)
     assert run.code == 0, run
     assert (project / "models" / "two.py").read_text() == FIXED
     assert run.stderr.splitlines()[-1] == "2 models fixed."
@@ -97,9 +103,9 @@ def test_hanging_and_crashing_models_are_reported_and_the_rest_fixed(project):
     assert run.stderr.splitlines()[-1] == "2 models fixed, 2 failed."
 
 
-def test_json_output_follows_the_schema(project):
+def test_json_output_follows_the_schema(project, cli):
     (project / "models" / "crashes.py").write_text(CRASHES)
-    run = run_process(["models", "--format", "json", "--check"], project)
+    run = cli(["models", "--format", "json", "--check"], project)
     doc = json.loads(run.stdout)
     jsonschema.validate(doc, SCHEMA)
     assert doc["exit_code"] == run.code == 2
@@ -113,8 +119,8 @@ def test_json_output_follows_the_schema(project):
     assert (project / "models" / "two.py").read_text() == TWO_MODELS
 
 
-def test_lines_output_matches_a_problem_matcher(project):
-    run = run_process(["models", "--format", "lines", "--check"], project)
+def test_lines_output_matches_a_problem_matcher(project, cli):
+    run = cli(["models", "--format", "lines", "--check"], project)
     assert run.code == 1, run
     lines = run.stdout.splitlines()
     assert len(lines) == 2
@@ -135,13 +141,13 @@ def test_stdin_filename_round_trip(project):
     assert (project / "models" / "two.py").read_text() == TWO_MODELS  # the buffer, not the file
 
 
-def test_config_table_declares_models(project):
+def test_config_table_declares_models(project, cli):
     (project / "models" / "two.py").write_text(TWO_MODELS.replace("# dimfix: input=2x10\n", ""))
     (project / "pyproject.toml").write_text(
         '[tool.dimfix]\n\n[[tool.dimfix.models]]\ntarget = "models/two.py::Chain"\n'
         'input = ["2x10"]\n'
     )
-    run = run_process(["models/two.py", "--check"], project)
+    run = cli(["models/two.py", "--check"], project)
     assert run.code == 1, run
     assert "b (Linear) in_features 30 -> 20" in run.stderr
 
@@ -156,24 +162,24 @@ def test_config_table_declares_models(project):
         ("[tool.dimfix\n", "invalid TOML"),
     ],
 )
-def test_bad_config_is_one_clear_line(project, pyproject, message):
+def test_bad_config_is_one_clear_line(project, pyproject, message, cli):
     (project / "pyproject.toml").write_text(pyproject)
-    run = run_process(["models"], project)
+    run = cli(["models"], project)
     assert run.code == 2, run
     assert len(run.stderr.splitlines()) == 1, run
     assert "pyproject.toml" in run.stderr and message in run.stderr, run
     assert (project / "models" / "two.py").read_text() == TWO_MODELS
 
 
-def test_bad_pragma_names_the_line_and_key(project):
+def test_bad_pragma_names_the_line_and_key(project, cli):
     (project / "models" / "two.py").write_text(TWO_MODELS.replace("input=2x10", "inptu=2x10"))
-    run = run_process(["models"], project)
+    run = cli(["models"], project)
     assert run.code == 2, run
     assert "models/two.py:4: unknown pragma key 'inptu'" in run.stderr
 
 
-def test_exclude_skips_matching_files(project):
-    run = run_process(["models", "--exclude", "two.py"], project)
+def test_exclude_skips_matching_files(project, cli):
+    run = cli(["models", "--exclude", "two.py"], project)
     assert run.code == 2 and "no models found" in run.stderr, run
     assert (project / "models" / "two.py").read_text() == TWO_MODELS
 

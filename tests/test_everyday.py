@@ -4,7 +4,8 @@ test_api.py.
 
 Items about what the command does run dimfix's click command in this process
 (the ``cli`` fixture); a real ``python -m dimfix`` where the process is the
-point: stdin mode, escape codes into a pipe, shell completion.
+point: stdin mode, escape codes into a pipe, a quiet run's silence (what a real
+interpreter would print, warnings included), shell completion.
 """
 
 import os
@@ -78,12 +79,12 @@ def test_1_named_files_without_models_pass_and_force_exclude_applies_the_config(
 
 # 2 -------------------------------------------------------------------------------------------
 
-def test_2_stdin_input_without_a_name_uses_the_one_model_with_file_exit_codes(project):
+def test_2_stdin_input_without_a_name_uses_the_one_model_with_file_exit_codes(project, cli):
     (project / "net.py").write_text(NET)
     code, out, err = stdin(["--stdin-filename", "net.py", "--input", "2x10", "--check"],
                            project, NET)
     assert code == 1 and "b (Linear) in_features 30 -> 20" in err, err
-    run = run_process(["net.py", "--input", "2x10", "--check"], project)
+    run = cli(["net.py", "--input", "2x10", "--check"], project)
     assert run.code == 1 and run.stdout == "" and "in_features 30 -> 20" in run.stderr, run
     assert (project / "net.py").read_text() == NET  # --check writes nothing
     code, out, err = stdin(["--stdin-filename", "net.py", "--input", "2x10", "--diff"],
@@ -175,9 +176,9 @@ def test_8_a_mistyped_keyword_input_and_model_name_are_named(project, cli):
 
 # 10 ------------------------------------------------------------------------------------------
 
-def test_10_diff_quiet_config_and_completion(project):
+def test_10_diff_quiet_config_and_completion(project, cli):
     (project / "net.py").write_text(NET)
-    run = run_process(["net.py::Net", "--input", "2x10", "--diff"], project)
+    run = cli(["net.py::Net", "--input", "2x10", "--diff"], project)
     assert run.code == 0 and "+        self.b = nn.Linear(20, 5)" in run.stdout, run
     assert (project / "net.py").read_text() == NET
     run = run_process(["net.py::Net", "--input", "2x10", "--check", "-q"], project)
@@ -185,7 +186,7 @@ def test_10_diff_quiet_config_and_completion(project):
     (project / "elsewhere").mkdir()
     (project / "elsewhere" / "pyproject.toml").write_text('[tool.dimfix]\ninput = ["2x10"]\n')
     (project / "marked.py").write_text(NET.replace("class Net", "# dimfix:\nclass Net"))
-    run = run_process(["marked.py", "--check", "--config", "elsewhere/pyproject.toml"], project)
+    run = cli(["marked.py", "--check", "--config", "elsewhere/pyproject.toml"], project)
     assert run.code == 1 and "in_features 30 -> 20" in run.stderr, run
     run = run_process([], project, env={"_DIMFIX_COMPLETE": "bash_source"})
     assert run.code == 0 and "_DIMFIX_COMPLETE=bash_complete" in run.stdout, run

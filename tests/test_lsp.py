@@ -1,4 +1,10 @@
-"""End to end: the real ``dimfix-lsp`` process, spoken to over stdio by pygls's client."""
+"""End to end: the real ``dimfix-lsp`` process, spoken to over stdio by pygls's client.
+
+One server serves the whole module (starting one costs ~4 s of CPU: torch, the
+meta warm-up, settle()); each test gets its own project folder and documents,
+and waits for the diagnostics of its own document's latest version, so no test
+reads another's results. The first test to run also sees the server's warm-up.
+"""
 
 import asyncio
 import shutil
@@ -29,26 +35,60 @@ class Spins(nn.Module):
 '''
 
 
+# One server for the module: keep its tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_lsp")
+
+
+class Server:
+    """A started Session and the event loop its client runs on."""
+
+    def __init__(self, root: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        try:
+            self.session = self.loop.run_until_complete(self._start(root))
+        except BaseException:
+            self.loop.close()
+            raise
+
+    @staticmethod
+    async def _start(root: Path) -> Session:
+        session = Session(root)  # made in the loop, as its asyncio.Condition expects
+        await session.start()
+        return session
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.session.stop())
+        finally:
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("lsp-root"))
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def project(tmp_path):
+    """The test's own project: its pyproject.toml (nearest to its files) and net.py."""
     (tmp_path / "pyproject.toml").write_text("[tool.dimfix]\ntimeout = 3\n")
     (tmp_path / "net.py").write_text(BROKEN)
     return tmp_path
 
 
-def run(session_body, root: Path):
-    async def main():
-        session = Session(root)
-        await session.start()
-        try:
-            await session_body(session)
-        finally:
-            await session.stop()
+@pytest.fixture
+def run(server):
+    """Run one test's ``body(session)`` on the module's server."""
 
-    asyncio.run(main())
+    def run_body(session_body):
+        server.loop.run_until_complete(session_body(server.session))
+
+    return run_body
 
 
-def test_broken_file_diagnostics_at_the_wrong_arguments(project):
+def test_broken_file_diagnostics_at_the_wrong_arguments(project, run):
     async def body(s):
         uri = s.open(project / "net.py")
         diags = await s.diagnostics(uri)
@@ -59,10 +99,10 @@ def test_broken_file_diagnostics_at_the_wrong_arguments(project):
         assert all(d.source == "dimfix" for d in diags)
         assert any("in_features 3136 -> 4096" in d.message for d in diags)
 
-    run(body, project)
+    run(body)
 
 
-def test_code_action_edit_makes_the_file_clean(project):
+def test_code_action_edit_makes_the_file_clean(project, run):
     async def body(s):
         path = project / "net.py"
         uri = s.open(path)
@@ -81,10 +121,10 @@ def test_code_action_edit_makes_the_file_clean(project):
         assert not await s.diagnostics(uri, mark)
         assert path.read_text() == expected
 
-    run(body, project)
+    run(body)
 
 
-def test_hover_shows_declared_and_arriving_shapes(project):
+def test_hover_shows_declared_and_arriving_shapes(project, run):
     async def body(s):
         uri = s.open(project / "net.py")
         await s.diagnostics(uri)
@@ -95,10 +135,10 @@ def test_hover_shows_declared_and_arriving_shapes(project):
         assert "in_features 3136 -> 4096" in text
         assert await s.hover(uri, 0, 0) is None
 
-    run(body, project)
+    run(body)
 
 
-def test_saving_a_fixed_file_clears_diagnostics(project):
+def test_saving_a_fixed_file_clears_diagnostics(project, run):
     async def body(s):
         path = project / "net.py"
         uri = s.open(path)
@@ -109,10 +149,10 @@ def test_saving_a_fixed_file_clears_diagnostics(project):
         s.save(path, fixed)
         assert not await s.diagnostics(uri, mark)
 
-    run(body, project)
+    run(body)
 
 
-def test_a_hanging_model_times_out_and_the_server_lives_on(project):
+def test_a_hanging_model_times_out_and_the_server_lives_on(project, run):
     (project / "spin.py").write_text(HANGS)
 
     async def body(s):
@@ -125,10 +165,10 @@ def test_a_hanging_model_times_out_and_the_server_lives_on(project):
         other = s.open(project / "net.py")
         assert len(await s.diagnostics(other)) == 3
 
-    run(body, project)
+    run(body)
 
 
-def test_rapid_saves_publish_for_the_latest_text(project):
+def test_rapid_saves_publish_for_the_latest_text(project, run):
     shutil.copy(project / "net.py", project / "net2.py")
 
     async def body(s):
@@ -144,14 +184,15 @@ def test_rapid_saves_publish_for_the_latest_text(project):
         later = [p for p in s.published[mark:] if p.uri == uri]
         assert not later[-1].diagnostics  # no stale result lands after the newest
 
-    run(body, project)
+    run(body)
 
 
-def test_file_without_declared_models_gets_no_diagnostics(tmp_path):
+def test_file_without_declared_models_gets_no_diagnostics(tmp_path, run):
+    (tmp_path / ".git").mkdir()  # no pyproject.toml above it counts
     (tmp_path / "plain.py").write_text("import torch.nn as nn\nfc = nn.Linear(3, 4)\n")
 
     async def body(s):
         uri = s.open(tmp_path / "plain.py")
         assert not await s.diagnostics(uri)
 
-    run(body, tmp_path)
+    run(body)

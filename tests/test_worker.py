@@ -1,6 +1,14 @@
 """The warm worker (issue 24): every step's child is forked from one process
 per project that imported torch and the project's package; a child executes
-again only the modules whose text changed, and registries take them again."""
+again only the modules whose text changed, and registries take them again.
+
+Most tests run dimfix's click command in this process (the ``cli`` fixture):
+its workers are forked from this process as from ``python -m dimfix``, with
+the log's path in the environment they inherit. A real process stays where
+it is the point: the spare worker ``python -m dimfix`` forks before it knows
+the project (test_only_what_changed_runs_again), kill -9 of dimfix, and a
+package importing torch._dynamo (this process's imports must not decide it).
+"""
 
 import os
 import signal
@@ -100,8 +108,8 @@ def _executed(root):
     return (root / "executed.log").read_text().split()
 
 
-def test_a_constant_in_another_module_is_fixed_through_the_worker(package):
-    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+def test_a_constant_in_another_module_is_fixed_through_the_worker(package, cli):
+    run = cli(["zoo/net.py::net", "--input", "2x3x8x8"], package)
     assert run.code == 0, run
     assert "HIDDEN = 32" in (package / "zoo" / "layers.py").read_text()
     assert (package / "zoo" / "net.py").read_text() == NET
@@ -121,19 +129,19 @@ def test_only_what_changed_runs_again(package):
     assert executed.count("zoo.net") == 2, executed
 
 
-def test_a_package_executed_again_finds_its_submodules_that_stayed_loaded(package):
+def test_a_package_executed_again_finds_its_submodules_that_stayed_loaded(package, cli):
     """An ``__init__`` that reads its submodules as attributes after importing
     them by absolute name (as attention-is-all-you-need-pytorch's does): run
     again in a child, it must find ``zoo.stem``, which stayed loaded."""
     zoo = package / "zoo"
     (zoo / "__init__.py").write_text("import zoo.stem\nimport zoo.net\n\n"
                                      "__all__ = [zoo.stem, zoo.net]\n")
-    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    run = cli(["zoo/net.py::net", "--input", "2x3x8x8"], package)
     assert run.code == 0, run
     assert "HIDDEN = 32" in (zoo / "layers.py").read_text()
 
 
-def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
+def test_what_holds_a_changed_value_runs_again_and_nothing_else(package, cli):
     """Modules are executed again by what they hold, not by what they import:
     one that took a constant of the changed layers.py runs again; one that
     takes only the registry from the package (which re-exports the target)
@@ -142,7 +150,7 @@ def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
     (zoo / "widths.py").write_text(COUNTED + "\nfrom .layers import HIDDEN\n\nWIDTH = HIDDEN\n")
     (zoo / "catalog.py").write_text(COUNTED + "\nfrom zoo import BUILTIN_MODELS\n")
     (zoo / "__init__.py").write_text(INIT + "from . import catalog, widths  # noqa: F401\n")
-    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8"], package)
+    run = cli(["zoo/net.py::net", "--input", "2x3x8x8"], package)
     assert run.code == 0, run
     executed = _executed(package)
     assert executed.count("zoo.catalog") == 1, executed
@@ -150,10 +158,11 @@ def test_what_holds_a_changed_value_runs_again_and_nothing_else(package):
     assert executed.count("zoo.stem") == 1, executed
 
 
-def test_without_the_worker_the_answer_is_the_same(package):
-    run = run_process(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package,
-                      env={"DIMFIX_WORKER": "0"})
-    warm = run_process(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package)
+def test_without_the_worker_the_answer_is_the_same(package, cli, monkeypatch):
+    monkeypatch.setenv("DIMFIX_WORKER", "0")
+    run = cli(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package)
+    monkeypatch.delenv("DIMFIX_WORKER")
+    warm = cli(["zoo/net.py::net", "--input", "2x3x8x8", "--dry-run"], package)
     assert run.code == warm.code == 0
     assert run.stdout == warm.stdout and run.stderr == warm.stderr
 
@@ -240,10 +249,10 @@ class Net2(nn.Module):
 '''
 
 
-def test_batch_mode_imports_the_package_once_for_all_its_files(package):
+def test_batch_mode_imports_the_package_once_for_all_its_files(package, cli):
     (package / "zoo" / "net.py").write_text(PRAGMA_NET)
     (package / "zoo" / "net2.py").write_text(NET2)
-    run = run_process(["zoo", "--check", "--jobs", "2"], package)
+    run = cli(["zoo", "--check", "--jobs", "2"], package)
     assert run.code == 1, run  # net's head is wrong; Net2 is clean
     assert "1 model would be fixed, 1 clean" in run.stderr, run
     executed = _executed(package)

@@ -1,10 +1,16 @@
-"""The model zoo: one batch over a copy with several models broken."""
+"""The model zoo: one batch over a copy with several models broken.
+
+dimfix's click command runs in this process (the ``cli`` fixture): the batch
+and its pool fork their children as ``python -m dimfix`` would; what a real
+process adds (exit status, streams, signals) is tested in test_batch.py and
+test_hostile.py.
+"""
 
 import shutil
 
 import pytest
 
-from conftest import FIXTURES, run_process
+from conftest import FIXTURES
 
 ZOO = FIXTURES / "zoo"
 
@@ -33,13 +39,13 @@ def _files(root):
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*.py"))}
 
 
-def test_the_zoo_is_clean(zoo):
-    run = run_process(["models", "--check"], zoo)
+def test_the_zoo_is_clean(zoo, cli):
+    run = cli(["models", "--check"], zoo)
     assert run.code == 0, run
     assert run.stderr.splitlines()[-1] == "29 models clean.", run
 
 
-def test_one_batch_restores_every_broken_model(zoo):
+def test_one_batch_restores_every_broken_model(zoo, cli):
     original = _files(zoo)
     for name, old, new in BREAKS:
         path = zoo / "models" / name
@@ -48,12 +54,11 @@ def test_one_batch_restores_every_broken_model(zoo):
         path.write_text(text.replace(old, new))
     broken = _files(zoo)
 
-    check = run_process(["models", "--check", "--jobs", "2"], zoo)
+    check = cli(["models", "--check", "--jobs", "2"], zoo)
     assert check.code == 1, check
     assert _files(zoo) == broken
 
-    run = run_process(["models", "--jobs", "2"], zoo)
+    run = cli(["models", "--jobs", "2"], zoo)
     assert run.code == 0, run
-    assert _files(zoo) == original, run
+    assert _files(zoo) == original, run  # byte for byte the zoo test_the_zoo_is_clean checks
     assert "failed" not in run.stderr
-    assert run_process(["models", "--check"], zoo).code == 0
