@@ -11,6 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
 
+def pytest_configure(config):
+    """Compile dimfix's bytecode once, before xdist starts its workers (only the
+    controller has no ``workerinput``): where PYTHONDONTWRITEBYTECODE is set,
+    as on the CI machines, every ``python -m dimfix`` and language server a
+    test starts would otherwise compile the package from source (~0.5 s of
+    CPU each). Python reads bytecode whatever that variable says."""
+    if not hasattr(config, "workerinput"):
+        import compileall
+
+        compileall.compile_dir(str(ROOT / "dimfix"), quiet=1)
+
+
 def cases():
     """Fixture pairs: every folder under fixtures/ with an ``args`` file."""
     return sorted(p.parent.name for p in FIXTURES.glob("*/args"))
