@@ -283,8 +283,7 @@ def _check_doubled_batch(target, options: Options, is_user_file, allowed) -> Tup
     folding the batch into the features) is no fix."""
     from dimfix.trace import trace_model
 
-    doubled = replace(options, inputs=tuple(replace(s, shape=(s.shape[0] * 2, *s.shape[1:]))
-                                            for s in options.inputs))
+    doubled = replace(options, inputs=tuple(s.batch_times(2) for s in options.inputs))
     try:
         trace = trace_model(target, doubled, is_user_file, train=0)
     except ModelRaised as e:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Tuple
 
 from dimfix.errors import Position, Problem
@@ -278,3 +278,8 @@ class InputSpec:
     def __str__(self) -> str:
         dims = "x".join(map(str, self.shape))
         return dims if self.dtype == "float32" else f"{self.dtype}:{dims}"
+
+    def batch_times(self, k: int) -> "InputSpec":
+        """This input with its batch (first dimension) ``k`` times as large:
+        verification's check that no size depends on the batch."""
+        return self if k == 1 else replace(self, shape=(self.shape[0] * k, *self.shape[1:]))

@@ -316,8 +316,7 @@ class _Tracer(Provenance):
         for spec in self.options.inputs:
             dtype = getattr(torch, spec.dtype)
             make = torch.empty if self.device == "meta" else torch.zeros
-            shape = (spec.shape[0] * self.scale, *spec.shape[1:]) if self.scale > 1 else spec.shape
-            t = make(shape, dtype=dtype, device=self.device)
+            t = make(spec.batch_times(self.scale).shape, dtype=dtype, device=self.device)
             if spec.name:
                 kwargs[spec.name] = t
             else:
