@@ -6,10 +6,10 @@ copy; and on a second copy, one project served by one warm worker as in an
 editor or a batch, the runs that must write nothing: ``--check --format
 json``, the library API, the language server's check and ``--shapes``, each
 asserted to leave the case's files as they were. (``--dry-run``
-prints the same JSON document with another exit code, and ``--check``'s text
-output is the write run's; both are tested on their own in test_everyday,
-test_properties and test_rough_edges, not once per case: each run of a case
-is a whole pipeline.)
+prints the same JSON document with another exit code, and ``--check`` in text
+prints the write run's reason lines without its diff; both are tested on
+their own in test_everyday, test_properties and test_rough_edges, not once
+per case: each run of a case is a whole pipeline.)
 The parity tests require the four front ends to find the same edits and the
 same refusals; ``reasons`` (when a case has the file) holds the exact reason
 lines.
