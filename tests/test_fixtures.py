@@ -3,19 +3,29 @@
 Each case's runs are made once and shared by the assertions on them
 (``Runs``): the CLI in write mode on one copy, ``--check`` again on the fixed
 copy; and on a second copy, one project served by one warm worker as in an
-editor or a batch, the runs that must write nothing: ``--check --format
-json``, the library API, the language server's check and ``--shapes``, each
-asserted to leave the case's files as they were. (``--dry-run``
-prints the same JSON document with another exit code, and ``--check`` in text
-prints the write run's reason lines without its diff; both are tested on
-their own in test_everyday, test_properties and test_rough_edges, not once
-per case: each run of a case is a whole pipeline.)
+editor or a batch, the runs that must write nothing: the library API, the
+language server's check and ``--shapes``, each asserted to leave the case's
+files as they were.
+
 The parity tests require the four front ends to find the same edits and the
-same refusals; ``reasons`` (when a case has the file) holds the exact reason
-lines.
+same refusals. The API's typed result is the reference: the CLI's write run
+must have written its texts byte for byte and printed the reason lines that
+dimfix's own text report makes of it, in order; the language server's check
+must find the same fixes, refusals and failures, and ``--shapes`` mark them.
+``reasons`` (when a case has the file) holds the exact reason lines.
+
+``--check --format json`` runs on a sample of the cases (``_CHECKED``: every
+fourth, and each case with an exit code of its own): it is the write run's
+pipeline in another mode, and each run of a case is a whole pipeline, a
+fifth of the case's time. (``--dry-run`` prints the same JSON document with
+another exit code, and ``--check`` in text prints the write run's reason
+lines without its diff; both are tested on their own in test_everyday,
+test_properties and test_rough_edges.)
 """
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
@@ -64,6 +74,14 @@ def _stamp(path):
 
 def _stamps(folder, case):
     return [_stamp(folder / name) for name, _ in _pairs(case)]
+
+
+def _exits_on_its_own(case):
+    return (FIXTURES / case / "exit").exists()
+
+
+# The cases --check --format json runs on (see the module's docstring).
+_CHECKED = frozenset(cases()[::4]) | {c for c in cases() if _exits_on_its_own(c)}
 
 
 def _pending(case):
@@ -202,12 +220,14 @@ def test_one_reason_line_per_fix(case, runs):
         assert " -> " in line, line
 
 
-@_parametrize()
-def test_check_touches_nothing(case, runs):
+@_parametrize(lambda c: c in _CHECKED)
+def test_check_touches_nothing_and_reports_what_the_language_server_finds(case, runs):
     check, before, after = runs.check_json
     assert after == before
     assert check.code == (1 if _pending(case) else _exit(case)), check
     assert json.loads(check.stdout)["exit_code"] == check.code
+    checked, _, _ = runs.lsp
+    assert _cli_found(check) == checked.found
 
 
 # A case with nothing to write (clean, or refused) has no fixed copy: its
@@ -296,6 +316,21 @@ def _api(args, folder):
         os.chdir(cwd)
 
 
+class _Checked:
+    """The language server's check of a case: its FileFix, and what dimfix's
+    text report prints of it in write mode, paths shown from the case's folder."""
+
+    def __init__(self, folder: Path, fix):
+        from dimfix.report import Report, problem_line
+
+        self.folder, self.fix, self.found = folder, fix, _found(fix)
+        self.problems = [problem_line(m.problem, fix.sources) for m in fix.failed]
+        said = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
+            Report().add(fix)  # the CLI's report: write mode, text
+        self.said = said.getvalue()
+
+
 def _lsp(args, folder):
     """The language server's check (lsp_check.check) on the case."""
     from dimfix.lsp_check import check
@@ -307,39 +342,50 @@ def _lsp(args, folder):
     try:
         (job,) = _spec(args, folder)
         checked = asyncio.run(check(read_source(job.path), job, Limits(60)))
-        return _found(checked.fix)
+        return _Checked(folder, checked.fix)
     finally:
         os.chdir(cwd)
 
 
 @_parametrize()
-def test_the_api_finds_what_the_cli_finds(case, runs):
-    check, _, _ = runs.check_json
-    cli_fixes, cli_refusals, cli_failures = _cli_found(check)
-    (fixes, refusals, failures), before, after = runs.api
-    assert (fixes, refusals, failures) == (cli_fixes, cli_refusals, cli_failures)
+def test_the_cli_writes_and_says_what_the_language_server_finds(case, runs):
+    """The write run wrote the texts the language server's check verified,
+    byte for byte, printed the reason lines dimfix's report makes of that
+    check's result, in order, and failed where it failed, saying why."""
+    folder, run = runs.write
+    checked, before, after = runs.lsp
+    assert after == before
+    fix = checked.fix
+    changed = {os.path.relpath(source.path, checked.folder): source.encode(text)
+               for source, text in fix.changes}
+    written = {name: (folder / name).read_bytes() for name, _ in _pairs(case)
+               if (folder / name).read_bytes() != (FIXTURES / case / name).read_bytes()}
+    assert written == changed, run
+    assert _reasons(run.stderr) == _reasons(checked.said), run
+    for problem in checked.problems:
+        assert problem in run.stderr, run
+    assert run.code == (2 if fix.failed else 1 if fix.unfixable else 0), run
+
+
+@_parametrize()
+def test_the_api_finds_what_the_language_server_finds(case, runs):
+    found, before, after = runs.api
+    checked, _, _ = runs.lsp
+    assert found == checked.found
     assert after == before
 
 
 @_parametrize()
-def test_the_language_server_finds_what_the_cli_finds(case, runs):
-    check, _, _ = runs.check_json
-    found, before, after = runs.lsp
-    assert found == _cli_found(check)
-    assert after == before
-
-
-@_parametrize()
-def test_the_shape_table_marks_what_the_cli_fixes(case, runs):
-    check, _, _ = runs.check_json
-    cli_fixes, cli_refusals, cli_failures = _cli_found(check)
+def test_the_shape_table_marks_what_the_language_server_fixes(case, runs):
+    checked, _, _ = runs.lsp
+    fixes, refusals, failures = checked.found
     shapes, before, after = runs.shapes
     assert after == before
-    assert shapes.code == (2 if cli_failures else 1 if cli_fixes or cli_refusals else 0), shapes
+    assert shapes.code == (2 if failures else 1 if fixes or refusals else 0), shapes
     doc = json.loads(shapes.stdout)
     fixed, cannot = set(), set()
     for model in doc["models"]:
-        assert model["fixes"] == sum(1 for f in cli_fixes if f[0] == model["name"])
+        assert model["fixes"] == sum(1 for f in fixes if f[0] == model["name"])
         for row in model["rows"]:
             for c in row["changes"]:
                 key = (model["name"], row["layer"], c["argument"])
@@ -347,10 +393,10 @@ def test_the_shape_table_marks_what_the_cli_fixes(case, runs):
                     fixed.add(key)
                 elif row["status"] == "cannot-fix":
                     cannot.add(key)
-    # Every row the table calls fixed is a fix the CLI makes (a fix the trace
+    # Every row the table calls fixed is a fix the others make (a fix the trace
     # never ran through, a view's size, is listed apart from the rows).
-    assert fixed <= {f[:3] for f in cli_fixes}
-    assert cannot <= {r[:3] for r in cli_refusals}
+    assert fixed <= {f[:3] for f in fixes}
+    assert cannot <= {r[:3] for r in refusals}
 
 
 def test_every_family_has_a_fixture_that_fixes_it():
