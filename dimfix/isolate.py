@@ -118,6 +118,9 @@ def warm_tracing() -> None:
     import dimfix.shapes  # noqa: F401
     import dimfix.trace  # noqa: F401
     from dimfix.build import threads
+    from dimfix.load import installed_prefixes
+
+    installed_prefixes()  # sysconfig's paths: read here once, not in every child (~1.3 ms)
 
     # The first CPU op loads kernels (~0.3 s); on one thread, so no OpenMP
     # pool exists to be lost across fork.

@@ -136,11 +136,12 @@ def _shown_folder(folder: str) -> str:
 
 def _installed(path: str) -> bool:
     """Installed packages, the standard library and dimfix itself."""
-    return "site-packages" in path or any(path.startswith(p) for p in _installed_prefixes())
+    return "site-packages" in path or any(path.startswith(p) for p in installed_prefixes())
 
 
 @functools.lru_cache(maxsize=1)
-def _installed_prefixes() -> Tuple[str, ...]:
+def installed_prefixes() -> Tuple[str, ...]:
+    """Folders of the standard library, of installed packages and of dimfix."""
     prefixes = {p for key in ("stdlib", "platstdlib", "purelib", "platlib")
                 if (p := sysconfig.get_paths().get(key))}
     prefixes.add(os.path.dirname(os.path.abspath(__file__)))
