@@ -10,6 +10,7 @@ from typing import Dict
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
+from torch.overrides import TorchFunctionMode
 
 from dimfix.errors import DimfixError, ModelRaised
 from dimfix.load import described, user_frame
@@ -21,15 +22,46 @@ _INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_"
           "orthogonal_", "sparse_")
 
 
+# In-place ops that only write values into a tensor of the same shape, given
+# numbers: how libraries initialize weights themselves (timm's trunc_normal_:
+# uniform_, erfinv_, mul_, add_, clamp_; transformers' normal_, zero_, fill_).
+_VALUE_OPS = frozenset({
+    "uniform_", "normal_", "erfinv_", "clamp_", "clamp_min_", "clamp_max_", "clip_", "mul_",
+    "add_", "sub_", "div_", "fill_", "zero_", "exponential_", "log_normal_", "cauchy_",
+    "geometric_", "bernoulli_", "random_", "abs_", "neg_", "sqrt_", "exp_", "log_", "tanh_",
+    "sigmoid_", "fmod_", "remainder_", "pow_", "floor_", "ceil_", "round_", "sign_"})
+
+
+class _NoValues(TorchFunctionMode):
+    """Those ops on a floating-point meta tensor, given numbers, do nothing: it
+    has no values, and on meta each runs one of torch's Python reference
+    kernels (~0.1 ms), most of building a timm ViT. Given a tensor, or on an
+    integer tensor (``mul_(0.5)`` raises there), an op still runs, and raises
+    as it would on CPU."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in _VALUE_OPS and args \
+                and isinstance(args[0], torch.Tensor) and args[0].is_meta \
+                and args[0].is_floating_point() \
+                and all(a is None or type(a) in _NUMBERS for a in (*args[1:], *kwargs.values())):
+            return args[0]
+        return func(*args, **kwargs)
+
+
+_NUMBERS = (bool, int, float, torch.Generator)
+
+
 @contextlib.contextmanager
 def no_init():
-    """nn.init does nothing while a model is built on meta: the values do not
+    """Weights get no values while a model is built on meta: they do not
     exist, and nn.init.normal_ alone would import torch._dynamo (about 1 s)."""
     saved = {name: getattr(nn.init, name) for name in _INITS if hasattr(nn.init, name)}
     for name in saved:
         setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
     try:
-        yield
+        with _NoValues():
+            yield
     finally:
         for name, fn in saved.items():
             setattr(nn.init, name, fn)

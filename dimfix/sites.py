@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import itertools
 import os
 import re
 import sys
@@ -471,12 +470,20 @@ def _arguments(frame) -> Dict[str, object]:
 def _call_span(frame):
     """(line, col, end_line, end_col) of the instruction the frame is executing."""
     index = frame.f_lasti // 2
-    positions = frame.f_code.co_positions()
-    pos = next(itertools.islice(positions, index, None), None)
+    positions = _positions(frame.f_code)
+    pos = positions[index] if index < len(positions) else None
     if pos is None or None in pos:
         return None
     line, end_line, col, end_col = pos
     return line, col, end_line, end_col
+
+
+@functools.lru_cache(maxsize=4096)
+def _positions(code) -> tuple:
+    """``code.co_positions()``, read once per code object: a block's
+    ``__init__`` builds many layers, often many times, and reading the nth
+    position walks the n before it (~7 % of a timm model's check)."""
+    return tuple(code.co_positions())
 
 
 def _describe(frame) -> str:

@@ -194,3 +194,60 @@ def test_layers_built_for_meta_while_sites_are_recorded_are_on_meta_the_first_ti
         assert (first.weight.device.type, after.weight.device.type) == ("meta", "meta")
     finally:
         _device_constructors.cache_clear()
+
+
+SELF_INITIALIZED = """\
+import math
+
+import torch
+from torch import nn
+
+
+def trunc_normal_(tensor, std=0.02):
+    # timm's way: values written by in-place tensor ops, not nn.init
+    with torch.no_grad():
+        tensor.uniform_(-1.0, 1.0)
+        tensor.erfinv_()
+        tensor.mul_(std * math.sqrt(2.0))
+        tensor.add_(0.0)
+        tensor.clamp_(min=-2 * std, max=2 * std)
+    return tensor
+
+
+class Tagger(nn.Module):
+    def __init__(self, steps=16, width=32):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, steps, width))
+        trunc_normal_(self.pos)
+        self.proj = nn.Linear(24, width)
+        self.proj.weight.data.normal_(mean=0.0, std=0.02)
+        self.proj.bias.data.zero_()
+        self.head = nn.Linear(width, 5)
+        self.head.weight.data.fill_(0.01)
+
+    def forward(self, x):
+        return self.head(self.proj(x) + self.pos).mean(1)
+"""
+
+
+def test_weights_a_library_initializes_itself_build_on_meta_and_trace(tmp_path, cli, meta_first):
+    """In-place value ops on meta weights do nothing (build._NoValues): the
+    model builds, traces on meta and gets its fix."""
+    (tmp_path / "tagger.py").write_text(SELF_INITIALIZED.replace("nn.Linear(24, width)",
+                                                                 "nn.Linear(20, width)"))
+    run = cli(["tagger.py::Tagger", "--input", "2x16x24", "--verbose"], tmp_path)
+    assert run.code == 0, run
+    assert "traced on meta" in run.stderr
+    assert (tmp_path / "tagger.py").read_text() == SELF_INITIALIZED
+
+
+def test_an_init_op_given_a_tensor_still_runs_on_meta(tmp_path, cli, meta_first):
+    """Only value ops given numbers are skipped: one given a tensor of another
+    shape raises while the model is built on meta, as it does on CPU."""
+    (tmp_path / "added.py").write_text(SELF_INITIALIZED.replace(
+        "        self.head.weight.data.fill_(0.01)\n",
+        "        self.head.weight.data.fill_(0.01)\n"
+        "        self.pos.data.add_(torch.ones(1, steps + 1, width))\n"))
+    run = cli(["added.py::Tagger", "--input", "2x16x24"], tmp_path)
+    assert run.code == 2, run
+    assert "building Tagger raised RuntimeError" in run.stderr, run
