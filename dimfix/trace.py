@@ -21,6 +21,7 @@ from torch import nn
 
 from dimfix.blame import Operands, demanded, differing
 from dimfix.build import build, has_lazy, materialize, nbytes, no_init, threads, unwrap, what
+from dimfix.cost import CPU_TRACE_MACS, OverBudget, macs
 from dimfix.errors import (BadUsage, DimfixError, ModelRaised, Stopped, TooBig, first_line,
                            option)
 from dimfix.families import WEIGHTED, Family, all_args, family_of, overridden_family
@@ -86,8 +87,14 @@ def trace_model(target, options: Options, is_user_file: Callable[[str], bool],
     size = nbytes(model)
     if size <= CPU_TRACE_BYTES and not has_lazy(model):
         materialize(model)
-        with threads(1):  # tiny ops: one thread is faster, and steady under load
-            return _Tracer(model, options, meta_book, "cpu", is_user_file, train).run()
+        try:
+            with threads(1):  # tiny ops: one thread is faster, and steady under load
+                return _Tracer(model, options, meta_book, "cpu", is_user_file, train,
+                               budget=CPU_TRACE_MACS).run()
+        except OverBudget:  # cheaper on meta (cost.py): built again there
+            with recording_sites(is_user_file) as meta_book, no_init():
+                model = build(target, options, "meta")
+            meta_book.bind_tensors(model)
     try:
         if has_lazy(model):  # Lazy* layers take their size from a real first input
             raise ModelRaised("it has Lazy* layers")
@@ -141,8 +148,11 @@ class _Tracer(Provenance):
     """One model, one device: run forward passes until nothing changes."""
 
     def __init__(self, model: nn.Module, options: Options, book: SiteBook, device: str,
-                 is_user_file: Callable[[str], bool], train: int = 1):
+                 is_user_file: Callable[[str], bool], train: int = 1,
+                 budget: Optional[int] = None):
         self.model = model
+        # Multiply-adds the first pass may run before the trace stops (cost.py).
+        self.budget, self.spent = budget, 0
         # The batch of the train pass, as a multiple of the input's; 0: no train
         # pass. On meta a pass costs seconds: there it keeps the input's batch.
         self.train = train if device != "meta" or train == 0 else 1
@@ -232,6 +242,7 @@ class _Tracer(Provenance):
                               stopped=e.problem(), makers=self._makers())
                 raise Stopped(e, trace) from e
             passes += 1
+            self.budget = None  # the first pass decided: the trace stays where it is
             if not self._check_classes(output):
                 break
         shape = tuple(int(d) for d in output.shape) if isinstance(output, torch.Tensor) else ()
@@ -324,6 +335,10 @@ class _Tracer(Provenance):
         return args, kwargs
 
     def _pre_hook(self, module, args):
+        if self.budget is not None:
+            self.spent += macs(module, args)
+            if self.spent > self.budget:
+                raise OverBudget
         self.running.append((module, args))
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and args:
             self._check_ids(module, args[0])

@@ -251,3 +251,31 @@ def test_an_init_op_given_a_tensor_still_runs_on_meta(tmp_path, cli, meta_first)
     run = cli(["added.py::Tagger", "--input", "2x16x24"], tmp_path)
     assert run.code == 2, run
     assert "building Tagger raised RuntimeError" in run.stderr, run
+
+
+def test_a_trace_over_its_cpu_budget_goes_to_meta_with_the_same_fix(tmp_path, cli, monkeypatch):
+    """A CPU trace whose first pass passes CPU_TRACE_MACS multiply-adds stops
+    and runs on meta (cost.py): the same fix, written the same way."""
+    monkeypatch.setattr(dimfix.trace, "CPU_TRACE_MACS", 10_000)
+    folder = _case(tmp_path)
+    args = (folder / "args").read_text().split()
+    run = cli(args + ["--verbose"], folder)
+    assert run.code == 0, run
+    assert "traced on meta" in run.stderr
+    assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+
+
+def test_multiply_adds_are_counted_from_the_input_shape():
+    import torch
+    from torch import nn
+
+    from dimfix.cost import macs
+
+    x = torch.empty(2, 3, 32, 32, device="meta")
+    assert macs(nn.Conv2d(3, 8, 3, device="meta"), (x,)) == 8 * 3 * 9 * 2 * 32 * 32
+    assert macs(nn.Conv2d(3, 8, 3, stride=2, device="meta"), (x,)) == 8 * 3 * 9 * 2 * 16 * 16
+    assert macs(nn.ConvTranspose2d(3, 8, 2, stride=2, device="meta"), (x,)) \
+        == 3 * 8 * 4 * 2 * 32 * 32
+    assert macs(nn.Conv1d(3, 4, 1, device="meta"), (torch.empty(3, 10, device="meta"),)) == 120
+    assert macs(nn.Linear(32, 10, device="meta"), (x,)) == 320 * 2 * 3 * 32
+    assert macs(nn.ReLU(), (x,)) == 0
