@@ -437,10 +437,19 @@ def _raised(e: BaseException, doing: str) -> ModelRaised:
 def described(e: BaseException) -> str:
     """``KeyError: 'x'``: the exception the user's code raised, as one clean
     line (errors.one_line: no escape sequences, cut short), with a hint when
-    it is a GPU the model wants or memory the limit does not give."""
+    it is a GPU the model wants, memory the limit does not give, or a
+    package the file was copied out of."""
     name, text = one_line(type(e).__name__, 80), one_line(text_of(e))
     said = f"{name}: {text}" if text else name
-    return said + cuda_hint(said) + memory_hint(said, e)
+    return said + cuda_hint(said) + memory_hint(said, e) + package_hint(said)
+
+
+def package_hint(message: str) -> str:
+    """What to say when a file copied out of its package imports from it."""
+    if "attempted relative import" in message:
+        return (" (the file is part of a package: run dimfix on it inside a copy of the "
+                "whole package, beside its __init__.py)")
+    return ""
 
 
 def memory_hint(message: str, e: Optional[BaseException] = None) -> str:

@@ -162,3 +162,26 @@ def _running(argument):
             if argument.encode() in args:
                 found.append(int(entry))
     return found
+
+
+def test_a_file_copied_out_of_its_package_says_to_copy_the_package(tmp_path, cli):
+    """torchvision's alexnet.py copied alone: its relative import fails, and
+    the one line says what to do about it."""
+    (tmp_path / "alexnet.py").write_text(
+        "import torch.nn as nn\n"
+        "from ._utils import widen\n\n\n"
+        "class AlexNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(8, widen(4))\n\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n")
+    before = (tmp_path / "alexnet.py").read_bytes()
+    run = cli(["alexnet.py::AlexNet", "--input", "2x8"], tmp_path)
+    assert run.code == 2, run
+    assert run.stderr == (
+        "dimfix: error: alexnet.py:2: in <module>: importing alexnet.py raised ImportError: "
+        "attempted relative import with no known parent package (the file is part of a "
+        "package: run dimfix on it inside a copy of the whole package, beside its "
+        "__init__.py)\n")
+    assert (tmp_path / "alexnet.py").read_bytes() == before
