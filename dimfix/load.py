@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import functools
 import importlib
 import importlib.abc
@@ -419,11 +420,29 @@ def _models_in(module) -> Tuple[str, ...]:
             continue
         if isinstance(v, type) and issubclass(v, nn.Module) and _defined_in(v, module):
             found.append(n)
-        elif inspect.isfunction(v) and _defined_in(v, module):
+        elif inspect.isfunction(v) and _defined_in(v, module) and _returns_a_value(v):
             found.append(f"{n}()")
         elif isinstance(v, nn.Module):
             found.append(n)
     return tuple(found)
+
+
+def _returns_a_value(fn) -> bool:
+    """Can ``fn`` be a factory: does any of its returns give something other
+    than None (a script's ``main()`` and ``train()`` do not)?"""
+    code = fn.__code__
+    if code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
+        return False
+    previous = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True  # Python 3.12+
+        if ins.opname == "RETURN_VALUE" and not (
+                previous is not None and previous.opname == "LOAD_CONST"
+                and previous.argval is None):
+            return True
+        previous = ins
+    return False
 
 
 def _raised(e: BaseException, doing: str) -> ModelRaised:

@@ -165,7 +165,9 @@ def test_7_lines_format_puts_a_failed_model_at_the_line_it_names(project, cli):
 
 def test_8_a_mistyped_keyword_input_and_model_name_are_named(project, cli):
     text = NET.replace("forward(self, x)", "forward(self, text)").replace("self.a(x)", "self.a(text)")
-    (project / "net.py").write_text(text + "\n\ndef make():\n    return Net()\n\n\ninst = Net()\n")
+    # A script's main() returns nothing: it is no factory, and not listed.
+    (project / "net.py").write_text(text + "\n\ndef make():\n    return Net()\n\n\ninst = Net()\n"
+                                    "\n\ndef main():\n    print(make())\n    return\n")
     run = cli(["net.py::Net", "--input", "txt=2x10"], project)
     assert run.code == 2, run
     assert run.stderr == ("dimfix: error: --input txt=...: Net.forward takes no argument 'txt' "
