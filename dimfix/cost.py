@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 # ~1 s of one core: past it, the passes of a fix (two in a draft, three in a
 # verification, one at twice the batch) cost more on CPU than on meta.
@@ -30,15 +31,16 @@ def macs(module: nn.Module, args: tuple) -> int:
     """Multiply-adds of one call of a convolution or a linear layer, from the
     shape of its input (other layers: 0); strides are counted, padding not."""
     x = args[0] if args and isinstance(args[0], Tensor) else None
-    if x is None:
+    weight = getattr(module, "weight", None)
+    if x is None or not isinstance(weight, Tensor) or is_lazy(weight):
         return 0
     if isinstance(module, nn.Linear):
-        return module.weight.numel() * (x.numel() // max(1, x.shape[-1]))
+        return weight.numel() * (x.numel() // max(1, x.shape[-1]))
     if isinstance(module, nn.modules.conv._ConvNd):
         spatial = len(module.kernel_size)
         positions = math.prod(x.shape[-spatial:]) * (x.shape[0] if x.dim() > spatial + 1 else 1)
         stride = math.prod(module.stride)
         if module.transposed:  # each input position meets the whole kernel
-            return module.weight.numel() * positions
-        return module.weight.numel() * positions // stride
+            return weight.numel() * positions
+        return weight.numel() * positions // stride
     return 0

@@ -279,3 +279,7 @@ def test_multiply_adds_are_counted_from_the_input_shape():
     assert macs(nn.Conv1d(3, 4, 1, device="meta"), (torch.empty(3, 10, device="meta"),)) == 120
     assert macs(nn.Linear(32, 10, device="meta"), (x,)) == 320 * 2 * 3 * 32
     assert macs(nn.ReLU(), (x,)) == 0
+    assert macs(nn.LazyLinear(10), (x,)) == 0  # no weight yet
+    fc = nn.Linear(32, 10, device="meta")
+    fc.weight = None  # a layer whose weight lives elsewhere (a parametrization, a tie)
+    assert macs(fc, (x,)) == 0
