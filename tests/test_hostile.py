@@ -499,11 +499,11 @@ ALLOCATES = net(forward="        torch.empty(2 * 2**30, dtype=torch.uint8)  # 2 
                         "        return self.fc(x)\n", head="import torch\n" + HEAD)
 attack("max-memory in a pragma is applied to the trace", "flags",
        {"net.py": ALLOCATES.replace("\n\nclass Net", "\n\n# dimfix: input=2x4 max-memory=64MiB\nclass Net")},
-       ["net.py"], line=r"net\.py::Net: error: .*can't allocate memory", process=True)
+       ["net.py"], line=r"net\.py::Net: error: .*can't allocate memory")
 attack("max-memory in [[tool.dimfix.models]] is applied to the trace", "flags",
        {"net.py": ALLOCATES, "pyproject.toml": '[tool.dimfix]\n[[tool.dimfix.models]]\n'
         'target = "net.py::Net"\ninput = ["2x4"]\nmax-memory = "64MiB"\n'},
-       ["net.py"], line=r"net\.py::Net: error: .*can't allocate memory", process=True)
+       ["net.py"], line=r"net\.py::Net: error: .*can't allocate memory")
 attack("allocating without a limit is not refused (control)", "flags", {"net.py": ALLOCATES},
        ARGS, code=0, line="layer sizes are consistent, nothing to fix")
 for key, value, said in [
