@@ -25,9 +25,12 @@ def pytest_configure(config):
 
 # The longest single tests (pytest --durations -n 0 per file, 2-core machine,
 # 2026-12-04), longest first. pytest-xdist's --dist loadgroup (pyproject's
-# addopts) hands out the groups first (fixture cases, test_lsp), then single
-# tests in collection order: one of these collected last kept one worker busy
-# while the other had nothing left to run.
+# addopts) hands out the xdist_group groups first (fixture cases, test_lsp),
+# largest first, then single tests in collection order: one of these
+# collected last kept one worker busy while the other had nothing left to
+# run. (With pytest 9.2 and xdist 3.8 the groups are not formed -- xdist
+# renames item._nodeid, pytest now reads item._id -- so every test is a
+# single and these simply go first.)
 LONGEST_FIRST = (
     "test_nodynamo.py::test_same_answer_with_and_without_the_stand_in",  # ~21 s
     "test_properties.py::test_a_broken_model_is_restored_exactly",  # 8-11 s
