@@ -63,8 +63,8 @@ CASES = {
                        "building factory_raises raised RuntimeError: no such checkpoint"),
     "not Python": (["notes.txt::Net", "--input", "1x4"], "notes.txt:1:"),
     "syntax error": (["syntax_error.py::Net", "--input", "1x4"], "syntax_error.py:1:7: cannot parse"),
-    "forward never returns": (["bad_models.py::Forever", "--input", "1x4", "--timeout", "2"],
-                              "timed out after 2 s (--timeout)"),
+    "forward never returns": (["bad_models.py::Forever", "--input", "1x4", "--timeout", "1"],
+                              "timed out after 1 s (--timeout)"),  # spinning: 1 s of CPU
     "bad --max-memory": (["bad_models.py::Good", "--input", "1x4", "--max-memory", "lots"],
                          "write a size like 4GiB"),
     "bad --format": (["bad_models.py::Good", "--input", "1x4", "--format", "xml"],
@@ -132,7 +132,8 @@ def test_ctrl_c_during_the_trace_writes_nothing(folder):
     proc = subprocess.Popen([sys.executable, "-m", "dimfix", target,
                              "--input", "1x4"], cwd=folder, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(4)  # torch imported, the model's forward spinning in its child
+    _wait_for_the_models_child(target, proc)
+    time.sleep(0.3)  # into its forward, spinning
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -147,6 +148,28 @@ def test_a_model_raising_keyboard_interrupt_is_the_models_error(folder, cli):
     assert run.code == 2, run
     assert run.stderr.strip() == ("dimfix: error: bad_models.py:64: in forward: the model's code "
                                   "raised KeyboardInterrupt")
+
+
+def _wait_for_the_models_child(argument, proc, timeout=120.0):
+    """Until the model runs: a process of ``argument`` that is neither dimfix
+    nor its child (its warm worker) but the step's child the worker forked
+    (without workers, dimfix's own child). A fixed sleep had to cover torch's
+    import on a loaded machine, and the model spun on a core for the rest."""
+    not_the_models = {proc.pid, None} if os.environ.get("DIMFIX_WORKER", "1") != "0" else {None}
+    deadline = time.monotonic() + timeout
+    while not any(pid != proc.pid and _parent(pid) not in not_the_models
+                  for pid in _running(argument)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the model never started"
+        time.sleep(0.05)
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _running(argument):

@@ -153,13 +153,17 @@ def test_saving_a_fixed_file_clears_diagnostics(project, run):
 
 
 def test_a_hanging_model_times_out_and_the_server_lives_on(project, run):
-    (project / "spin.py").write_text(HANGS)
+    # Its own pyproject.toml (the nearest one) gives it 1 s: it spins on a core
+    # until then. net.py, checked after it, keeps the project's 3 s.
+    (project / "spin").mkdir()
+    (project / "spin" / "pyproject.toml").write_text("[tool.dimfix]\ntimeout = 1\n")
+    (project / "spin" / "spin.py").write_text(HANGS)
 
     async def body(s):
-        uri = s.open(project / "spin.py")
+        uri = s.open(project / "spin" / "spin.py")
         diags = await s.diagnostics(uri, timeout=30)
         assert [d.code for d in diags] == ["DIM003"]
-        assert "timed out after 3 s" in diags[0].message
+        assert "timed out after 1 s" in diags[0].message
         assert diags[0].range.start.line == 4  # the class name
         # Still serving: another file is checked as usual.
         other = s.open(project / "net.py")

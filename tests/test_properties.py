@@ -11,10 +11,11 @@ written input sizes. DIMFIX_EXAMPLES sets how many programs to try (default
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
@@ -209,12 +210,31 @@ def _restorations(p: Program, mutated: Dict[str, str]) -> List[bytes]:
     return [p.render(dict(combo)) for combo in itertools.product(*choices)]
 
 
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """The one folder every example of the module runs in (``_example``): one
+    project, whose warm worker they share. A folder per example forked a worker
+    per example (75, ~2-3 s of CPU) that no assertion here is about."""
+    return tmp_path_factory.mktemp("examples")
+
+
+@contextlib.contextmanager
+def _example(folder: Path):
+    """``folder``, rid of what the previous example left there."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    yield str(folder)
+
+
 def _run(cli, folder: Path, p: Program, *flags, fmt: bool = False) -> Run:
     args = [f"model.py::{p.name}", "--input", p.input, *flags]
     try:
         return cli(args if fmt else args + ["--no-format"], folder)
     finally:
-        os.chdir(ROOT)  # the example's folder is deleted when it ends
+        os.chdir(ROOT)
 
 
 def _stamp(path: Path):
@@ -224,8 +244,8 @@ def _stamp(path: Path):
 
 @SETTINGS
 @given(program=programs())
-def test_a_correct_model_is_never_changed(program, cli):
-    with tempfile.TemporaryDirectory() as tmp:
+def test_a_correct_model_is_never_changed(program, cli, examples):
+    with _example(examples) as tmp:
         path = Path(tmp) / "model.py"
         path.write_bytes(program.render({}))
         os.chmod(path, program.mode)
@@ -237,9 +257,9 @@ def test_a_correct_model_is_never_changed(program, cli):
 
 @SETTINGS
 @given(case=broken_programs())
-def test_a_broken_model_is_restored_exactly(case, cli):
+def test_a_broken_model_is_restored_exactly(case, cli, examples):
     program, values = case
-    with tempfile.TemporaryDirectory() as tmp:
+    with _example(examples) as tmp:
         folder = Path(tmp)
         path = folder / "model.py"
         path.write_bytes(program.render(values))
@@ -265,9 +285,9 @@ def test_a_broken_model_is_restored_exactly(case, cli):
 
 @SETTINGS
 @given(case=broken_programs())
-def test_black_formatted_fix_still_traces_clean_and_is_stable(case, cli):
+def test_black_formatted_fix_still_traces_clean_and_is_stable(case, cli, examples):
     program, values = case
-    with tempfile.TemporaryDirectory() as tmp:
+    with _example(examples) as tmp:
         folder = Path(tmp)
         path = folder / "model.py"
         path.write_bytes(program.render(values))

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from test_properties import SETTINGS
+from test_properties import SETTINGS, _example
 
 WIDTHS = (8, 12, 20, 24, 40, 48, 56, 72)
 
@@ -60,17 +60,24 @@ def _scaled_names(line: str):
     return set(re.findall(r"\b([A-Za-z_]\w*)\s*(\*|//)\s*(\d+)", line))
 
 
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """One folder for every example, emptied before each: one project, one
+    warm worker (as in test_properties), not a worker forked per example."""
+    return tmp_path_factory.mktemp("examples")
+
+
 @SETTINGS
 @given(case=named_mlps())
-def test_a_broken_name_gets_the_edit_its_author_would_make(case, cli):
+def test_a_broken_name_gets_the_edit_its_author_would_make(case, cli, examples):
     original, broken, row, width = case
-    with tempfile.TemporaryDirectory() as tmp:
+    with _example(examples) as tmp:
         path = Path(tmp) / "net.py"
         path.write_text(broken)
         try:
             run = cli(["net.py::Net", "--input", f"2x{width}"], Path(tmp))
         finally:
-            os.chdir(ROOT)  # the example's folder is deleted when it ends
+            os.chdir(ROOT)
         fixed = path.read_text()
     assert run.code == 0, run
     before, after = broken.split("\n"), fixed.split("\n")

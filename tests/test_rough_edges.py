@@ -299,9 +299,10 @@ def test_a_notebook_that_does_not_parse_names_the_cell_and_line_of_the_cause(cli
     assert run.stderr == "dimfix: error: nb.ipynb:cell 4:2:23: cannot parse: expected ':'\n", run
 
 
-def test_a_failed_model_of_stdin_or_a_folder_is_one_line(project):
+def test_a_failed_model_of_stdin_or_a_folder_is_one_line(project, cli):
     """The contract: an error is one line on stderr, exit 2; a run of one model
-    that failed adds no '1 model failed.' summary."""
+    that failed adds no '1 model failed.' summary. (The folder's run needs no
+    stdin, nor a process of its own.)"""
     bad = NET.replace("def __init__(self):", "def __init__(self)")
     code, out, err = stdin(["-::Net", "--input", "2x10"], project, bad)
     assert (code, err) == (2, "stdin.py::Net: error: stdin.py:5:23: cannot parse: "
@@ -309,6 +310,6 @@ def test_a_failed_model_of_stdin_or_a_folder_is_one_line(project):
     (project / "models").mkdir()
     marked = bad.replace("class Net", "# dimfix: input=2x10\nclass Net")
     (project / "models" / "net.py").write_text(marked)
-    code, out, err = stdin(["models"], project, "")
-    assert (code, err) == (2, "models/net.py::Net: error: models/net.py:6:23: cannot parse: "
-                           "expected ':'\n"), err
+    run = cli(["models"], project)
+    assert (run.code, run.stderr) == (2, "models/net.py::Net: error: models/net.py:6:23: cannot "
+                                      "parse: expected ':'\n"), run
