@@ -24,13 +24,9 @@ def pytest_configure(config):
 
 
 # The longest single tests (pytest --durations -n 0 per file, 2-core machine,
-# 2026-12-04), longest first. pytest-xdist's --dist loadgroup (pyproject's
-# addopts) hands out the xdist_group groups first (fixture cases, test_lsp),
-# largest first, then single tests in collection order: one of these
-# collected last kept one worker busy while the other had nothing left to
-# run. (With pytest 9.2 and xdist 3.8 the groups are not formed -- xdist
-# renames item._nodeid, pytest now reads item._id -- so every test is a
-# single and these simply go first.)
+# 2026-12-04), longest first: moved to the front of the collection, so that
+# the scheduler below (which keeps collection order) starts them first and
+# none of them is the tail, one worker busy while the other has nothing left.
 LONGEST_FIRST = (
     "test_nodynamo.py::test_same_answer_with_and_without_the_stand_in",  # ~21 s
     "test_properties.py::test_a_broken_model_is_restored_exactly",  # 8-11 s
@@ -51,6 +47,42 @@ def pytest_collection_modifyitems(config, items):
                     len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable
+
+
+# Test modules whose tests share one costly module fixture (test_lsp: one
+# language server), kept on one worker.
+SHARED_MODULES = ("test_lsp.py",)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``--dist loadscope`` (pyproject's addopts): each fixture case's
+    tests on one worker, as they share the case's runs (test_fixtures.Runs);
+    a module of SHARED_MODULES on one worker; every other test on its own.
+
+    Not xdist_group marks and ``--dist loadgroup``: xdist passes a mark's
+    group by renaming the test's node id, which pytest 9.2 no longer lets it
+    do (pytest-dev/pytest-xdist#1386), so every case's runs were made on both
+    workers, silently."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByCase(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ByCase(config, log)
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit of work ``nodeid`` is scheduled with (see above)."""
+    path, _, test = nodeid.partition("::")
+    name = path.rpartition("/")[2]
+    if name in SHARED_MODULES:
+        return path
+    if name == "test_fixtures.py" and test.endswith("]"):
+        return "case " + test[test.index("[") + 1:-1]
+    return nodeid
 
 
 def cases():

@@ -183,8 +183,8 @@ def runs(request, tmp_path_factory):
 
 
 def _parametrize(select=lambda c: True):
-    return pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xdist_group(c))
-                                            for c in cases() if select(c)])
+    # Under xdist a case's tests run on one worker (conftest.scope_of).
+    return pytest.mark.parametrize("case", [c for c in cases() if select(c)])
 
 
 # -- the CLI --------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ class Spins(nn.Module):
 '''
 
 
-# One server for the module: keep its tests on one xdist worker.
-pytestmark = pytest.mark.xdist_group("test_lsp")
+# One server for the module: under xdist its tests run on one worker
+# (conftest.SHARED_MODULES).
 
 
 class Server:
