@@ -35,13 +35,17 @@ def _case(tmp_path, name="pooling_product"):
     return copy_case(name, tmp_path)
 
 
-def test_meta_trace_gives_the_same_fix(tmp_path, cli, meta_first):
-    folder = _case(tmp_path)
+def _fixed_on_meta(folder, cli):
+    """The case in ``folder`` gets its expected fix, from a trace on meta."""
     args = (folder / "args").read_text().split()
     run = cli(args + ["--verbose"], folder)
     assert run.code == 0, run
     assert "traced on meta" in run.stderr
     assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+
+
+def test_meta_trace_gives_the_same_fix(tmp_path, cli, meta_first):
+    _fixed_on_meta(_case(tmp_path), cli)
 
 
 def test_data_dependent_model_falls_back_to_cpu(tmp_path, cli, meta_first):
@@ -166,12 +170,7 @@ def test_a_script_compiled_while_sites_are_recorded_still_compiles(tmp_path, cli
 
 
 def test_a_position_table_is_fixed_on_meta_too(tmp_path, cli, meta_first):
-    folder = _case(tmp_path, "table_sincos_seq_len")
-    args = (folder / "args").read_text().split()
-    run = cli(args + ["--verbose"], folder)
-    assert run.code == 0, run
-    assert "traced on meta" in run.stderr
-    assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+    _fixed_on_meta(_case(tmp_path, "table_sincos_seq_len"), cli)
 
 
 def test_layers_built_for_meta_while_sites_are_recorded_are_on_meta_the_first_time_too():
@@ -257,12 +256,7 @@ def test_a_trace_over_its_cpu_budget_goes_to_meta_with_the_same_fix(tmp_path, cl
     """A CPU trace whose first pass passes CPU_TRACE_MACS multiply-adds stops
     and runs on meta (cost.py): the same fix, written the same way."""
     monkeypatch.setattr(dimfix.trace, "CPU_TRACE_MACS", 10_000)
-    folder = _case(tmp_path)
-    args = (folder / "args").read_text().split()
-    run = cli(args + ["--verbose"], folder)
-    assert run.code == 0, run
-    assert "traced on meta" in run.stderr
-    assert (folder / "broken.py").read_bytes() == (folder / "expected.py").read_bytes()
+    _fixed_on_meta(_case(tmp_path), cli)
 
 
 def test_multiply_adds_are_counted_from_the_input_shape():
