@@ -35,17 +35,32 @@ _VALUE_OPS = frozenset({
 class _NoValues(TorchFunctionMode):
     """Those ops on a floating-point meta tensor, given numbers, do nothing: it
     has no values, and on meta each runs one of torch's Python reference
-    kernels (~0.1 ms), most of building a timm ViT. Given a tensor, or on an
-    integer tensor (``mul_(0.5)`` raises there), an op still runs, and raises
-    as it would on CPU."""
+    kernels (~0.1 ms), most of building a timm ViT. What would raise still
+    raises: torch's own checks of the arguments run on one element on CPU
+    (``uniform_(5, 1)``); an in-place op on a weight that requires grad
+    outside ``no_grad`` (a leaf: it raises), on a tensor given as an
+    argument, or on one that is not contiguous runs as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probes: Dict[torch.dtype, torch.Tensor] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "__name__", None) in _VALUE_OPS and args \
-                and isinstance(args[0], torch.Tensor) and args[0].is_meta \
-                and args[0].is_floating_point() \
+        t = args[0] if args else None
+        if getattr(func, "__name__", None) in _VALUE_OPS and isinstance(t, torch.Tensor) \
+                and t.is_meta and t.is_floating_point() and t.is_contiguous() \
+                and not (t.requires_grad and torch.is_grad_enabled()) \
                 and all(a is None or type(a) in _NUMBERS for a in (*args[1:], *kwargs.values())):
-            return args[0]
+            probe = self.probes.get(t.dtype)
+            if probe is None:
+                probe = self.probes[t.dtype] = t.new_empty((1,), device="cpu")
+            try:
+                func(probe, *args[1:], **kwargs)
+            except Exception:  # noqa: BLE001 - torch refused: the meta kernel has its say
+                pass
+            else:
+                return t
         return func(*args, **kwargs)
 
 

@@ -277,3 +277,17 @@ def test_multiply_adds_are_counted_from_the_input_shape():
     fc = nn.Linear(32, 10, device="meta")
     fc.weight = None  # a layer whose weight lives elsewhere (a parametrization, a tie)
     assert macs(fc, (x,)) == 0
+
+
+def test_a_weight_written_in_place_outside_no_grad_still_stops_the_build(tmp_path, cli):
+    """``self.head.weight.mul_(0.1)`` without ``torch.no_grad()`` raises in
+    PyTorch (an in-place op on a leaf that requires grad): the build on meta
+    raises it too, though value ops are otherwise skipped there."""
+    (tmp_path / "leaf.py").write_text(SELF_INITIALIZED.replace(
+        "        self.head.weight.data.fill_(0.01)\n",
+        "        self.head.weight.mul_(0.1)\n").replace("nn.Linear(24, width)",
+                                                      "nn.Linear(20, width)"))
+    run = cli(["leaf.py::Tagger", "--input", "2x16x24"], tmp_path)
+    assert run.code == 2, run
+    assert "building Tagger raised RuntimeError: a leaf Variable that requires grad" \
+        in run.stderr, run
