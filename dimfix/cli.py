@@ -94,10 +94,13 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
     """
     from dimfix.report import Format, Mode, Report
 
+    # Editor mode: stdout gets a whole buffer, the one that came in if nothing
+    # else, whatever fails (but --dry-run and --diff print a diff or nothing).
+    buffer = _Buffer(bool(stdin_filename) and not (dry_run or diff))
     try:
         targets, stdin_filename = _stdin_target(targets, stdin_filename)
     except DimfixError as e:
-        _fail(e, verbose)
+        _fail(e, verbose, buffer)
     mode = Mode.CHECK if check else Mode.DRY_RUN if dry_run or diff else Mode.WRITE
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -121,12 +124,12 @@ def main(targets: Sequence[str], inputs, num_classes, output, init, unbatched, s
             raise BadUsage("--shapes takes a target (not --stdin-filename) and --format text or json")
         if stdin_filename:
             sys.exit(_stdin(stdin_filename, targets, cli, report, limits, not no_format,
-                            explicit, loading))
+                            explicit, loading, buffer))
         jobs_list, config = _jobs(targets, cli, exclude, not no_format, force_exclude, explicit)
         jobs_list = [loading(job) for job in jobs_list]
         _check_inputs(jobs_list)
     except DimfixError as e:
-        _fail(e, verbose)
+        _fail(e, verbose, buffer)
     if fmt == "text" and not quiet:
         _say_inputs(jobs_list)
     workers = jobs or (config.jobs if config else None) or os.cpu_count() or 1
@@ -241,7 +244,22 @@ def _run(jobs_list, workers, limits, report, mode) -> int:
     return report.finish()
 
 
-def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=None) -> int:
+class _Buffer:
+    """Editor mode's stdin, read once; ``echo``: what came in goes back out
+    when dimfix fails before it wrote a buffer."""
+
+    def __init__(self, echo: bool) -> None:
+        self.echo = echo
+        self.raw: Optional[bytes] = None
+
+    def read(self) -> bytes:
+        if self.raw is None:
+            self.raw = sys.stdin.buffer.read()
+        return self.raw
+
+
+def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=None,
+           buffer: Optional[_Buffer] = None) -> int:
     """Editor mode: source on stdin, fixed source on stdout, messages on stderr.
 
     Whatever happens to the model, stdout gets a whole buffer: the fixed one,
@@ -252,7 +270,7 @@ def _stdin(filename, targets, cli, report, limits, fmt, config=None, loading=Non
     from dimfix.report import Mode, colorize, file_diff
     from dimfix.source import decode_source
 
-    raw = sys.stdin.buffer.read()
+    raw = (buffer or _Buffer(False)).read()
     try:
         names = [t.rpartition("::")[2] for t in targets if "::" in t]
         source = decode_source(filename, raw)
@@ -352,9 +370,11 @@ class _Progress:
             click.echo("\r\x1b[K", err=True, nl=False)
 
 
-def _fail(e: DimfixError, verbose: bool):
+def _fail(e: DimfixError, verbose: bool, buffer: Optional[_Buffer] = None):
     from dimfix.report import problem_line
 
+    if buffer is not None and buffer.echo and buffer.raw is None:
+        _echo_bytes(buffer.read())  # failed before the buffer was read: it goes back
     problem = e.problem()
     if verbose and problem.detail:
         click.echo(problem.detail.rstrip(), err=True)

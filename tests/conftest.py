@@ -109,11 +109,11 @@ class Run:
 def cli(monkeypatch):
     """Run dimfix's click command in-process, in a given folder."""
 
-    def invoke(args, cwd):
+    def invoke(args, cwd, input=None):
         from dimfix.cli import main
 
         monkeypatch.chdir(cwd)
-        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
         return Run(result.exit_code, result.stdout, result.stderr)
 
     return invoke

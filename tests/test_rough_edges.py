@@ -65,11 +65,19 @@ def test_dash_reads_stdin_as_black_does(project):
 
 def test_a_model_named_in_the_stdin_filename_is_shown_where_it_goes(cli, project):
     """``--stdin-filename net.py::Net`` (the model in the path): one line that
-    says where the name goes, not "name one as net.py::Net::NAME"."""
-    run = cli(["--stdin-filename", "net.py::Net", "--input", "2x10"], project)
-    assert run.code == 2 and run.stdout == "", run
+    says where the name goes, not "name one as net.py::Net::NAME"; and, as in
+    every failure in editor mode, the buffer that came in goes back out whole."""
+    run = cli(["--stdin-filename", "net.py::Net", "--input", "2x10"], project, input=NET)
+    assert run.code == 2 and run.stdout == NET, run
     assert run.stderr == ("dimfix: error: --stdin-filename takes a path; name the model on the "
                           "target: dimfix -::Net --stdin-filename net.py\n"), run
+    # Bad input found before the buffer is read (an unparsable --input): the same.
+    run = cli(["-::Net", "--stdin-filename", "net.py", "--input", "2y10"], project, input=NET)
+    assert run.code == 2 and run.stdout == NET, run
+    # --diff prints a diff or nothing: nothing.
+    run = cli(["--stdin-filename", "net.py::Net", "--input", "2x10", "--diff"], project,
+              input=NET)
+    assert run.code == 2 and run.stdout == "", run
 
 
 MNIST = '''\
