@@ -35,11 +35,12 @@ _VALUE_OPS = frozenset({
 class _NoValues(TorchFunctionMode):
     """Those ops on a floating-point meta tensor, given numbers, do nothing: it
     has no values, and on meta each runs one of torch's Python reference
-    kernels (~0.1 ms), most of building a timm ViT. What would raise still
-    raises: torch's own checks of the arguments run on one element on CPU
-    (``uniform_(5, 1)``); an in-place op on a weight that requires grad
-    outside ``no_grad`` (a leaf: it raises), on a tensor given as an
-    argument, or on one that is not contiguous runs as before."""
+    kernels (~0.1 ms), most of building a timm ViT. What raised before still
+    raises: torch's own checks of the arguments run first on one element on
+    CPU, and if they refuse (``normal_(std=-1)``) the meta kernel runs as
+    before and decides; an in-place op on a weight that requires grad outside
+    ``no_grad`` (a leaf: it raises), on a tensor given as an argument, or on
+    one that is not contiguous runs as before."""
 
     def __init__(self) -> None:
         super().__init__()
