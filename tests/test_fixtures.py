@@ -8,10 +8,12 @@ language server's check and ``--shapes``, each asserted to leave the case's
 files as they were.
 
 The parity tests require the four front ends to find the same edits and the
-same refusals. The API's typed result is the reference: the CLI's write run
-must have written its texts byte for byte and printed the reason lines that
-dimfix's own text report makes of it, in order; the language server's check
-must find the same fixes, refusals and failures, and ``--shapes`` mark them.
+same refusals. The language server's typed result is the reference (it speaks
+to the command line, as the CLI does): the CLI's write run must have written
+its texts byte for byte and printed the reason lines that dimfix's own text
+report makes of it, in order; the API must find the same fixes, refusals and
+failures (it names options its own way, so its reason lines differ), and
+``--shapes`` mark them.
 ``reasons`` (when a case has the file) holds the exact reason lines.
 
 ``--check --format json`` runs on a sample of the cases (``_CHECKED``: every

@@ -35,10 +35,6 @@ class Spins(nn.Module):
 '''
 
 
-# One server for the module: under xdist its tests run on one worker
-# (conftest.SHARED_MODULES).
-
-
 class Server:
     """A started Session and the event loop its client runs on."""
 
@@ -63,6 +59,8 @@ class Server:
             self.loop.close()
 
 
+# One server for the module: under xdist its tests run on one worker
+# (conftest.SHARED_MODULES).
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("lsp-root"))
